@@ -1,0 +1,63 @@
+import koffi from 'koffi';
+
+/**
+ * The one place that opens native libraries. libbpf 1.1 (Debian bookworm) is the system
+ * library; everything else in src/loader declares its functions against these handles.
+ */
+export const libbpf = koffi.load('libbpf.so.1');
+export const libc = koffi.load('libc.so.6');
+
+/** Opaque libbpf handles. */
+export const BpfObject = koffi.opaque('bpf_object');
+export const BpfProgram = koffi.opaque('bpf_program');
+export const BpfMap = koffi.opaque('bpf_map');
+export const BpfObjectPtr = koffi.pointer(BpfObject);
+export const BpfProgramPtr = koffi.pointer(BpfProgram);
+export const BpfMapPtr = koffi.pointer(BpfMap);
+
+export { koffi };
+
+// libbpf reports through a printf-style callback with a va_list; on x86-64 a va_list is passed
+// as a pointer, so libc's vsnprintf can format it without knowing the arguments.
+const vsnprintf = libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *ap)');
+const PrintFn = koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *ap)');
+const setPrint = libbpf.func('void *libbpf_set_print(libbpf_print_fn *fn)');
+
+const LOG_LIMIT = 256 * 1024;
+let captured: string[] = [];
+let capturedBytes = 0;
+const fmtBuf = Buffer.alloc(64 * 1024);
+
+const printCallback = koffi.register((level: number, fmt: string, ap: unknown): number => {
+  const n = vsnprintf(fmtBuf, fmtBuf.length, fmt, ap);
+  if (n <= 0 || capturedBytes > LOG_LIMIT) return 0;
+  const text = fmtBuf.toString('utf8', 0, Math.min(n, fmtBuf.length - 1));
+  captured.push(text);
+  capturedBytes += text.length;
+  if (process.env.BPFD_DEBUG_LIBBPF) process.stderr.write(`libbpf[${level}]: ${text}`);
+  return 0;
+}, koffi.pointer(PrintFn));
+setPrint(printCallback);
+
+/** Run fn and return what libbpf printed while it ran (verifier logs included). */
+export function withLibbpfLog<T>(fn: () => T): { result: T; log: string } {
+  captured = [];
+  capturedBytes = 0;
+  const result = fn();
+  const log = captured.join('');
+  captured = [];
+  return { result, log };
+}
+
+/** Take and clear what libbpf printed since the last call. */
+export function takeLibbpfLog(): string {
+  const log = captured.join('');
+  captured = [];
+  capturedBytes = 0;
+  return log;
+}
+
+/** errno of the last failed libc call on this thread. */
+export function lastErrno(): number {
+  return koffi.errno();
+}

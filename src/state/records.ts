@@ -1,0 +1,47 @@
+/** Records persisted in LMDB. Field names follow the CLI's JSON (shared/CLI.md). */
+
+export type ProgramType = 'xdp' | 'tc' | 'tcx' | 'tracepoint' | 'uprobe' | 'kprobe' | 'unspec';
+
+export type XdpAction = 'aborted' | 'drop' | 'pass' | 'tx' | 'redirect' | 'dispatcher_return';
+
+export type BytecodeSource = { path: string; sha256: string } | { image: string; digest: string };
+
+export interface ProgramRecord {
+  id: number; // kernel program id
+  name: string; // function name
+  type: ProgramType;
+  section: string;
+  bytecode: BytecodeSource;
+  owner: { uid: number; username: string };
+  metadata: Record<string, string>;
+  maps: { pin_path: string; owner_id: number | null };
+  /** names of the maps pinned under maps.pin_path */
+  map_names: string[];
+  globals: Record<string, string>; // NAME -> hex
+  application: string | null;
+  license: string;
+  tag: string; // kernel tag, hex: identifies the same kernel object across processes
+  loaded_at: string;
+  persist: boolean;
+  /** boot the program was loaded in (/proc/sys/kernel/random/boot_id) */
+  boot_id: string;
+}
+
+export interface XdpLinkRecord {
+  id: number; // bpfd-assigned, stable
+  prog_id: number;
+  kind: 'xdp';
+  iface: string;
+  ifindex: number;
+  netns: string | null;
+  /** inode of the netns, so two interfaces of the same name in different netns never mix */
+  netns_ino: number;
+  priority: number;
+  proceed_on: XdpAction[];
+  mode: 'skb' | 'drv';
+  /** monotonically increasing: ties in priority keep attach order */
+  seq: number;
+  created_at: string;
+}
+
+export type LinkRecord = XdpLinkRecord;
