@@ -1,0 +1,90 @@
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { resolvePaths, type Paths } from './config.js';
+import { failedError } from './errors.js';
+import { acquireHostLock, type HostLock } from './lock.js';
+import { openStore, type Store } from '../state/store.js';
+
+export interface Subject {
+  uid: number;
+  gid: number;
+  groups: number[];
+  username: string;
+  pid: number;
+  via: 'cli' | 'socket';
+}
+
+/** Everything an operation needs: where things are, the store, who asks, the lock policy. */
+export interface Context {
+  paths: Paths;
+  subject: Subject;
+  lockTimeoutMs: number;
+  /** the command line or RPC, for the lock holder message */
+  what: string;
+  store(): Store;
+  bootId(): string;
+  /** Take the writer lock for the duration of fn. */
+  exclusive<T>(fn: () => T): T;
+}
+
+let bootIdCache: string | null = null;
+export function currentBootId(): string {
+  if (bootIdCache === null) bootIdCache = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  return bootIdCache;
+}
+
+export function cliSubject(): Subject {
+  let username = String(process.getuid?.() ?? '');
+  try {
+    username = os.userInfo().username;
+  } catch {
+    /* a uid without a passwd entry keeps its number as its name */
+  }
+  return {
+    uid: process.getuid?.() ?? -1,
+    gid: process.getgid?.() ?? -1,
+    groups: process.getgroups?.() ?? [],
+    username,
+    pid: process.pid,
+    via: 'cli',
+  };
+}
+
+export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number; what?: string; env?: NodeJS.ProcessEnv } = {}): Context {
+  const paths = resolvePaths(opts.env);
+  let store: Store | null = null;
+  let held: HostLock | null = null;
+  const ctx: Context = {
+    paths,
+    subject: opts.subject ?? cliSubject(),
+    lockTimeoutMs: opts.lockTimeoutMs ?? 30_000,
+    what: opts.what ?? 'bpfd',
+    store() {
+      if (!store) store = openStore(paths.stateDir);
+      return store;
+    },
+    bootId: currentBootId,
+    exclusive<T>(fn: () => T): T {
+      if (held) return fn();
+      const lock = acquireHostLock(paths.runtimeDir, ctx.lockTimeoutMs, ctx.what);
+      if (!lock) throw failedError('the bpfd lock is busy');
+      held = lock;
+      try {
+        return fn();
+      } finally {
+        held = null;
+        lock.release();
+      }
+    },
+  };
+  return ctx;
+}
+
+/** Mutating commands need root: say which privilege is missing instead of failing deep inside. */
+export function requireRoot(action: string): void {
+  if (process.getuid?.() !== 0) {
+    throw failedError(`${action} needs root: loading and attaching eBPF programs requires CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN`, [
+      'run it with sudo, or ask the bpfd service over its socket (bpfd system service), which checks the policy for you',
+    ]);
+  }
+}

@@ -1,0 +1,73 @@
+import { closeSync, mkdirSync, openSync, readFileSync, ftruncateSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { failedError } from './errors.js';
+import { lastErrno, libc } from '../loader/lib.js';
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+const EWOULDBLOCK = 11;
+const c_flock = libc.func('int flock(int fd, int op)');
+
+export interface HostLock {
+  release(): void;
+  /** milliseconds spent waiting for it */
+  waitedMs: number;
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * The host-wide writer lock: flock on a file in the runtime dir. The kernel drops it when the
+ * holder dies, so a killed bpfd never leaves a stale lock behind. The holder writes its pid and
+ * command into the file so that a waiter who gives up can say who is in the way.
+ */
+export function acquireHostLock(runtimeDir: string, timeoutMs: number, what: string): HostLock | null {
+  mkdirSync(runtimeDir, { recursive: true, mode: 0o755 });
+  const file = path.join(runtimeDir, 'lock');
+  const fd = openSync(file, 'a+', 0o600);
+  const start = performance.now();
+  let delay = 1;
+  for (;;) {
+    if (c_flock(fd, LOCK_EX | LOCK_NB) === 0) break;
+    const errno = lastErrno();
+    if (errno !== EWOULDBLOCK) {
+      closeSync(fd);
+      throw failedError(`cannot lock ${file}: errno ${errno}`);
+    }
+    const waited = performance.now() - start;
+    if (waited >= timeoutMs) {
+      closeSync(fd);
+      if (timeoutMs === 0) return null;
+      const holder = readHolder(file);
+      throw failedError(
+        `timed out after ${(timeoutMs / 1000).toFixed(1)} s waiting for the bpfd lock ${file}: held by ${holder}`,
+        ['another bpfd command is changing programs; wait for it, or raise --lock-timeout'],
+      );
+    }
+    Atomics.wait(sleeper, 0, 0, Math.min(delay, timeoutMs - waited));
+    delay = Math.min(delay * 2, 25);
+  }
+  const waitedMs = performance.now() - start;
+  ftruncateSync(fd, 0);
+  writeSync(fd, JSON.stringify({ pid: process.pid, command: what, since: new Date().toISOString() }), 0);
+  let released = false;
+  return {
+    waitedMs,
+    release() {
+      if (released) return;
+      released = true;
+      c_flock(fd, LOCK_UN);
+      closeSync(fd);
+    },
+  };
+}
+
+function readHolder(file: string): string {
+  try {
+    const h = JSON.parse(readFileSync(file, 'utf8')) as { pid: number; command: string; since: string };
+    return `pid ${h.pid} (${h.command}, since ${h.since})`;
+  } catch {
+    return 'another process (holder unknown)';
+  }
+}
