@@ -24,7 +24,9 @@ export interface Context {
   store(): Store;
   bootId(): string;
   /** Take the writer lock for the duration of fn. */
-  exclusive<T>(fn: () => T): T;
+  exclusive<T>(fn: () => Promise<T>): Promise<T>;
+  /** Run fn under the writer lock if it is free right now; null when another process holds it. */
+  tryExclusive<T>(fn: () => Promise<T>): Promise<T | null>;
 }
 
 let bootIdCache: string | null = null;
@@ -64,19 +66,28 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
       return store;
     },
     bootId: currentBootId,
-    exclusive<T>(fn: () => T): T {
-      if (held) return fn();
-      const lock = acquireHostLock(paths.runtimeDir, ctx.lockTimeoutMs, ctx.what);
-      if (!lock) throw failedError('the bpfd lock is busy');
+    async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+      const r = await withLock(ctx.lockTimeoutMs, fn);
+      if (r === null) throw failedError('the bpfd lock is busy');
+      return r.value;
+    },
+    async tryExclusive<T>(fn: () => Promise<T>): Promise<T | null> {
+      const r = await withLock(0, fn);
+      return r === null ? null : r.value;
+    },
+  };
+  async function withLock<T>(timeoutMs: number, fn: () => Promise<T>): Promise<{ value: T } | null> {
+      if (held) return { value: await fn() };
+      const lock = acquireHostLock(paths.runtimeDir, timeoutMs, ctx.what);
+      if (!lock) return null;
       held = lock;
       try {
-        return fn();
+        return { value: await fn() };
       } finally {
         held = null;
         lock.release();
       }
-    },
-  };
+  }
   return ctx;
 }
 

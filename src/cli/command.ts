@@ -1,0 +1,103 @@
+import { parseArgs } from 'node:util';
+import { defineCommand, type ArgsDef, type CommandDef } from 'citty';
+import { usageError } from '../core/errors.js';
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  description: string;
+  short?: string;
+  multiple?: boolean;
+  valueHint?: string;
+  default?: string;
+}
+
+export interface PositionalSpec {
+  name: string;
+  description: string;
+  required?: boolean;
+}
+
+export interface Parsed {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+}
+
+export const outputOption: Record<string, OptionSpec> = {
+  output: { type: 'string', short: 'o', description: 'output format: table or json', valueHint: 'table|json', default: 'table' },
+};
+
+/**
+ * citty gives the command tree and the help text; node's parseArgs then reads the same options
+ * strictly, because citty keeps only the last of a repeated flag and accepts unknown ones, and
+ * a typo in a flag must never be silently ignored by a tool that changes the kernel.
+ */
+export function bpfdCommand(def: {
+  name: string;
+  description: string;
+  options?: Record<string, OptionSpec>;
+  positionals?: PositionalSpec[];
+  run: (p: Parsed) => Promise<void>;
+}): CommandDef {
+  const args: ArgsDef = {};
+  for (const pos of def.positionals ?? []) {
+    args[pos.name] = { type: 'positional', description: pos.description, required: pos.required ?? true };
+  }
+  for (const [name, o] of Object.entries(def.options ?? {})) {
+    args[name] = {
+      type: o.type,
+      description: o.description + (o.multiple ? ' (repeatable)' : ''),
+      ...(o.short ? { alias: o.short } : {}),
+      ...(o.valueHint ? { valueHint: o.valueHint } : {}),
+      ...(o.default !== undefined ? { default: o.default } : {}),
+    } as ArgsDef[string];
+  }
+  return defineCommand({
+    meta: { name: def.name.split(' ').pop(), description: def.description },
+    args,
+    async run({ rawArgs }) {
+      let parsed;
+      try {
+        parsed = parseArgs({
+          args: rawArgs,
+          allowPositionals: true,
+          strict: true,
+          options: Object.fromEntries(
+            Object.entries(def.options ?? {}).map(([k, o]) => [
+              k,
+              { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}), ...(o.default !== undefined ? { default: o.default } : {}) },
+            ]),
+          ),
+        });
+      } catch (e) {
+        throw usageError(`${(e as Error).message.replace(/\. To specify.*$/s, '')} (see: bpfd ${def.name} --help)`);
+      }
+      const want = def.positionals ?? [];
+      const required = want.filter((p) => p.required ?? true).length;
+      if (parsed.positionals.length < required) {
+        throw usageError(`missing ${want[parsed.positionals.length].name.toUpperCase()} (see: bpfd ${def.name} --help)`);
+      }
+      if (parsed.positionals.length > want.length) {
+        throw usageError(`unexpected argument '${parsed.positionals[want.length]}' (see: bpfd ${def.name} --help)`);
+      }
+      const out = parsed.values.output;
+      if (out !== undefined && out !== 'table' && out !== 'json') throw usageError(`-o ${String(out)}: give table or json`);
+      await def.run({ values: parsed.values as Parsed['values'], positionals: parsed.positionals });
+    },
+  });
+}
+
+export function parseId(s: string, what = 'ID'): number {
+  if (!/^\d+$/.test(s) || Number(s) <= 0 || Number(s) > 0xffffffff) throw usageError(`${what} '${s}' is not a valid id: give the number shown by 'bpfd list'`);
+  return Number(s);
+}
+
+/** k=v pairs from repeatable options. */
+export function parsePairs(list: string[] | undefined, flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of list ?? []) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw usageError(`${flag} ${item}: expected KEY=VALUE`);
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}

@@ -1,0 +1,78 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
+import { attachCommand, detachCommand, getCommand, listCommand, loadCommand, unloadCommand } from './programs.js';
+import { versionCommand } from './version.js';
+import { BpfdError, ExitCode } from '../core/errors.js';
+
+// The shipped policy and fixtures are found relative to the install, wherever the bundle sits.
+if (!process.env.BPFD_HOME) {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (dir !== '/' && !existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
+  process.env.BPFD_HOME = dir;
+}
+
+const main = defineCommand({
+  meta: {
+    name: 'bpfd',
+    description: 'Daemonless eBPF program manager: every command does its work and exits; state lives in LMDB and bpffs pins.',
+  },
+  subCommands: {
+    load: loadCommand,
+    unload: unloadCommand,
+    attach: attachCommand,
+    detach: detachCommand,
+    list: listCommand,
+    get: getCommand,
+    version: versionCommand,
+  },
+});
+
+async function resolve(cmd: CommandDef, args: string[]): Promise<[CommandDef, CommandDef | undefined]> {
+  let parent: CommandDef | undefined;
+  for (const a of args) {
+    if (a.startsWith('-')) break;
+    const subs = (typeof cmd.subCommands === 'function' ? await cmd.subCommands() : await cmd.subCommands) as Record<string, CommandDef> | undefined;
+    const next = subs?.[a];
+    if (!next) break;
+    parent = cmd;
+    cmd = typeof next === 'function' ? await (next as () => Promise<CommandDef>)() : await next;
+  }
+  return [cmd, parent];
+}
+
+async function run(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
+    const [cmd, parent] = await resolve(main, argv);
+    await showUsage(cmd, parent);
+    return argv.length === 0 ? ExitCode.usage : ExitCode.ok;
+  }
+  if (argv[0] === '--version') argv = ['version'];
+  try {
+    await runCommand(main, { rawArgs: argv });
+    return Number(process.exitCode ?? 0);
+  } catch (e) {
+    return report(e);
+  }
+}
+
+function report(e: unknown): number {
+  if (e instanceof BpfdError) {
+    process.stderr.write(`bpfd: ${e.message}\n`);
+    for (const d of e.details) process.stderr.write(`  ${d}\n`);
+    return e.exitCode;
+  }
+  const err = e as Error & { code?: string };
+  // citty's own usage errors (unknown command, missing subcommand)
+  if (err?.name === 'CLIError' || err?.code === 'E_UNKNOWN_COMMAND' || err?.code === 'E_NO_COMMAND') {
+    process.stderr.write(`bpfd: ${err.message} (see: bpfd --help)\n`);
+    return ExitCode.usage;
+  }
+  process.stderr.write(`bpfd: internal error: ${err?.message ?? String(e)}\n`);
+  if (process.env.BPFD_DEBUG) process.stderr.write(`${err?.stack ?? ''}\n`);
+  else process.stderr.write('  set BPFD_DEBUG=1 for a stack trace, and please report it\n');
+  return ExitCode.failed;
+}
+
+process.exitCode = await run(process.argv.slice(2));

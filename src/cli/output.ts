@@ -1,0 +1,61 @@
+import type { ProgramView } from '../core/view.js';
+
+export function printJson(v: unknown): void {
+  process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+}
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+export function programsTable(progs: ProgramView[]): string {
+  const rows: string[][] = [];
+  for (const p of progs) {
+    const links = p.links.length ? p.links : [null];
+    for (const l of links) {
+      rows.push([
+        String(p.id),
+        p.name,
+        p.type,
+        l ? (l.netns ? `${l.iface}@${l.netns.split('/').pop()}` : l.iface) : '-',
+        l ? String(l.priority) : '-',
+        l ? String(l.position) : '-',
+        l ? l.proceed_on.join(',') : '-',
+        l ? l.mode : '-',
+        l ? String(l.id) : '-',
+      ]);
+    }
+  }
+  return table(['ID', 'NAME', 'TYPE', 'IFACE', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE', 'LINK'], rows);
+}
+
+export function programDetail(p: ProgramView): string {
+  const src = 'path' in p.bytecode ? `${p.bytecode.path} (sha256 ${p.bytecode.sha256})` : `${p.bytecode.image} (${p.bytecode.digest})`;
+  const kv: Array<[string, string]> = [
+    ['ID', String(p.id)],
+    ['Name', p.name],
+    ['Type', p.type],
+    ['Bytecode', src],
+    ['Owner', `${p.owner.username} (uid ${p.owner.uid})`],
+    ['Loaded at', p.loaded_at],
+    ['Maps', `${p.maps.pin_path}${p.maps.names.length ? ` (${p.maps.names.join(', ')})` : ''}`],
+    ['Map owner', p.maps.owner_id === null ? '-' : String(p.maps.owner_id)],
+    ['Application', p.application ?? '-'],
+    ['Metadata', Object.entries(p.metadata).map(([k, v]) => `${k}=${v}`).join(', ') || '-'],
+  ];
+  if (p.kernel) {
+    kv.push(['Tag', p.kernel.tag], ['GPL compatible', String(p.kernel.gpl_compatible)], ['Kernel map ids', p.kernel.map_ids.join(', ') || '-']);
+    kv.push(['Size', `${p.kernel.bytes_xlated} B translated, ${p.kernel.bytes_jited} B jited, ${p.kernel.verified_insns} insns verified`]);
+  }
+  const w = Math.max(...kv.map(([k]) => k.length));
+  let out = kv.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n') + '\n';
+  if (p.links.length) {
+    out += '\nLinks:\n' + table(
+      ['LINK', 'IFACE', 'NETNS', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE'],
+      p.links.map((l) => [String(l.id), l.iface, l.netns ?? '-', String(l.priority), String(l.position), l.proceed_on.join(','), l.mode]),
+    ).replace(/^/gm, '  ');
+  } else out += '\nLinks:    none (load only; attach with: bpfd attach ' + p.id + ' --iface IF)\n';
+  return out;
+}

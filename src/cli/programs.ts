@@ -1,0 +1,204 @@
+import { defineCommand } from 'citty';
+import { bpfdCommand, outputOption, parseId, parsePairs, type OptionSpec, type Parsed } from './command.js';
+import { printJson, programDetail, programsTable } from './output.js';
+import { parseXdpAttach } from '../core/attach-options.js';
+import { createContext } from '../core/context.js';
+import { failedError, usageError } from '../core/errors.js';
+import type { ProgramType } from '../state/records.js';
+
+const attachOptions: Record<string, OptionSpec> = {
+  iface: { type: 'string', description: 'interface to attach the XDP program to', valueHint: 'IF' },
+  priority: { type: 'string', description: 'order on the interface, 0..1000, lower runs first (default 50)', valueHint: 'N' },
+  'proceed-on': {
+    type: 'string',
+    multiple: true,
+    description: 'XDP results after which the next program runs: aborted, drop, pass, tx, redirect, dispatcher_return (default pass,dispatcher_return)',
+    valueHint: 'ACTION,…',
+  },
+  mode: { type: 'string', description: 'skb (generic) or drv (native); default drv, falling back to skb', valueHint: 'skb|drv' },
+  netns: { type: 'string', description: 'network namespace file (e.g. /var/run/netns/NAME) in which to find --iface', valueHint: 'PATH' },
+};
+
+const lockOption: Record<string, OptionSpec> = {
+  'lock-timeout': { type: 'string', description: 'seconds to wait for another bpfd command to finish (default 30)', valueHint: 'SECONDS' },
+};
+
+const loadOptions: Record<string, OptionSpec> = {
+  name: { type: 'string', description: 'function name of the program in the object (required)', valueHint: 'FUNC' },
+  type: { type: 'string', description: 'program type when the section does not say (xdp, tc, tracepoint, uprobe)', valueHint: 'TYPE' },
+  metadata: { type: 'string', multiple: true, description: 'a KEY=VALUE label kept with the program', valueHint: 'K=V' },
+  global: { type: 'string', multiple: true, description: 'set a .data/.rodata/.bss variable before load, value in hex bytes', valueHint: 'NAME=HEX' },
+  'map-owner-id': { type: 'string', description: 'share the maps of this earlier program instead of creating new ones', valueHint: 'ID' },
+  application: { type: 'string', description: 'application the program belongs to (used by policy ordering rules)', valueHint: 'NAME' },
+  persist: { type: 'boolean', description: 'load and attach it again at boot (bpfd system restore)' },
+};
+
+function ctxFor(p: Parsed, what: string) {
+  const lt = p.values['lock-timeout'];
+  let lockTimeoutMs: number | undefined;
+  if (typeof lt === 'string') {
+    const s = Number(lt);
+    if (!Number.isFinite(s) || s < 0) throw usageError(`--lock-timeout ${lt}: give a number of seconds`);
+    lockTimeoutMs = s * 1000;
+  }
+  return createContext({ lockTimeoutMs, what });
+}
+
+const isJson = (p: Parsed) => p.values.output === 'json';
+
+function attachFrom(p: Parsed, required: boolean) {
+  const v = p.values;
+  const given = ['iface', 'priority', 'proceed-on', 'mode', 'netns'].some((k) => v[k] !== undefined);
+  if (!given && !required) return undefined;
+  if (!v.iface) throw usageError(`--iface is required${given ? ' with --priority, --proceed-on, --mode or --netns' : ''}`);
+  return parseXdpAttach({
+    iface: v.iface as string,
+    priority: v.priority as string | undefined,
+    proceedOn: v['proceed-on'] as string[] | undefined,
+    mode: v.mode as string | undefined,
+    netns: v.netns as string | undefined,
+  });
+}
+
+function parseGlobals(list: string[] | undefined): Record<string, Buffer> {
+  const out: Record<string, Buffer> = {};
+  for (const [k, v] of Object.entries(parsePairs(list, '--global'))) {
+    const hex = v.replace(/^0x/i, '');
+    if (!/^([0-9a-f]{2})+$/i.test(hex)) throw usageError(`--global ${k}=${v}: the value must be hex bytes, e.g. ${k}=01000000`);
+    out[k] = Buffer.from(hex, 'hex');
+  }
+  return out;
+}
+
+const loadFile = bpfdCommand({
+  name: 'load file',
+  description: 'Load a program from a BPF object file; with --iface, attach it too',
+  options: { path: { type: 'string', description: 'the compiled BPF object (.o) (required)', valueHint: 'OBJ' }, ...loadOptions, ...attachOptions, ...lockOption, ...outputOption },
+  async run(p) {
+    const v = p.values;
+    if (!v.path) throw usageError('--path is required: the BPF object file to load');
+    if (!v.name) throw usageError('--name is required: the function name of the program in the object');
+    const { loadFile: load } = await import('../core/programs.js');
+    const ctx = ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
+    const view = await load(ctx, {
+      path: v.path as string,
+      name: v.name as string,
+      type: v.type as ProgramType | undefined,
+      metadata: parsePairs(v.metadata as string[] | undefined, '--metadata'),
+      globals: parseGlobals(v.global as string[] | undefined),
+      mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
+      application: (v.application as string | undefined) ?? null,
+      persist: v.persist === true,
+      attach: attachFrom(p, false),
+    });
+    if (isJson(p)) printJson(view);
+    else process.stdout.write(programDetail(view));
+  },
+});
+
+const loadImage = bpfdCommand({
+  name: 'load image',
+  description: 'Load a program from an OCI image in bpfman\'s bytecode image format',
+  options: {
+    'image-url': { type: 'string', description: 'image reference, e.g. quay.io/org/prog:v1', valueHint: 'REF' },
+    'pull-policy': { type: 'string', description: 'Always, IfNotPresent or Never', valueHint: 'POLICY' },
+    'registry-auth': { type: 'string', description: 'base64 of user:password', valueHint: 'B64' },
+    ...loadOptions,
+    ...attachOptions,
+    ...lockOption,
+    ...outputOption,
+  },
+  async run() {
+    throw failedError('loading from OCI images is not available in this build yet', ['pull the object out of the image yourself and use: bpfd load file --path OBJ']);
+  },
+});
+
+export const loadCommand = defineCommand({
+  meta: { name: 'load', description: 'Load an eBPF program (from a file or an OCI image)' },
+  subCommands: { file: loadFile, image: loadImage },
+});
+
+export const unloadCommand = bpfdCommand({
+  name: 'unload',
+  description: 'Detach every link of a program, then unload it',
+  positionals: [{ name: 'id', description: 'program id (from bpfd list)' }],
+  options: { ...lockOption },
+  async run(p) {
+    const id = parseId(p.positionals[0]);
+    const { unload } = await import('../core/programs.js');
+    await unload(ctxFor(p, `bpfd unload ${id}`), id);
+  },
+});
+
+export const attachCommand = bpfdCommand({
+  name: 'attach',
+  description: 'Attach a loaded program to (another) interface',
+  positionals: [{ name: 'id', description: 'program id (from bpfd list)' }],
+  options: { ...attachOptions, ...lockOption, ...outputOption },
+  async run(p) {
+    const id = parseId(p.positionals[0]);
+    const { attach } = await import('../core/programs.js');
+    const view = await attach(ctxFor(p, `bpfd attach ${id}`), id, attachFrom(p, true)!);
+    if (isJson(p)) printJson(view);
+    else process.stdout.write(programDetail(view));
+  },
+});
+
+export const detachCommand = bpfdCommand({
+  name: 'detach',
+  description: 'Remove one link of a program; the program stays loaded',
+  positionals: [{ name: 'link_id', description: 'link id (from bpfd get ID)' }],
+  options: { ...lockOption },
+  async run(p) {
+    const id = parseId(p.positionals[0], 'LINK_ID');
+    const { detach } = await import('../core/programs.js');
+    await detach(ctxFor(p, `bpfd detach ${id}`), id);
+  },
+});
+
+export const listCommand = bpfdCommand({
+  name: 'list',
+  description: 'List the programs bpfd manages, by interface and position',
+  options: {
+    type: { type: 'string', description: 'only programs of this type', valueHint: 'TYPE' },
+    iface: { type: 'string', description: 'only programs attached to this interface', valueHint: 'IF' },
+    metadata: { type: 'string', multiple: true, description: 'only programs with this label', valueHint: 'K=V' },
+    all: { type: 'boolean', description: 'also list kernel programs bpfd does not manage' },
+    ...outputOption,
+  },
+  async run(p) {
+    const { list } = await import('../core/programs.js');
+    const views = await list(createContext({ what: 'bpfd list' }), {
+      type: p.values.type as string | undefined,
+      iface: p.values.iface as string | undefined,
+      metadata: parsePairs(p.values.metadata as string[] | undefined, '--metadata'),
+    });
+    if (p.values.all) {
+      const { unmanagedPrograms } = await import('../core/kernel-programs.js');
+      const others = unmanagedPrograms(new Set(views.map((v) => v.id)));
+      if (isJson(p)) return printJson([...views, ...others]);
+      process.stdout.write(programsTable(views));
+      if (others.length) {
+        const { table } = await import('./output.js');
+        process.stdout.write('\nNot managed by bpfd:\n' + table(['ID', 'NAME', 'TYPE', 'TAG'], others.map((o) => [String(o.id), o.name, o.type, o.kernel.tag])));
+      }
+      return;
+    }
+    if (isJson(p)) printJson(views);
+    else process.stdout.write(programsTable(views));
+  },
+});
+
+export const getCommand = bpfdCommand({
+  name: 'get',
+  description: 'Show one program with its links and kernel details',
+  positionals: [{ name: 'id', description: 'program id (from bpfd list)' }],
+  options: { ...outputOption },
+  async run(p) {
+    const id = parseId(p.positionals[0]);
+    const { get } = await import('../core/programs.js');
+    const view = await get(createContext({ what: `bpfd get ${id}` }), id);
+    if (isJson(p)) printJson(view);
+    else process.stdout.write(programDetail(view));
+  },
+});

@@ -1,0 +1,312 @@
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { type Context, requireRoot } from './context.js';
+import type { XdpAttachOptions } from './attach-options.js';
+import { failedError, notFoundError, usageError } from './errors.js';
+import { gate } from './policy-gate.js';
+import { reconcile } from './reconcile.js';
+import { positions, programView, type KernelView, type ProgramView } from './view.js';
+import { ifaceKeyString, orderLinks, syncXdpInterface, type IfaceKey } from './xdp-interface.js';
+import { closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
+import { ensureBpffs } from '../loader/bpffs.js';
+import { programTypeOfSection, readBpfElf } from '../loader/elf.js';
+import { inNetns, currentNetnsIno, ifindexOf, netnsIno } from '../loader/netns.js';
+import { loadProgramObject, mapsDirPath, progPinPath } from '../loader/object.js';
+import { nextCounter } from '../state/store.js';
+import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../state/records.js';
+
+export const MAX_XDP_PER_INTERFACE = 10;
+
+export interface LoadFileRequest {
+  path: string;
+  name: string;
+  type?: ProgramType;
+  metadata: Record<string, string>;
+  globals: Record<string, Buffer>;
+  mapOwnerId?: number;
+  application?: string | null;
+  persist?: boolean;
+  attach?: XdpAttachOptions;
+}
+
+const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** Loads a program from an object file and, with attach options, attaches it in the same step. */
+export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<ProgramView> {
+  requireRoot('bpfd load');
+  const elf = readBpfElf(req.path);
+  const fn = elf.programs.find((p) => p.name === req.name);
+  if (!fn) {
+    const names = elf.programs.map((p) => `${p.name} (section ${p.section})`).join(', ') || 'none';
+    throw usageError(`function ${req.name} is not a program in ${req.path}`, [`programs in the object: ${names}`]);
+  }
+  const type = req.type ?? programTypeOfSection(fn.section);
+  if (type === 'unspec') throw usageError(`cannot tell the program type of section '${fn.section}'; pass --type`);
+  if (req.attach && type !== 'xdp') throw usageError(`--iface attaches XDP programs; ${req.name} is a ${type} program`);
+
+  return ctx.exclusive(async () => {
+    const state = reconcile(ctx, true);
+    const store = ctx.store();
+    let shareMapsFrom: string | undefined;
+    if (req.mapOwnerId !== undefined) {
+      const owner = state.programs.find((p) => p.id === req.mapOwnerId);
+      if (!owner) throw usageError(`--map-owner-id ${req.mapOwnerId}: no program with that id is loaded by bpfd`);
+      shareMapsFrom = owner.maps.pin_path;
+    }
+    const target = req.attach ? resolveInterface(req.attach) : null;
+    const existing = target ? state.links.filter((l) => ifaceKeyString(l) === ifaceKeyString(target)) : [];
+    if (target && existing.length >= MAX_XDP_PER_INTERFACE) throw tooMany(target.iface, existing);
+    await gate(ctx, {
+      action: 'load',
+      program: { elf, name: req.name, type, section: fn.section },
+      attach: req.attach ? { iface: req.attach.iface, netns: req.attach.netns, priority: req.attach.priority, proceed_on: req.attach.proceedOn } : undefined,
+      existing: existing.map((link) => ({ link, program: state.programs.find((p) => p.id === link.prog_id) })),
+      application: req.application ?? null,
+      metadata: req.metadata,
+    });
+
+    ensureBpffs(ctx.paths.bpffs);
+    const record = loadProgramObject(
+      { elf, name: req.name, bpffs: ctx.paths.bpffs, globals: req.globals, shareMapsFrom },
+      (loaded) => {
+        const rec: ProgramRecord = {
+          id: loaded.info.id,
+          name: req.name,
+          type,
+          section: fn.section,
+          bytecode: { path: elf.path, sha256: elf.sha256 },
+          owner: { uid: ctx.subject.uid, username: ctx.subject.username },
+          metadata: req.metadata,
+          maps: { pin_path: loaded.mapsDir, owner_id: req.mapOwnerId ?? null },
+          map_names: loaded.mapNames,
+          globals: Object.fromEntries(Object.entries(req.globals).map(([k, v]) => [k, v.toString('hex')])),
+          application: req.application ?? null,
+          license: elf.license,
+          tag: loaded.info.tag,
+          loaded_at: nowIso(),
+          persist: req.persist ?? false,
+          boot_id: ctx.bootId(),
+        };
+        let link: XdpLinkRecord | null = null;
+        if (target && req.attach) {
+          link = newLink(ctx, rec.id, target, req.attach);
+          attachMembers(ctx, target, [...existing, link], req.attach.mode, existing);
+        }
+        try {
+          store.root.transactionSync(() => {
+            store.programs.put(rec.id, rec);
+            if (link) store.links.put(link.id, link);
+          });
+        } catch (e) {
+          if (target) attachMembers(ctx, target, existing, req.attach?.mode, [...existing, link!]);
+          throw e;
+        }
+        return rec;
+      },
+    );
+    return viewOf(ctx, record.id);
+  });
+}
+
+/** Attaches an already loaded program to (another) interface. */
+export async function attach(ctx: Context, id: number, opts: XdpAttachOptions): Promise<ProgramView> {
+  requireRoot('bpfd attach');
+  return ctx.exclusive(async () => {
+    const state = reconcile(ctx, true);
+    const prog = state.programs.find((p) => p.id === id);
+    if (!prog) throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
+    if (prog.type !== 'xdp') throw usageError(`program ${id} is a ${prog.type} program; only XDP programs attach to interfaces here`);
+    const target = resolveInterface(opts);
+    const existing = state.links.filter((l) => ifaceKeyString(l) === ifaceKeyString(target));
+    if (existing.some((l) => l.prog_id === id)) throw usageError(`program ${id} is already attached to ${opts.iface}`);
+    if (existing.length >= MAX_XDP_PER_INTERFACE) throw tooMany(target.iface, existing);
+    await gate(ctx, {
+      action: 'attach',
+      program: { record: prog, name: prog.name, type: prog.type, section: prog.section },
+      attach: { iface: opts.iface, netns: opts.netns, priority: opts.priority, proceed_on: opts.proceedOn },
+      existing: existing.map((link) => ({ link, program: state.programs.find((p) => p.id === link.prog_id) })),
+      application: prog.application,
+      metadata: prog.metadata,
+    });
+    ensureBpffs(ctx.paths.bpffs);
+    const store = ctx.store();
+    const link = newLink(ctx, id, target, opts);
+    attachMembers(ctx, target, [...existing, link], opts.mode, existing);
+    try {
+      await store.links.put(link.id, link);
+    } catch (e) {
+      attachMembers(ctx, target, existing, opts.mode, [...existing, link]);
+      throw e;
+    }
+    return viewOf(ctx, id);
+  });
+}
+
+/** Removes one link; the program stays loaded. */
+export async function detach(ctx: Context, linkId: number): Promise<void> {
+  requireRoot('bpfd detach');
+  await ctx.exclusive(async () => {
+    const state = reconcile(ctx, true);
+    const link = state.links.find((l) => l.id === linkId);
+    if (!link) throw notFoundError(`no link with id ${linkId} (see the links of: bpfd list)`);
+    const prog = state.programs.find((p) => p.id === link.prog_id);
+    await gate(ctx, {
+      action: 'detach',
+      program: prog && { record: prog, name: prog.name, type: prog.type, section: prog.section },
+      attach: { iface: link.iface, netns: link.netns, priority: link.priority, proceed_on: link.proceed_on },
+      application: prog?.application ?? null,
+      metadata: prog?.metadata ?? {},
+    });
+    removeLinks(ctx, state.links, [link]);
+  });
+}
+
+/** Detaches every link of the program, then unloads it. */
+export async function unload(ctx: Context, id: number): Promise<void> {
+  requireRoot('bpfd unload');
+  await ctx.exclusive(async () => {
+    const state = reconcile(ctx, true);
+    const prog = state.programs.find((p) => p.id === id);
+    if (!prog) throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
+    const users = state.programs.filter((p) => p.maps.owner_id === id);
+    if (users.length) {
+      throw failedError(`program ${id} owns maps that programs ${users.map((u) => u.id).join(', ')} share`, ['unload those first']);
+    }
+    await gate(ctx, {
+      action: 'unload',
+      program: { record: prog, name: prog.name, type: prog.type, section: prog.section },
+      application: prog.application,
+      metadata: prog.metadata,
+    });
+    const store = ctx.store();
+    removeLinks(ctx, state.links, state.links.filter((l) => l.prog_id === id));
+    store.root.transactionSync(() => {
+      store.programs.remove(id);
+      store.blobs.remove(`image:${id}`);
+    });
+    rmSync(progPinPath(ctx.paths.bpffs, id), { force: true });
+    if (prog.maps.owner_id === null) rmSync(mapsDirPath(ctx.paths.bpffs, id), { recursive: true, force: true });
+  });
+}
+
+export interface ListFilter {
+  type?: string;
+  iface?: string;
+  metadata?: Record<string, string>;
+}
+
+/** Programs bpfd manages, ordered by interface, then position of their first link. */
+export async function list(ctx: Context, filter: ListFilter = {}): Promise<ProgramView[]> {
+  const state = await readState(ctx);
+  const pos = positions(state.links);
+  let views = state.programs.map((p) => programView(p, state.links, pos));
+  if (filter.type) views = views.filter((v) => v.type === filter.type);
+  if (filter.iface) views = views.filter((v) => v.links.some((l) => l.iface === filter.iface));
+  for (const [k, v] of Object.entries(filter.metadata ?? {})) views = views.filter((p) => p.metadata[k] === v);
+  const sortKey = (v: ProgramView) => {
+    const l = v.links[0];
+    return l ? [0, `${l.netns ?? ''}\u0000${l.iface}`, l.position, v.id] : [1, '', 0, v.id];
+  };
+  return views.sort((a, b) => {
+    const ka = sortKey(a);
+    const kb = sortKey(b);
+    for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] < kb[i] ? -1 : 1;
+    return 0;
+  });
+}
+
+export async function get(ctx: Context, id: number): Promise<ProgramView> {
+  const state = await readState(ctx);
+  if (!state.programs.some((p) => p.id === id)) throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
+  return viewOf(ctx, id, state);
+}
+
+/** Reads repair when the lock is free right now, and never wait for it. */
+async function readState(ctx: Context) {
+  if (process.getuid?.() === 0) {
+    const repaired = await ctx.tryExclusive(async () => reconcile(ctx, true));
+    if (repaired) return repaired;
+  }
+  return reconcile(ctx, false);
+}
+
+function viewOf(ctx: Context, id: number, state = reconcile(ctx, false)): ProgramView {
+  const prog = state.programs.find((p) => p.id === id)!;
+  return programView(prog, state.links, positions(state.links), kernelView(id));
+}
+
+function kernelView(id: number): KernelView | undefined {
+  const fd = tryProgFdById(id);
+  if (fd < 0) return undefined;
+  try {
+    const i = progInfo(fd);
+    return {
+      tag: i.tag,
+      gpl_compatible: i.gplCompatible,
+      map_ids: i.mapIds,
+      btf_id: i.btfId,
+      bytes_xlated: i.xlatedLen,
+      bytes_jited: i.jitedLen,
+      verified_insns: i.verifiedInsns,
+    };
+  } finally {
+    closeFd(fd);
+  }
+}
+
+function resolveInterface(opts: XdpAttachOptions): IfaceKey {
+  const ino = opts.netns ? netnsIno(opts.netns) : currentNetnsIno();
+  const ifindex = inNetns(opts.netns, () => ifindexOf(opts.iface, opts.netns));
+  return { iface: opts.iface, ifindex, netnsIno: ino, netns: opts.netns };
+}
+
+function newLink(ctx: Context, progId: number, target: IfaceKey, opts: XdpAttachOptions): XdpLinkRecord {
+  const store = ctx.store();
+  const id = store.root.transactionSync(() => nextCounter(store, 'link'));
+  return {
+    id,
+    prog_id: progId,
+    kind: 'xdp',
+    iface: target.iface,
+    ifindex: target.ifindex,
+    netns: target.netns,
+    netns_ino: target.netnsIno,
+    priority: opts.priority,
+    proceed_on: opts.proceedOn,
+    mode: opts.mode ?? 'drv',
+    seq: id,
+    created_at: nowIso(),
+  };
+}
+
+/** Applies a new membership to an interface; on failure restores the previous one. */
+function attachMembers(ctx: Context, target: IfaceKey, members: LinkRecord[], mode: 'skb' | 'drv' | undefined, previous: LinkRecord[]): void {
+  const ifaceMode = previous[0]?.mode;
+  if (mode && ifaceMode && mode !== ifaceMode) {
+    throw usageError(`${target.iface} runs its XDP programs in ${ifaceMode} mode; --mode ${mode} cannot be mixed in`);
+  }
+  const actual = inNetns(target.netns, () => syncXdpInterface(ctx.paths.bpffs, target, orderLinks(members), mode ?? ifaceMode));
+  for (const m of members) m.mode = actual;
+}
+
+function removeLinks(ctx: Context, all: LinkRecord[], gone: LinkRecord[]): void {
+  const store = ctx.store();
+  const goneIds = new Set(gone.map((l) => l.id));
+  const ifaces = new Map<string, LinkRecord>();
+  for (const l of gone) ifaces.set(ifaceKeyString(l), l);
+  for (const [key, l] of ifaces) {
+    const survivors = all.filter((x) => ifaceKeyString(x) === key && !goneIds.has(x.id));
+    const target: IfaceKey = { iface: l.iface, ifindex: l.ifindex, netnsIno: l.netns_ino, netns: l.netns };
+    inNetns(l.netns, () => syncXdpInterface(ctx.paths.bpffs, target, orderLinks(survivors), l.mode));
+  }
+  store.root.transactionSync(() => {
+    for (const id of goneIds) store.links.remove(id);
+  });
+}
+
+function tooMany(iface: string, existing: LinkRecord[]) {
+  return failedError(`interface ${iface} already has ${existing.length} XDP programs, the maximum`, [
+    `programs there: ${orderLinks(existing).map((l) => `${l.prog_id} (priority ${l.priority})`).join(', ')}`,
+    'unload or detach one first',
+  ]);
+}

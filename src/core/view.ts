@@ -1,0 +1,76 @@
+import type { LinkRecord, ProgramRecord, XdpAction } from '../state/records.js';
+import { orderLinks } from './xdp-interface.js';
+
+/** A program as the CLI prints it and scripts read it (shared/CLI.md). */
+export interface ProgramView {
+  id: number;
+  name: string;
+  type: string;
+  links: LinkView[];
+  bytecode: ProgramRecord['bytecode'];
+  owner: ProgramRecord['owner'];
+  metadata: Record<string, string>;
+  maps: ProgramRecord['maps'] & { names: string[] };
+  application: string | null;
+  loaded_at: string;
+  kernel?: KernelView;
+}
+
+export interface LinkView {
+  id: number;
+  iface: string;
+  ifindex: number;
+  netns: string | null;
+  priority: number;
+  position: number;
+  proceed_on: XdpAction[];
+  mode: 'skb' | 'drv';
+}
+
+export interface KernelView {
+  tag: string;
+  gpl_compatible: boolean;
+  map_ids: number[];
+  btf_id: number;
+  bytes_xlated: number;
+  bytes_jited: number;
+  verified_insns: number;
+}
+
+/** Position of a link = its rank among the links on the same interface. */
+export function positions(allLinks: LinkRecord[]): Map<number, number> {
+  const byIface = new Map<string, LinkRecord[]>();
+  for (const l of allLinks) {
+    const k = `${l.netns_ino}-${l.ifindex}`;
+    byIface.set(k, [...(byIface.get(k) ?? []), l]);
+  }
+  const pos = new Map<number, number>();
+  for (const group of byIface.values()) orderLinks(group).forEach((l, i) => pos.set(l.id, i));
+  return pos;
+}
+
+export function programView(p: ProgramRecord, links: LinkRecord[], pos: Map<number, number>, kernel?: KernelView): ProgramView {
+  const mine = orderLinks(links.filter((l) => l.prog_id === p.id));
+  return {
+    id: p.id,
+    name: p.name,
+    type: p.type,
+    links: mine.map((l) => ({
+      id: l.id,
+      iface: l.iface,
+      ifindex: l.ifindex,
+      netns: l.netns,
+      priority: l.priority,
+      position: pos.get(l.id) ?? 0,
+      proceed_on: l.proceed_on,
+      mode: l.mode,
+    })),
+    bytecode: p.bytecode,
+    owner: p.owner,
+    metadata: p.metadata,
+    maps: { ...p.maps, names: p.map_names },
+    application: p.application,
+    loaded_at: p.loaded_at,
+    ...(kernel ? { kernel } : {}),
+  };
+}
