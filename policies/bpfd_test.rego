@@ -1,0 +1,247 @@
+package bpfd.authz_test
+
+import rego.v1
+
+import data.bpfd.authz
+
+# A data document like policies/examples/netops.json, inlined so the tests do
+# not depend on the example staying as it is.
+grants := [
+	{
+		"name": "netops",
+		"groups": ["netops"],
+		"actions": ["load", "attach", "detach", "unload", "pull"],
+		"program_types": ["xdp"],
+		"interfaces": ["eth*", "veth*"],
+		"priority": {"min": 100, "max": 899},
+		"max_insns": 4096,
+		"images": ["registry.example.com/net/*"],
+	},
+	{"name": "leads", "groups": ["leads"], "manage_others": true},
+	{"uids": [2001], "users": ["bot"], "actions": ["load"]},
+]
+
+bands := [{"min": 0, "max": 99, "applications": ["firewall"], "groups": ["secops"], "uids": [3000], "description": "early drop"}]
+
+ordering := [{"before": "firewall", "after": "monitoring"}]
+
+forbidden := {"helpers": {"contractors": ["bpf_redirect*"]}, "kfuncs": {"contractors": ["bpf_kfunc_*"]}}
+
+licenses := {"allowed": ["GPL", "Dual BSD/GPL"]}
+
+alice := {"uid": 1001, "gid": 1001, "groups": ["netops"], "username": "alice", "pid": 10, "via": "cli"}
+
+root := {"uid": 0, "gid": 0, "groups": ["root"], "username": "root", "pid": 1, "via": "cli"}
+
+program := {
+	"name": "xdp_count", "type": "xdp", "section": "xdp", "license": "GPL",
+	"sha256": "00", "insn_count": 15, "helpers": ["bpf_map_lookup_elem"], "kfuncs": [], "maps": [],
+}
+
+load_input := {
+	"subject": alice,
+	"action": "load",
+	"program": program,
+	"attach": {"iface": "eth0", "netns": null, "priority": 150, "proceed_on": ["pass"]},
+	"existing": [],
+	"application": "ratelimit",
+	"metadata": {},
+}
+
+decide(inp) := d if {
+	d := authz.decision with input as inp
+		with data.grants as grants
+		with data.reserved_priorities as bands
+		with data.ordering as ordering
+		with data.forbidden as forbidden
+		with data.licenses as licenses
+}
+
+# object.union merges nested objects; put replaces a key outright.
+put(obj, key, value) := object.union(object.remove(obj, [key]), {key: value})
+
+denied_with(inp, fragment) if {
+	d := decide(inp)
+	d.allow == false
+	some r in d.reasons
+	contains(r, fragment)
+}
+
+test_granted_load_is_allowed if {
+	d := decide(load_input)
+	d.allow == true
+	d.reasons == ["allowed by grant \"netops\""]
+}
+
+test_root_is_allowed_without_grants if {
+	d := authz.decision with input as object.union(load_input, {"subject": root})
+	d == {"allow": true, "reasons": ["uid 0 (root) is allowed by default"]}
+}
+
+test_root_can_be_disabled if {
+	d := authz.decision with input as object.union(load_input, {"subject": root}) with data.root_allowed as false
+	d.allow == false
+	startswith(d.reasons[0], "uid 0 (root) has no grant")
+}
+
+test_user_without_grant_is_denied if {
+	stranger := object.union(alice, {"groups": ["users"]})
+	denied_with(object.union(load_input, {"subject": stranger}), "uid 1001 (alice) has no grant")
+}
+
+test_grant_by_uid_and_by_username if {
+	decide(object.union(load_input, {"subject": {"uid": 2001, "groups": [], "username": "x"}})).allow
+	decide(object.union(load_input, {"subject": {"uid": 5, "groups": [], "username": "bot"}})).allow
+}
+
+test_subject_without_username_is_labelled_unknown if {
+	denied_with(put(load_input, "subject", {"uid": 7, "groups": []}), "uid 7 (unknown) has no grant")
+}
+
+test_action_not_granted if {
+	bot := {"uid": 2001, "groups": [], "username": "bot"}
+	denied_with(object.union(load_input, {"subject": bot, "action": "unload"}), "grant \"#2\": action \"unload\" is not granted")
+}
+
+test_program_type_not_granted if {
+	tc := object.union(program, {"type": "tc"})
+	denied_with(object.union(load_input, {"program": tc}), "program type \"tc\" is not granted (granted: xdp)")
+}
+
+test_program_without_type_is_unknown if {
+	untyped := object.remove(program, ["type"])
+	denied_with(put(load_input, "program", untyped), "program type \"unknown\"")
+}
+
+test_interface_not_granted if {
+	inp := object.union(load_input, {"attach": {"iface": "lo", "priority": 150}})
+	denied_with(inp, "interface \"lo\" is not granted (granted: eth*, veth*)")
+}
+
+test_interface_glob_matches if {
+	decide(object.union(load_input, {"attach": {"iface": "veth-lab3", "priority": 150}})).allow
+}
+
+test_priority_outside_grant if {
+	inp := object.union(load_input, {"attach": {"iface": "eth0", "priority": 950}})
+	denied_with(inp, "priority 950 is outside the granted range 100..899")
+}
+
+test_load_without_attach_skips_attach_rules if {
+	decide(object.remove(load_input, ["attach"])).allow
+}
+
+test_too_many_instructions if {
+	big := object.union(program, {"insn_count": 5000})
+	denied_with(object.union(load_input, {"program": big}), "program has 5000 instructions, the grant allows at most 4096")
+}
+
+test_pull_of_granted_image if {
+	inp := {"subject": alice, "action": "pull", "program": {"image": "registry.example.com/net/xdp:1"}}
+	decide(inp).allow
+}
+
+test_pull_of_other_image if {
+	inp := {"subject": alice, "action": "pull", "program": {"image": "evil.example.org/x:1"}}
+	denied_with(inp, "image \"evil.example.org/x:1\" is not granted")
+}
+
+test_pull_without_image if {
+	denied_with({"subject": alice, "action": "pull"}, "image \"\" is not granted")
+}
+
+test_detach_of_own_program if {
+	decide({"subject": alice, "action": "detach", "program": program, "owner": {"uid": 1001}}).allow
+}
+
+test_detach_of_someone_elses_program if {
+	inp := {"subject": alice, "action": "detach", "program": program, "owner": {"uid": 1002}}
+	denied_with(inp, "the program belongs to uid 1002")
+}
+
+test_manage_others_allows_it if {
+	lead := object.union(alice, {"groups": ["leads"]})
+	decide({"subject": lead, "action": "unload", "program": program, "owner": {"uid": 1002}}).allow
+}
+
+test_reserved_band_denies_others if {
+	inp := object.union(load_input, {"subject": root, "attach": {"iface": "eth0", "priority": 5}})
+	denied_with(inp, "priority 5 is in the band 0..99 reserved for application \"firewall\", group \"secops\", uid \"3000\" (early drop)")
+}
+
+test_reserved_band_admits_application_group_and_uid if {
+	at5 := {"iface": "eth0", "priority": 5}
+	decide(object.union(load_input, {"subject": root, "attach": at5, "application": "firewall"})).allow
+	decide(object.union(load_input, {"subject": object.union(root, {"groups": ["secops"]}), "attach": at5})).allow
+	decide(object.union(load_input, {"subject": object.union(root, {"uid": 3000}), "attach": at5})).allow == false # uid 3000 has no grant
+	denied_with(object.union(load_input, {"subject": object.union(root, {"uid": 3000}), "attach": at5}), "has no grant")
+	not denied_with(object.union(load_input, {"subject": object.union(root, {"uid": 3000}), "attach": at5}), "reserved")
+}
+
+test_band_without_description if {
+	d := authz.decision with input as object.union(load_input, {"subject": root, "attach": {"iface": "eth0", "priority": 5}})
+		with data.reserved_priorities as [{"max": 9, "applications": ["fw"]}]
+	d.reasons == ["priority 5 is in the band 0..9 reserved for application \"fw\""]
+}
+
+test_ordering_before_must_be_lower if {
+	mon := {"name": "mon", "priority": 200, "owner": {"uid": 0}, "application": "monitoring", "metadata": {}}
+	inp := object.union(load_input, {"subject": root, "application": "firewall", "existing": [mon], "attach": {"iface": "eth0", "priority": 200}})
+	denied_with(inp, "application \"firewall\" must run before \"monitoring\", but \"mon\" (\"monitoring\") is already at priority 200: use a priority below 200")
+	ok := object.union(inp, {"attach": {"iface": "eth0", "priority": 199}})
+	decide(ok).allow
+}
+
+test_ordering_after_must_not_be_lower if {
+	fw := {"name": "fw", "priority": 100, "owner": {"uid": 0}, "application": "firewall", "metadata": {}}
+	inp := object.union(load_input, {"subject": root, "application": "monitoring", "existing": [fw], "attach": {"iface": "eth0", "priority": 99}})
+	denied_with(inp, "use a priority of 100 or above")
+	tie := object.union(inp, {"attach": {"iface": "eth0", "priority": 100}})
+	decide(tie).allow
+}
+
+test_forbidden_helper_for_group if {
+	contractor := object.union(alice, {"groups": ["netops", "contractors"]})
+	redirect := object.union(program, {"helpers": ["bpf_map_lookup_elem", "bpf_redirect_map"]})
+	inp := object.union(load_input, {"subject": contractor, "program": redirect})
+	denied_with(inp, "helper bpf_redirect_map is forbidden to group \"contractors\" (rule \"bpf_redirect*\")")
+	decide(object.union(inp, {"subject": alice})).allow
+}
+
+test_forbidden_kfunc_for_group if {
+	contractor := object.union(alice, {"groups": ["netops", "contractors"]})
+	k := object.union(program, {"kfuncs": ["bpf_kfunc_call_test"]})
+	denied_with(object.union(load_input, {"subject": contractor, "program": k}), "kfunc bpf_kfunc_call_test is forbidden")
+}
+
+test_license_not_allowed if {
+	proprietary := object.union(program, {"license": "Proprietary"})
+	denied_with(object.union(load_input, {"program": proprietary}), "licence \"Proprietary\" is not allowed (allowed: GPL, Dual BSD/GPL)")
+}
+
+test_license_missing if {
+	denied_with(put(load_input, "program", object.remove(program, ["license"])), "licence \"\" is not allowed")
+}
+
+test_invalid_input_is_denied if {
+	denied_with(put(load_input, "subject", {"uid": "0"}), "invalid input: subject.uid must be a number")
+	denied_with(put(load_input, "subject", {"groups": []}), "the caller has no grant")
+	denied_with(object.union(load_input, {"action": "format-disk"}), "action must be one of load, attach, detach, unload, pull (got \"format-disk\")")
+	denied_with(put(load_input, "attach", {"iface": "eth0", "priority": "high"}), "attach.priority must be a number")
+	denied_with(object.remove(load_input, ["program"]), "program facts are required")
+}
+
+test_malformed_data_falls_back_to_no_grants if {
+	d := authz.decision with input as load_input
+		with data.grants as "everyone"
+		with data.root_allowed as "yes"
+		with data.reserved_priorities as {}
+		with data.ordering as 1
+		with data.licenses as {"allowed": "GPL"}
+	d.allow == false
+	contains(d.reasons[0], "has no grant")
+}
+
+test_band_holders_formats_numbers_and_other_values if {
+	authz.band_holders({"uids": [1, "x", true]}) == "uid \"1\", uid \"x\", uid \"true\""
+}

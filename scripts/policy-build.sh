@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Compiles the shipped Rego policy into wasm/bpfd.wasm (committed, so installing bpfd needs no OPA).
+# Usage: scripts/policy-build.sh [OUT.wasm] [ENTRYPOINT] [REGO_DIR]
+# The capabilities file limits the policy to builtins the wasm target implements itself, so the
+# module never needs a JavaScript builtin; regenerate it after an OPA upgrade with
+# `node scripts/gen-wasm-capabilities.mjs`.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+OPA=${OPA:-$(command -v opa || echo "$HOME/go/bin/opa")}
+out=${1:-$root/wasm/bpfd.wasm}
+entrypoint=${2:-bpfd/authz/decision}
+src=${3:-$root/policies}
+
+if [[ ! -x $OPA ]]; then
+  echo "policy-build: opa not found; install it with: go install github.com/open-policy-agent/opa@v1.22.0" >&2
+  exit 1
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# Only the policy modules go in: tests and example data are not part of the bundle.
+mkdir -p "$tmp/src"
+find "$src" -maxdepth 1 -name '*.rego' ! -name '*_test.rego' -exec cp {} "$tmp/src/" \;
+"$OPA" build -t wasm -e "$entrypoint" --capabilities "$root/policies/capabilities.json" \
+  -o "$tmp/bundle.tar.gz" "$tmp/src"
+tar -xzf "$tmp/bundle.tar.gz" -C "$tmp" /policy.wasm 2>/dev/null
+mkdir -p "$(dirname "$out")"
+cp "$tmp/policy.wasm" "$out"
+echo "built $out ($(wc -c <"$out") bytes, entrypoint $entrypoint, sha256 $(sha256sum "$out" | cut -d' ' -f1))"
