@@ -1,0 +1,164 @@
+import { readFileSync } from 'node:fs';
+import { mapLookup, mapUpdate } from '../loader/bpf.js';
+import { BPF_F_RDONLY_PROG, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY, createMap, freezeMap } from '../loader/prog-load.js';
+
+/**
+ * Per-member counters the dispatcher keeps, and the small record that says whose they are.
+ *
+ * `counters` is a per-CPU array with ONE element holding COUNTER_INDEXES blocks of six u64
+ * (aborted, drop, pass, tx, redirect, other): the dispatcher looks that element up once per
+ * packet and bumps `block[index][action]` after each slot with plain adds (per-CPU, so no
+ * atomics). One element is what keeps the cost to a single lookup per packet.
+ *
+ * A member keeps its counter index for as long as it is on the interface, across swaps, so
+ * its counts survive rebuilds. Since user space never writes the per-CPU element (a
+ * read-modify-write would race with the running dispatcher), a newly assigned index records
+ * the block's current sums as a baseline in `meta`, and reports subtract it.
+ */
+
+export const COUNTER_INDEXES = 32;
+export const ACTION_BUCKETS = ['aborted', 'drop', 'pass', 'tx', 'redirect', 'other'] as const;
+export type ActionBucket = (typeof ACTION_BUCKETS)[number];
+export const COUNTER_BLOCK = ACTION_BUCKETS.length * 8;
+export const COUNTERS_VALUE_SIZE = COUNTER_INDEXES * COUNTER_BLOCK;
+
+// meta: ARRAY of COUNTER_INDEXES + 1 records of 56 bytes. Records 0..31: {u32 linkId (0 =
+// free), u32 reserved, u64 baseline[6]}; record 32: {u32 mode (1 skb, 2 drv), u32 format}.
+const META_VALUE_SIZE = 8 + COUNTER_BLOCK;
+const META_IFACE_RECORD = COUNTER_INDEXES;
+const META_FORMAT = 1;
+
+export interface ActionCounts {
+  packets: number;
+  actions: Record<ActionBucket, number>;
+}
+
+export function createCountersMap(): number {
+  return createMap({ mapType: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: COUNTERS_VALUE_SIZE, maxEntries: 1, name: 'bpfd_xdp_cnt' });
+}
+
+export function createMetaMap(): number {
+  return createMap({ mapType: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: META_VALUE_SIZE, maxEntries: COUNTER_INDEXES + 1, name: 'bpfd_xdp_meta' });
+}
+
+/**
+ * A read-only map whose only value is the u32 0: the key the dispatcher passes to its one
+ * lookup. Keeping the key in a map instead of on the stack keeps the main function stackless.
+ */
+export function createZeroKeyMap(): number {
+  const fd = createMap({ mapType: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 4, maxEntries: 1, flags: BPF_F_RDONLY_PROG, name: 'bpfd_zero_key' });
+  freezeMap(fd);
+  return fd;
+}
+
+const key = (k: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(k);
+  return b;
+};
+
+let possibleCpus: number | null = null;
+/** Per-CPU map values come back as one slot per possible CPU. */
+export function numPossibleCpus(): number {
+  if (possibleCpus !== null) return possibleCpus;
+  const text = readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim();
+  let n = 0;
+  for (const part of text.split(',')) {
+    const [a, b] = part.split('-').map(Number);
+    n += b === undefined ? 1 : b - a + 1;
+  }
+  possibleCpus = n;
+  return n;
+}
+
+/** Sums of every counter block over all CPUs. */
+export function readCounterSums(countersFd: number): bigint[][] {
+  const cpus = numPossibleCpus();
+  const raw = mapLookup(countersFd, key(0), COUNTERS_VALUE_SIZE * cpus);
+  const sums = Array.from({ length: COUNTER_INDEXES }, () => ACTION_BUCKETS.map(() => 0n));
+  if (!raw) return sums;
+  for (let cpu = 0; cpu < cpus; cpu++) {
+    for (let idx = 0; idx < COUNTER_INDEXES; idx++) {
+      for (let a = 0; a < ACTION_BUCKETS.length; a++) sums[idx][a] += raw.readBigUInt64LE(cpu * COUNTERS_VALUE_SIZE + idx * COUNTER_BLOCK + a * 8);
+    }
+  }
+  return sums;
+}
+
+export interface MetaRecord {
+  linkId: number;
+  baseline: bigint[];
+}
+
+export interface Meta {
+  mode: 'skb' | 'drv' | null;
+  owners: MetaRecord[];
+}
+
+export function readMeta(metaFd: number): Meta {
+  const owners: MetaRecord[] = [];
+  for (let i = 0; i < COUNTER_INDEXES; i++) {
+    const v = mapLookup(metaFd, key(i), META_VALUE_SIZE) ?? Buffer.alloc(META_VALUE_SIZE);
+    owners.push({ linkId: v.readUInt32LE(0), baseline: ACTION_BUCKETS.map((_, a) => v.readBigUInt64LE(8 + a * 8)) });
+  }
+  const iface = mapLookup(metaFd, key(META_IFACE_RECORD), META_VALUE_SIZE);
+  const m = iface?.readUInt32LE(0) ?? 0;
+  return { mode: m === 1 ? 'skb' : m === 2 ? 'drv' : null, owners };
+}
+
+export function writeOwner(metaFd: number, index: number, rec: MetaRecord): void {
+  const v = Buffer.alloc(META_VALUE_SIZE);
+  v.writeUInt32LE(rec.linkId, 0);
+  rec.baseline.forEach((b, a) => v.writeBigUInt64LE(b, 8 + a * 8));
+  mapUpdate(metaFd, key(index), v);
+}
+
+export function writeMode(metaFd: number, mode: 'skb' | 'drv'): void {
+  const v = Buffer.alloc(META_VALUE_SIZE);
+  v.writeUInt32LE(mode === 'skb' ? 1 : 2, 0);
+  v.writeUInt32LE(META_FORMAT, 4);
+  mapUpdate(metaFd, key(META_IFACE_RECORD), v);
+}
+
+/**
+ * Gives each link a counter index: links that already have one keep it; new links take free
+ * indexes, whose current sums become their baseline. Returns the assignment and the records
+ * to write (new owners) — written only after the new dispatcher is attached.
+ */
+export function assignCounterIndexes(meta: Meta, sums: bigint[][], linkIds: number[]): { index: Map<number, number>; writes: Array<[number, MetaRecord]> } {
+  const index = new Map<number, number>();
+  const taken = new Set<number>();
+  meta.owners.forEach((o, i) => {
+    if (o.linkId && linkIds.includes(o.linkId) && !index.has(o.linkId)) {
+      index.set(o.linkId, i);
+      taken.add(i);
+    }
+  });
+  const writes: Array<[number, MetaRecord]> = [];
+  // Prefer indexes nobody owned, then ones released by links that left, so a departing link's
+  // block is reused as late as possible (in-flight packets of the old revision may still count).
+  const free = meta.owners.map((o, i) => ({ i, o })).filter(({ i }) => !taken.has(i)).sort((a, b) => Number(a.o.linkId !== 0) - Number(b.o.linkId !== 0));
+  for (const id of linkIds) {
+    if (index.has(id)) continue;
+    const slot = free.shift();
+    if (!slot) throw new Error('no free counter index (more members than COUNTER_INDEXES)');
+    index.set(id, slot.i);
+    writes.push([slot.i, { linkId: id, baseline: [...sums[slot.i]] }]);
+  }
+  // Released indexes: mark free so readers stop attributing them.
+  meta.owners.forEach((o, i) => {
+    if (o.linkId && !linkIds.includes(o.linkId) && !writes.some(([w]) => w === i)) writes.push([i, { linkId: 0, baseline: [...sums[i]] }]);
+  });
+  return { index, writes };
+}
+
+export function countsFor(sums: bigint[][], rec: MetaRecord, index: number): ActionCounts {
+  const actions = {} as Record<ActionBucket, number>;
+  let packets = 0;
+  ACTION_BUCKETS.forEach((name, a) => {
+    const d = Number(sums[index][a] - rec.baseline[a]);
+    actions[name] = d;
+    packets += d;
+  });
+  return { packets, actions };
+}
