@@ -69,7 +69,7 @@ export function bpfdCommand(def: {
           ),
         });
       } catch (e) {
-        throw usageError(`${(e as Error).message.replace(/\. To specify.*$/s, '')} (see: bpfd ${def.name} --help)`);
+        throw usageError(`${(e as Error).message.replace(/\n/g, ' ')} (see: bpfd ${def.name} --help)`);
       }
       const want = def.positionals ?? [];
       const required = want.filter((p) => p.required ?? true).length;
