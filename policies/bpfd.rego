@@ -252,7 +252,7 @@ deny contains msg if {
 	some group in input.subject.groups
 	some pattern in data.forbidden[kind][group]
 	some name in object.get(input, ["program", kind], [])
-	glob.match(pattern, [], name)
+	matches(pattern, name)
 	msg := concat("", [
 		trim_suffix(kind, "s"), " ", name, " is forbidden to group ", quote(group),
 		" (rule ", quote(pattern), ")",
@@ -290,7 +290,21 @@ range_text(range) := concat("", [
 
 matches_any(patterns, name) if {
 	some pattern in patterns
-	glob.match(pattern, [], name)
+	matches(pattern, name)
+}
+
+# A pattern is a name, or a name with one "*" standing for any run of
+# characters ("bpf_redirect*", "veth*", "*"). Not glob.match: its wasm
+# implementation costs milliseconds to compile on first use, which a one-shot
+# `bpfd load` pays every time.
+matches(pattern, name) if pattern == name
+
+matches(pattern, name) if {
+	parts := split(pattern, "*")
+	count(parts) == 2
+	startswith(name, parts[0])
+	endswith(name, parts[1])
+	count(name) >= count(parts[0]) + count(parts[1])
 }
 
 quote(s) := concat("", ["\"", s, "\""])

@@ -245,3 +245,15 @@ test_malformed_data_falls_back_to_no_grants if {
 test_band_holders_formats_numbers_and_other_values if {
 	authz.band_holders({"uids": [1, "x", true]}) == "uid \"1\", uid \"x\", uid \"true\""
 }
+
+test_patterns if {
+	authz.matches("eth0", "eth0")
+	authz.matches("*", "anything")
+	authz.matches("bpf_redirect*", "bpf_redirect_map")
+	authz.matches("*_map", "bpf_redirect_map")
+	authz.matches("veth*peer", "veth0peer")
+	not authz.matches("veth*peer", "vethpee")
+	not authz.matches("ab*ba", "aba")
+	not authz.matches("a*b*c", "abc")
+	not authz.matches("eth*", "veth0")
+}

@@ -20,7 +20,8 @@ trap 'rm -rf "$tmp"' EXIT
 # Only the policy modules go in: tests and example data are not part of the bundle.
 mkdir -p "$tmp/src"
 find "$src" -maxdepth 1 -name '*.rego' ! -name '*_test.rego' -exec cp {} "$tmp/src/" \;
-"$OPA" build -t wasm -e "$entrypoint" --capabilities "$root/policies/capabilities.json" \
+# -O=1 lets the planner inline and fold: ~15% faster decisions, measured in bench/policy.ts.
+"$OPA" build -t wasm -O=1 -e "$entrypoint" --capabilities "$root/policies/capabilities.json" \
   -o "$tmp/bundle.tar.gz" "$tmp/src"
 tar -xzf "$tmp/bundle.tar.gz" -C "$tmp" /policy.wasm 2>/dev/null
 mkdir -p "$(dirname "$out")"

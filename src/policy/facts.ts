@@ -1,0 +1,163 @@
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import type { BpfElf } from '../loader/elf.js';
+import { programTypeOfSection } from '../loader/elf.js';
+import { HELPER_NAMES } from './helper-names.js';
+import type { PolicyMap, PolicyProgram, PolicySubject } from './input.js';
+
+/**
+ * Facts the policy decides on, taken from the bytecode itself rather than from what the request
+ * claims: which helpers and kfuncs the code calls and how long it is. They are read from the ELF
+ * before anything reaches the kernel, so a denied program never gets loaded.
+ */
+
+const INSN_SIZE = 8;
+const BPF_CALL = 0x85; // BPF_JMP | BPF_CALL
+const PSEUDO_CALL = 1; // bpf-to-bpf call
+const PSEUDO_KFUNC_CALL = 2;
+const SHT_REL = 9;
+
+export interface InsnFacts {
+  insn_count: number;
+  helpers: string[];
+  kfuncs: string[];
+  /** true when the code calls subprograms (their code lives elsewhere, usually .text) */
+  calls_subprograms: boolean;
+}
+
+/**
+ * Scans little-endian eBPF instructions. Kfunc calls carry a BTF id that is 0 in an object file
+ * (libbpf fills it from a relocation at load), so their names come from the caller, usually from
+ * the relocation's symbol; unnamed ones are reported as "kfunc#<imm>".
+ */
+export function insnFacts(insns: Uint8Array, kfuncNameAt: (insnIndex: number) => string | undefined = () => undefined): InsnFacts {
+  if (insns.byteLength % INSN_SIZE !== 0) {
+    throw new Error(`instruction buffer of ${insns.byteLength} bytes is not a whole number of 8-byte instructions`);
+  }
+  const view = new DataView(insns.buffer, insns.byteOffset, insns.byteLength);
+  const helpers = new Set<string>();
+  const kfuncs = new Set<string>();
+  let callsSubprograms = false;
+  const count = insns.byteLength / INSN_SIZE;
+  for (let i = 0; i < count; i++) {
+    const o = i * INSN_SIZE;
+    if (view.getUint8(o) !== BPF_CALL) continue;
+    const src = view.getUint8(o + 1) >> 4;
+    const imm = view.getInt32(o + 4, true);
+    if (src === 0) helpers.add(helperName(imm));
+    else if (src === PSEUDO_CALL) callsSubprograms = true;
+    else if (src === PSEUDO_KFUNC_CALL) kfuncs.add(kfuncNameAt(i) ?? `kfunc#${imm}`);
+  }
+  return { insn_count: count, helpers: [...helpers].sort(), kfuncs: [...kfuncs].sort(), calls_subprograms: callsSubprograms };
+}
+
+/** A helper id this header did not know keeps its number, so policies can still match it. */
+export function helperName(id: number): string {
+  return HELPER_NAMES[id] ?? `bpf_helper_${id}`;
+}
+
+/**
+ * Facts about one program of an object file. Subprograms are attributed conservatively: when the
+ * program calls any, everything in .text counts as its code, so a helper hidden in a subprogram
+ * cannot slip past a forbidden-helper rule. The maps come from the caller (libbpf knows their
+ * types and sizes once the object is opened; the ELF alone would need a BTF parser).
+ */
+export function elfProgramFacts(elf: BpfElf, name: string, maps: PolicyMap[] = []): PolicyProgram {
+  const fn = elf.programs.find((p) => p.name === name);
+  if (!fn) {
+    const names = elf.programs.map((p) => p.name).join(', ') || 'none';
+    throw new Error(`${elf.path} has no program named ${name} (programs: ${names})`);
+  }
+  const own = codeFacts(elf, fn.section, fn.insnOffset, fn.insnCount);
+  const parts = [own];
+  if (own.calls_subprograms) {
+    const text = elf.sections.find((s) => s.name === '.text');
+    if (text && text.size > 0) parts.push(codeFacts(elf, '.text', 0, text.size / INSN_SIZE));
+  }
+  return {
+    name,
+    type: programTypeOfSection(fn.section),
+    section: fn.section,
+    license: elf.license,
+    sha256: elf.sha256,
+    insn_count: parts.reduce((n, p) => n + p.insn_count, 0),
+    helpers: [...new Set(parts.flatMap((p) => p.helpers))].sort(),
+    kfuncs: [...new Set(parts.flatMap((p) => p.kfuncs))].sort(),
+    maps,
+  };
+}
+
+function codeFacts(elf: BpfElf, sectionName: string, first: number, count: number): InsnFacts {
+  const data = elf.sectionData(sectionName);
+  if (!data) throw new Error(`${elf.path}: section ${sectionName} has no data`);
+  const code = data.subarray(first * INSN_SIZE, (first + count) * INSN_SIZE);
+  const relocated = relocationSymbols(elf, sectionName);
+  return insnFacts(code, (i) => relocated.get(first + i));
+}
+
+/** Instruction index -> symbol name, from the REL section that applies to the code section. */
+function relocationSymbols(elf: BpfElf, sectionName: string): Map<number, string> {
+  const out = new Map<number, string>();
+  const target = elf.sections.find((s) => s.name === sectionName);
+  if (!target) return out;
+  for (const rel of elf.sections.filter((s) => s.type === SHT_REL && s.info === target.index)) {
+    const data = elf.sectionData(rel.name);
+    if (!data) continue;
+    for (let o = 0; o + 16 <= data.length; o += 16) {
+      const offset = Number(data.readBigUInt64LE(o));
+      const sym = elf.symbols[Number(data.readBigUInt64LE(o + 8) >> 32n)];
+      if (sym?.name) out.set(offset / INSN_SIZE, sym.name);
+    }
+  }
+  return out;
+}
+
+/** The caller of a local command: the policy's subject for `bpfd …` run in a shell. */
+export function subjectFromProcess(): PolicySubject {
+  const uid = process.getuid?.() ?? -1;
+  const gid = process.getgid?.() ?? -1;
+  let username = String(uid);
+  try {
+    username = os.userInfo().username;
+  } catch {
+    // a uid without a passwd entry keeps its number as its name
+  }
+  return { uid, gid, groups: groupNames(process.getgroups?.() ?? [gid]), username, pid: process.pid, via: 'cli' };
+}
+
+/**
+ * A caller known only by its peer credentials (the service socket): the username and the
+ * supplementary groups come from /etc/passwd and /etc/group, as login would set them.
+ */
+export function subjectFromCredentials(cred: { uid: number; gid: number; pid: number }, via: 'cli' | 'socket' = 'socket'): PolicySubject {
+  const username = passwdName(cred.uid) ?? String(cred.uid);
+  const gids = new Set<number>([cred.gid]);
+  for (const g of readGroupFile()) if (g.members.includes(username)) gids.add(g.gid);
+  return { uid: cred.uid, gid: cred.gid, groups: groupNames([...gids]), username, pid: cred.pid, via };
+}
+
+/** Names for gids; policies match group names, and a gid without one keeps its number. */
+export function groupNames(gids: number[]): string[] {
+  const byGid = new Map(readGroupFile().map((g) => [g.gid, g.name]));
+  return [...new Set(gids.map((gid) => byGid.get(gid) ?? String(gid)))];
+}
+
+function readGroupFile(): Array<{ name: string; gid: number; members: string[] }> {
+  return readColonFile('/etc/group').map((f) => ({ name: f[0], gid: Number(f[2]), members: (f[3] ?? '').split(',').filter(Boolean) }));
+}
+
+function passwdName(uid: number): string | undefined {
+  return readColonFile('/etc/passwd').find((f) => Number(f[2]) === uid)?.[0];
+}
+
+function readColonFile(file: string): string[][] {
+  try {
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => l.split(':'));
+  } catch {
+    // no file (minimal containers): callers fall back to numbers
+    return [];
+  }
+}

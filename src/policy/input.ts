@@ -1,0 +1,88 @@
+/**
+ * The policy's input contract, as TypeScript. policies/input.schema.json is the same contract for
+ * policy authors; policies/README.md explains each field. Field names are snake_case because they
+ * are what Rego sees.
+ */
+
+export type PolicyAction = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
+
+export const POLICY_ACTIONS: readonly PolicyAction[] = ['load', 'attach', 'detach', 'unload', 'pull'];
+
+export interface PolicySubject {
+  uid: number;
+  gid: number;
+  /** group names (a gid without a name in /etc/group appears as its number, as a string) */
+  groups: string[];
+  username: string;
+  pid: number;
+  /** how the request arrived: a local command, or the service socket (peer credentials) */
+  via: 'cli' | 'socket';
+}
+
+export interface PolicyMap {
+  name: string;
+  /** libbpf's name for the map type, e.g. "array", "hash", "percpu_array", "ringbuf" */
+  type: string;
+  key_size: number;
+  value_size: number;
+  max_entries: number;
+}
+
+/** Facts about the program, read from its bytecode before anything reaches the kernel. */
+export interface PolicyProgram {
+  name: string;
+  type: string;
+  section: string;
+  license: string;
+  /** sha256 of the object file, for programs loaded from a file */
+  sha256?: string;
+  /** image reference and manifest digest, for programs pulled from a registry */
+  image?: string;
+  digest?: string;
+  /** instruction slots, as the kernel counts them (ld_imm64 is two) */
+  insn_count: number;
+  /** helper names, e.g. "bpf_map_lookup_elem", sorted, each once */
+  helpers: string[];
+  /** kfunc names, sorted, each once */
+  kfuncs: string[];
+  maps: PolicyMap[];
+}
+
+/** Only `image` is known when pulling: the program facts come after the pull. */
+export type PolicyPullProgram = Partial<PolicyProgram> & { image: string };
+
+export interface PolicyAttach {
+  iface: string;
+  /** netns file path, or null for the caller's namespace */
+  netns: string | null;
+  priority: number;
+  proceed_on: string[];
+}
+
+/** A program already on the interface the request attaches to. */
+export interface PolicyExisting {
+  name: string;
+  priority: number;
+  owner: { uid: number; username: string };
+  application: string | null;
+  metadata: Record<string, string>;
+}
+
+export interface PolicyInput {
+  subject: PolicySubject;
+  action: PolicyAction;
+  program?: PolicyProgram | PolicyPullProgram;
+  attach?: PolicyAttach;
+  /** the programs already on attach.iface, in their current order */
+  existing?: PolicyExisting[];
+  /** the recorded owner of the program acted on (attach of a loaded program, detach, unload) */
+  owner?: { uid: number; username: string };
+  application?: string | null;
+  metadata?: Record<string, string>;
+}
+
+/** What a policy must return. Anything else is treated as a deny. */
+export interface PolicyResult {
+  allow: boolean;
+  reasons: string[];
+}

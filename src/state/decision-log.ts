@@ -1,0 +1,45 @@
+import { nextCounter, type Store } from './store.js';
+
+/** One policy decision as kept in the store and shown by `bpfd policy log`. */
+export interface DecisionRecord {
+  seq: number;
+  /** ISO 8601, UTC */
+  time: string;
+  subject: { uid: number; username: string; pid: number; via: string };
+  action: string;
+  /** sha256 of the exact input JSON the policy saw: ties a log line to a reproducible `policy eval` */
+  input_sha256: string;
+  allow: boolean;
+  reasons: string[];
+  /** sha256 of the policy module, or null when no module could be read */
+  policy_sha256: string | null;
+  duration_us: number;
+}
+
+/** Enough for months of manual use, small enough that the log never matters for disk space. */
+export const DEFAULT_DECISION_LOG_MAX = 10_000;
+
+/**
+ * Appends a decision, dropping the oldest beyond `max`. Sequence numbers only grow, so the oldest
+ * entries are the lowest keys and dropping them is a short range delete.
+ */
+export function appendDecision(store: Store, entry: Omit<DecisionRecord, 'seq'>, max = DEFAULT_DECISION_LOG_MAX): DecisionRecord {
+  if (!Number.isInteger(max) || max < 1) throw new Error(`decision log size must be a positive integer, got ${max}`);
+  return store.root.transactionSync(() => {
+    const seq = nextCounter(store, 'decision');
+    const record: DecisionRecord = { seq, ...entry };
+    store.decisions.put(seq, record);
+    const keepFrom = seq - max + 1;
+    if (keepFrom > 1) {
+      for (const key of store.decisions.getKeys({ end: keepFrom })) store.decisions.remove(key);
+    }
+    return record;
+  });
+}
+
+/** Newest first. */
+export function recentDecisions(store: Store, limit = 20): DecisionRecord[] {
+  const out: DecisionRecord[] = [];
+  for (const { value } of store.decisions.getRange({ reverse: true, limit })) out.push(value as DecisionRecord);
+  return out;
+}
