@@ -2,7 +2,6 @@ import { defineCommand } from 'citty';
 import { bpfdCommand, outputOption, parseId, parsePairs, type OptionSpec, type Parsed } from './command.js';
 import { printJson, programDetail, programsTable } from './output.js';
 import { parseXdpAttach } from '../core/attach-options.js';
-import { createContext } from '../core/context.js';
 import { failedError, usageError } from '../core/errors.js';
 import type { ProgramType } from '../state/records.js';
 
@@ -33,7 +32,11 @@ const loadOptions: Record<string, OptionSpec> = {
   persist: { type: 'boolean', description: 'load and attach it again at boot (bpfd system restore)' },
 };
 
-function ctxFor(p: Parsed, what: string) {
+/** The core (koffi, lmdb) loads only when a command needs it: `version` and `--help` stay light. */
+const createContext = async (opts: Parameters<typeof import('../core/context.js').createContext>[0]) =>
+  (await import('../core/context.js')).createContext(opts);
+
+async function ctxFor(p: Parsed, what: string) {
   const lt = p.values['lock-timeout'];
   let lockTimeoutMs: number | undefined;
   if (typeof lt === 'string') {
@@ -79,7 +82,7 @@ const loadFile = bpfdCommand({
     if (!v.path) throw usageError('--path is required: the BPF object file to load');
     if (!v.name) throw usageError('--name is required: the function name of the program in the object');
     const { loadFile: load } = await import('../core/programs.js');
-    const ctx = ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
+    const ctx = await ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
     const view = await load(ctx, {
       path: v.path as string,
       name: v.name as string,
@@ -126,7 +129,7 @@ export const unloadCommand = bpfdCommand({
   async run(p) {
     const id = parseId(p.positionals[0]);
     const { unload } = await import('../core/programs.js');
-    await unload(ctxFor(p, `bpfd unload ${id}`), id);
+    await unload(await ctxFor(p, `bpfd unload ${id}`), id);
   },
 });
 
@@ -138,7 +141,7 @@ export const attachCommand = bpfdCommand({
   async run(p) {
     const id = parseId(p.positionals[0]);
     const { attach } = await import('../core/programs.js');
-    const view = await attach(ctxFor(p, `bpfd attach ${id}`), id, attachFrom(p, true)!);
+    const view = await attach(await ctxFor(p, `bpfd attach ${id}`), id, attachFrom(p, true)!);
     if (isJson(p)) printJson(view);
     else process.stdout.write(programDetail(view));
   },
@@ -152,7 +155,7 @@ export const detachCommand = bpfdCommand({
   async run(p) {
     const id = parseId(p.positionals[0], 'LINK_ID');
     const { detach } = await import('../core/programs.js');
-    await detach(ctxFor(p, `bpfd detach ${id}`), id);
+    await detach(await ctxFor(p, `bpfd detach ${id}`), id);
   },
 });
 
@@ -168,7 +171,7 @@ export const listCommand = bpfdCommand({
   },
   async run(p) {
     const { list } = await import('../core/programs.js');
-    const views = await list(createContext({ what: 'bpfd list' }), {
+    const views = await list(await createContext({ what: 'bpfd list' }), {
       type: p.values.type as string | undefined,
       iface: p.values.iface as string | undefined,
       metadata: parsePairs(p.values.metadata as string[] | undefined, '--metadata'),
@@ -197,7 +200,7 @@ export const getCommand = bpfdCommand({
   async run(p) {
     const id = parseId(p.positionals[0]);
     const { get } = await import('../core/programs.js');
-    const view = await get(createContext({ what: `bpfd get ${id}` }), id);
+    const view = await get(await createContext({ what: `bpfd get ${id}` }), id);
     if (isJson(p)) printJson(view);
     else process.stdout.write(programDetail(view));
   },
