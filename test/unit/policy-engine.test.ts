@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import { BpfdError } from '../../src/core/errors.js';
+import { authorize, checkResult, enforce, evaluate, policyInfo, resetEngines } from '../../src/policy/engine.js';
+import { loadModule } from '../../src/policy/module.js';
+import { appendDecision, recentDecisions } from '../../src/state/decision-log.js';
+import { openStore } from '../../src/state/store.js';
+import { loadInput, policyEnv, SHIPPED_POLICY, subject, TEST_POLICIES, type PolicyEnv } from '../helpers/policy.js';
+
+const envs: PolicyEnv[] = [];
+const make = (opts: Parameters<typeof policyEnv>[0] = {}) => {
+  const e = policyEnv(opts);
+  envs.push(e);
+  return e;
+};
+afterEach(() => {
+  for (const e of envs.splice(0)) {
+    try {
+      openStore(e.paths.stateDir).close();
+    } catch {
+      // no store was opened
+    }
+    e.cleanup();
+  }
+  resetEngines();
+});
+
+const root = subject({ uid: 0, gid: 0, groups: ['root'], username: 'root' });
+const testPolicy = (name: string) => path.join(TEST_POLICIES, `${name}.wasm`);
+
+async function assertDeniedWith(policy: string, reason: RegExp, opts: { timeoutMs?: number } = {}) {
+  const e = make({ policy });
+  const d = await evaluate(loadInput({ subject: root }), e.paths, opts);
+  assert.equal(d.allow, false);
+  assert.equal(d.reasons.length, 1, JSON.stringify(d.reasons));
+  assert.match(d.reasons[0], reason);
+  return d;
+}
+
+describe('policy engine fails closed', () => {
+  it('denies when the module file is missing', async () => {
+    const d = await assertDeniedWith('/nonexistent/policy.wasm', /^policy module \/nonexistent\/policy\.wasm cannot be read: the file does not exist$/);
+    assert.equal(d.policySha256, null);
+  });
+
+  it('denies when the module is corrupt (truncated)', async () => {
+    const e = make();
+    const truncated = path.join(e.dir, 'truncated.wasm');
+    writeFileSync(truncated, readFileSync(SHIPPED_POLICY).subarray(0, 4096));
+    await assertDeniedWith(truncated, /is not a valid WebAssembly module/);
+  });
+
+  it('denies when the file is WebAssembly but not an OPA policy', async () => {
+    const e = make();
+    const empty = path.join(e.dir, 'empty.wasm');
+    writeFileSync(empty, Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
+    await assertDeniedWith(empty, /is not an OPA policy \(no opa_eval export\)/);
+  });
+
+  it('refuses at load a module that needs host builtins', async () => {
+    await assert.rejects(loadModule(testPolicy('needs-sprintf')), /needs builtins bpfd does not provide: sprintf; rebuild it with --capabilities/);
+    await assertDeniedWith(testPolicy('needs-sprintf'), /needs builtins bpfd does not provide: sprintf/);
+  });
+
+  it('denies an undefined result', async () => void (await assertDeniedWith(testPolicy('undefined'), /^policy result is undefined \(entrypoint undefined\/decision produced no value\)$/)));
+
+  it('denies a malformed result', async () => void (await assertDeniedWith(testPolicy('malformed'), /^policy result is malformed: expected \{"allow": boolean, "reasons": \[string\]\}, got \{"allow":"yes","reasons":"trust me"\}$/)));
+
+  it('denies when evaluation throws', async () => {
+    const e = make({ policy: testPolicy('conflict') });
+    const d = await evaluate({ a: true }, e.paths);
+    assert.equal(d.allow, false);
+    assert.match(d.reasons[0], /^policy evaluation failed: .*conflict/);
+  });
+
+  it('stops a runaway policy at the time limit and denies', async () => {
+    const started = Date.now();
+    const d = await assertDeniedWith(testPolicy('loop'), /^policy evaluation exceeded the 100 ms time limit \(BPFD_POLICY_TIMEOUT_MS\)$/, { timeoutMs: 100 });
+    const took = Date.now() - started;
+    assert.ok(took < 1000, `took ${took} ms`);
+    assert.match(d.policySha256 ?? '', /^[0-9a-f]{64}$/);
+    // the process is still usable afterwards
+    const ok = await evaluate(loadInput({ subject: root }), make().paths);
+    assert.equal(ok.allow, true);
+  });
+
+  it('denies when the data document is not JSON, or not an object', async () => {
+    const e = make({ data: '{"grants": [' });
+    const d = await evaluate(loadInput({ subject: root }), e.paths);
+    assert.equal(d.allow, false);
+    assert.match(d.reasons[0], /^policy data .*policy-data\.json is not valid JSON: /);
+    const e2 = make({ data: [] });
+    assert.match((await evaluate(loadInput({ subject: root }), e2.paths)).reasons[0], /must be a JSON object, not an array$/);
+  });
+
+  it('treats a missing data document as no grants, root still allowed', async () => {
+    const e = make();
+    assert.equal((await evaluate(loadInput({ subject: root }), e.paths)).allow, true);
+    assert.equal((await evaluate(loadInput(), e.paths)).allow, false);
+  });
+
+  it('picks up an edited data document without a restart', async () => {
+    const e = make({ data: {} });
+    assert.equal((await evaluate(loadInput(), e.paths)).allow, false);
+    e.writeData({ grants: [{ name: 'all-netops', groups: ['netops'] }] });
+    const d = await evaluate(loadInput(), e.paths);
+    assert.deepEqual(d.reasons, ['allowed by grant "all-netops"']);
+  });
+
+  it('checks the result shape strictly', () => {
+    assert.equal(checkResult([{ result: { allow: true, reasons: [] } }], 'e').allow, true);
+    for (const bad of [[], null, [{ result: null }], [{ result: [] }], [{ result: { allow: true } }], [{ result: { allow: true, reasons: [1] } }], [{ result: { allow: true, reasons: [] } }, { result: {} }]]) {
+      assert.equal(checkResult(bad, 'e').allow, false, JSON.stringify(bad));
+    }
+  });
+});
+
+describe('authorize and the decision log', () => {
+  it('logs each decision with subject, action, digests and duration', async () => {
+    const e = make({ data: {} });
+    const store = openStore(e.paths.stateDir);
+    const denied = await authorize(loadInput(), { paths: e.paths, store });
+    const allowed = await authorize(loadInput({ subject: root }), { paths: e.paths, store });
+    const [newest, older] = recentDecisions(store, 10);
+    assert.equal(newest.allow, true);
+    assert.equal(older.allow, false);
+    assert.deepEqual(older.reasons, denied.reasons);
+    assert.deepEqual(older.subject, { uid: 1001, username: 'alice', pid: 4242, via: 'cli' });
+    assert.equal(older.action, 'load');
+    assert.equal(older.input_sha256, denied.inputSha256);
+    assert.equal(newest.policy_sha256, policyInfo(e.paths).sha256);
+    assert.ok(newest.seq > older.seq);
+    assert.ok(Number.isInteger(newest.duration_us) && newest.duration_us >= 0);
+    assert.ok(!Number.isNaN(Date.parse(newest.time)));
+    assert.equal(allowed.policySha256, newest.policy_sha256);
+  });
+
+  it('opens the store from paths when none is given', async () => {
+    const e = make({ data: {} });
+    await authorize(loadInput({ subject: root }), { paths: e.paths });
+    assert.equal(recentDecisions(openStore(e.paths.stateDir)).length, 1);
+  });
+
+  it('keeps the log bounded, dropping the oldest', async () => {
+    const e = make({ data: {} });
+    const store = openStore(e.paths.stateDir);
+    for (let i = 0; i < 12; i++) await authorize(loadInput({ subject: { ...root, pid: i } }), { paths: e.paths, store, logMax: 5 });
+    const all = recentDecisions(store, 100);
+    assert.deepEqual(all.map((d) => d.subject.pid), [11, 10, 9, 8, 7]);
+    assert.deepEqual(recentDecisions(store, 2).map((d) => d.subject.pid), [11, 10]);
+    assert.throws(() => appendDecision(store, { ...all[0] }, 0), /positive integer/);
+  });
+
+  it('logs denials from a broken module too', async () => {
+    const e = make({ policy: '/nonexistent.wasm' });
+    const store = openStore(e.paths.stateDir);
+    await authorize(loadInput({ subject: root }), { paths: e.paths, store });
+    const [d] = recentDecisions(store);
+    assert.equal(d.allow, false);
+    assert.equal(d.policy_sha256, null);
+  });
+
+  it('enforce throws the denied error with the reasons as details', async () => {
+    const e = make({ data: {} });
+    const d = await evaluate(loadInput(), e.paths);
+    assert.throws(
+      () => enforce(d),
+      (err: unknown) => err instanceof BpfdError && err.kind === 'denied' && err.exitCode === 3 && err.details[0] === d.reasons[0],
+    );
+    enforce(await evaluate(loadInput({ subject: root }), e.paths));
+  });
+
+  it('reports the active module for bpfd version', () => {
+    const info = policyInfo({ policy: SHIPPED_POLICY });
+    assert.equal(info.path, SHIPPED_POLICY);
+    assert.match(info.sha256 ?? '', /^[0-9a-f]{64}$/);
+    assert.equal(policyInfo({ policy: '/nonexistent.wasm' }).sha256, null);
+  });
+});
