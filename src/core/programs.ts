@@ -4,6 +4,7 @@ import { type Context, requireRoot } from './context.js';
 import type { XdpAttachOptions } from './attach-options.js';
 import { failedError, notFoundError, usageError } from './errors.js';
 import { gate } from './policy-gate.js';
+import { checkpoint } from './test-hooks.js';
 import { reconcile } from './reconcile.js';
 import { positions, programView, type KernelView, type ProgramView } from './view.js';
 import { ifaceKeyString, orderLinks, syncXdpInterface, type IfaceKey } from './xdp-interface.js';
@@ -66,6 +67,7 @@ export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<Prog
     });
 
     ensureBpffs(ctx.paths.bpffs);
+    checkpoint('load:before-kernel');
     const record = loadProgramObject(
       { elf, name: req.name, bpffs: ctx.paths.bpffs, globals: req.globals, shareMapsFrom },
       (loaded) => {
@@ -87,10 +89,12 @@ export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<Prog
           persist: req.persist ?? false,
           boot_id: ctx.bootId(),
         };
+        checkpoint('load:after-pin');
         let link: XdpLinkRecord | null = null;
         if (target && req.attach) {
           link = newLink(ctx, rec.id, target, req.attach);
           attachMembers(ctx, target, [...existing, link], req.attach.mode, existing);
+          checkpoint('load:after-attach');
         }
         try {
           store.root.transactionSync(() => {
@@ -132,6 +136,7 @@ export async function attach(ctx: Context, id: number, opts: XdpAttachOptions): 
     const store = ctx.store();
     const link = newLink(ctx, id, target, opts);
     attachMembers(ctx, target, [...existing, link], opts.mode, existing);
+    checkpoint('attach:after-kernel');
     try {
       await store.links.put(link.id, link);
     } catch (e) {
@@ -158,6 +163,7 @@ export async function detach(ctx: Context, linkId: number): Promise<void> {
       metadata: prog?.metadata ?? {},
     });
     removeLinks(ctx, state.links, [link]);
+    checkpoint('detach:done');
   });
 }
 
@@ -180,10 +186,12 @@ export async function unload(ctx: Context, id: number): Promise<void> {
     });
     const store = ctx.store();
     removeLinks(ctx, state.links, state.links.filter((l) => l.prog_id === id));
+    checkpoint('unload:after-detach');
     store.root.transactionSync(() => {
       store.programs.remove(id);
       store.blobs.remove(`image:${id}`);
     });
+    checkpoint('unload:after-store');
     rmSync(progPinPath(ctx.paths.bpffs, id), { force: true });
     if (prog.maps.owner_id === null) rmSync(mapsDirPath(ctx.paths.bpffs, id), { recursive: true, force: true });
   });

@@ -1,0 +1,17 @@
+/**
+ * Test-only fault injection at named steps of mutating operations, so tests can prove that a
+ * crash or a slow holder at any step leaves store and kernel consistent. Inert unless
+ * BPFD_TEST_HOOK is set, e.g. BPFD_TEST_HOOK=load:after-pin=kill or =sleep:2000; the value names
+ * one step. Steps are listed where they are called (grep "checkpoint(").
+ */
+const spec = process.env.BPFD_TEST_HOOK;
+
+export function checkpoint(step: string): void {
+  if (!spec) return;
+  const eq = spec.lastIndexOf('=');
+  if (spec.slice(0, eq) !== step) return;
+  const action = spec.slice(eq + 1);
+  if (action === 'kill') process.kill(process.pid, 'SIGKILL');
+  const sleep = /^sleep:(\d+)$/.exec(action);
+  if (sleep) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(sleep[1]));
+}

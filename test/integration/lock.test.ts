@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import { BPFD, fixture, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
+
+const skip = needsRoot();
+
+function spawnBpfd(env: NodeJS.ProcessEnv, args: string[]) {
+  const child = spawn(process.execPath, [BPFD, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const done = new Promise<{ status: number; stdout: string; stderr: string }>((resolve) =>
+    child.on('close', (code) => resolve({ status: code ?? -1, stdout, stderr })),
+  );
+  return { child, done, running: () => child.exitCode === null };
+}
+
+describe('one writer at a time, reads never wait', { skip }, () => {
+  let env: Env;
+  before(() => {
+    env = makeEnv();
+    env.run('list'); // create the store and the bpffs up front
+  });
+  after(() => env?.cleanup());
+
+  test('a writer that cannot get the lock in time names the holder; a read does not wait', async () => {
+    const holder = spawnBpfd({ ...env.env, BPFD_TEST_HOOK: 'load:after-pin=sleep:4000' }, ['load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', '-o', 'json']);
+    // wait until the holder is inside the lock (its program is pinned)
+    const deadline = Date.now() + 10_000;
+    while (!env.pins().some((p) => p.startsWith('progs/')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(holder.running(), 'the holder is still running');
+
+    const waiter = env.run('load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop', '--lock-timeout', '0.3');
+    assert.equal(waiter.status, 1, waiter.stderr);
+    assert.match(waiter.stderr, new RegExp(`timed out after 0\\.3 s waiting for the bpfd lock .* held by pid ${holder.child.pid} \\(bpfd load file --path .*xdp_pass\\.o --name xdp_pass`));
+    assert.match(waiter.stderr, /raise --lock-timeout/);
+
+    const read = env.run('list', '-o', 'json');
+    assert.equal(read.status, 0, read.stderr);
+    assert.ok(holder.running(), 'list answered while the writer still held the lock');
+
+    const h = await holder.done;
+    assert.equal(h.status, 0, h.stderr);
+    const ids = env.run('list', '-o', 'json').json().map((p: { id: number }) => p.id);
+    assert.deepEqual(ids, [JSON.parse(h.stdout).id], 'only the holder loaded a program; the waiter left nothing');
+    assert.equal(env.run('unload', String(ids[0])).status, 0);
+  });
+
+  test('eight concurrent loads all land, each once', async () => {
+    const runs = Array.from({ length: 8 }, (_, i) =>
+      spawnBpfd(env.env, ['load', 'file', '--path', fixture('xdp_count.o'), '--name', 'xdp_count', '--metadata', `n=${i}`, '-o', 'json']).done,
+    );
+    const results = await Promise.all(runs);
+    for (const r of results) assert.equal(r.status, 0, r.stderr);
+    const listed = env.run('list', '-o', 'json').json() as Array<{ id: number; metadata: { n: string } }>;
+    assert.equal(listed.length, 8);
+    assert.deepEqual(listed.map((p) => p.metadata.n).sort(), ['0', '1', '2', '3', '4', '5', '6', '7']);
+    assert.equal(new Set(listed.map((p) => p.id)).size, 8);
+    const unloads = await Promise.all(listed.map((p) => spawnBpfd(env.env, ['unload', String(p.id)]).done));
+    for (const u of unloads) assert.equal(u.status, 0, u.stderr);
+    assert.deepEqual(env.run('list', '-o', 'json').json(), []);
+    assert.deepEqual(env.pins(), []);
+  });
+});
