@@ -1,0 +1,125 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { evaluate, resetEngines } from '../src/policy/engine.js';
+import type { PolicyInput } from '../src/policy/input.js';
+import { loadModule } from '../src/policy/module.js';
+
+/**
+ * Policy cost, the two figures issue 4 sets targets for:
+ *  - decision latency in-process with the shipped policy, the netops example data and 10 programs
+ *    already on the interface (target p50 < 10 us), for the raw wasm call, for evaluate() without
+ *    the time limit, and for evaluate() as bpfd runs it (with the time limit);
+ *  - the policy's share of a cold `bpfd load`: a fresh process loading the module and deciding
+ *    once (target < 5 ms), with and without importing the opa-wasm SDK.
+ */
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const POLICY = path.join(ROOT, 'wasm', 'bpfd.wasm');
+const DATA = path.join(ROOT, 'policies', 'examples', 'netops.json');
+
+function benchInput(): PolicyInput {
+  const existing = Array.from({ length: 10 }, (_, i) => ({
+    name: `prog${i}`,
+    priority: 100 + i * 50,
+    owner: { uid: 1001, username: 'alice' },
+    application: ['firewall', 'monitoring', null][i % 3],
+    metadata: { team: 'net' },
+  }));
+  return {
+    subject: { uid: 1001, gid: 1001, groups: ['netops'], username: 'alice', pid: 4242, via: 'cli' },
+    action: 'load',
+    program: {
+      name: 'xdp_count', type: 'xdp', section: 'xdp', license: 'GPL', sha256: '0'.repeat(64), insn_count: 15,
+      helpers: ['bpf_map_lookup_elem'], kfuncs: [],
+      maps: [{ name: 'xdp_stats', type: 'array', key_size: 4, value_size: 16, max_entries: 1 }],
+    },
+    attach: { iface: 'eth0', netns: null, priority: 125, proceed_on: ['pass', 'dispatcher_return'] },
+    existing,
+    application: 'ratelimit',
+    metadata: {},
+  };
+}
+
+function percentiles(samples: number[]): { p50: number; p99: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  return { p50: s[Math.floor(s.length * 0.5)], p99: s[Math.floor(s.length * 0.99)] };
+}
+
+const us = (n: number) => `${n.toFixed(1)} us`;
+const ms = (n: number) => `${n.toFixed(2)} ms`;
+
+async function latency(n: number, run: () => unknown): Promise<{ p50: number; p99: number }> {
+  for (let i = 0; i < Math.min(n, 1000); i++) await run(); // warm up: lazy wasm compile, JIT
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = process.hrtime.bigint();
+    await run();
+    samples.push(Number(process.hrtime.bigint() - t) / 1000);
+  }
+  return percentiles(samples);
+}
+
+/** One fresh node process per sample: what a `bpfd load` pays for the policy. */
+function coldSamples(n: number, preloadSdk: boolean, inputFile: string): number[] {
+  const engine = pathToFileURL(path.join(ROOT, 'build', 'src', 'policy', 'engine.js')).href;
+  const script = `
+    ${preloadSdk ? "await import('@open-policy-agent/opa-wasm');" : ''}
+    const { evaluate } = await import(${JSON.stringify(engine)});
+    const input = JSON.parse((await import('node:fs')).readFileSync(${JSON.stringify(inputFile)}, 'utf8'));
+    const t = process.hrtime.bigint();
+    const d = await evaluate(input, { policy: ${JSON.stringify(POLICY)}, policyData: ${JSON.stringify(DATA)} });
+    if (!d.allow) throw new Error('bench input was denied: ' + d.reasons.join('; '));
+    process.stdout.write(String(Number(process.hrtime.bigint() - t) / 1e6));`;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`cold sample failed: ${r.stderr}`);
+    out.push(Number(r.stdout));
+  }
+  return out;
+}
+
+export async function benchPolicy(): Promise<string[]> {
+  const input = benchInput();
+  const paths = { policy: POLICY, policyData: DATA };
+  const lines: string[] = [];
+  const sanity = await evaluate(input, paths);
+  if (!sanity.allow) throw new Error(`bench input was denied: ${sanity.reasons.join('; ')}`);
+
+  const module = await loadModule(POLICY);
+  module.policy.setData(JSON.parse(readFileSync(DATA, 'utf8')) as object);
+  const bytes = new TextEncoder().encode(JSON.stringify(input)).buffer as ArrayBuffer;
+  const raw = await latency(20000, () => module.policy.evaluate(bytes, module.entrypoint));
+  const unguarded = await latency(20000, () => evaluate(input, paths, { timeoutMs: 0 }));
+  const guarded = await latency(5000, () => evaluate(input, paths));
+  lines.push(
+    'policy decision latency, shipped policy, netops data, 10 programs on the interface:',
+    `  wasm evaluate (policy alone)       p50 ${us(raw.p50)}  p99 ${us(raw.p99)}`,
+    `  evaluate(), no time limit          p50 ${us(unguarded.p50)}  p99 ${us(unguarded.p99)}`,
+    `  evaluate(), 250 ms limit (default) p50 ${us(guarded.p50)}  p99 ${us(guarded.p99)}`,
+  );
+
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bpfd-bench-policy-'));
+  try {
+    const inputFile = path.join(dir, 'input.json');
+    writeFileSync(inputFile, JSON.stringify(input));
+    const warmSdk = percentiles(coldSamples(15, true, inputFile));
+    const coldSdk = percentiles(coldSamples(15, false, inputFile));
+    lines.push(
+      "policy share of a cold bpfd load (fresh process, median of 15):",
+      `  module load + first decision       ${ms(warmSdk.p50)}`,
+      `  the same, importing opa-wasm too   ${ms(coldSdk.p50)}`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    resetEngines();
+  }
+  return lines;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  for (const line of await benchPolicy()) console.log(line);
+}
