@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { helperName, insnFacts } from '../../src/policy/facts.js';
+import { groupNames, helperName, insnFacts, subjectFromCredentials, subjectFromProcess } from '../../src/policy/facts.js';
 import { HELPER_NAMES } from '../../src/policy/helper-names.js';
 import { fixtureProgram } from '../helpers/policy.js';
 
@@ -62,5 +62,22 @@ describe('bytecode facts', () => {
 
   it('names the programs an object has when asked for another', () => {
     assert.throws(() => fixtureProgram('xdp_count', 'nope'), /has no program named nope \(programs: xdp_count\)/);
+  });
+
+  it('describes the calling process as a cli subject with group names', () => {
+    const s = subjectFromProcess();
+    assert.equal(s.uid, process.getuid?.());
+    assert.equal(s.pid, process.pid);
+    assert.equal(s.via, 'cli');
+    assert.ok(s.groups.length > 0);
+    if (s.gid === 0) assert.ok(s.groups.includes('root'));
+  });
+
+  it('resolves peer credentials to a username and groups, keeping unknown ids as numbers', () => {
+    const s = subjectFromCredentials({ uid: 0, gid: 0, pid: 1 });
+    assert.deepEqual([s.username, s.via, s.groups.includes('root')], ['root', 'socket', true]);
+    const ghost = subjectFromCredentials({ uid: 4000000, gid: 4000001, pid: 2 }, 'cli');
+    assert.deepEqual([ghost.username, ghost.groups], ['4000000', ['4000001']]);
+    assert.deepEqual(groupNames([0, 0]), ['root']);
   });
 });
