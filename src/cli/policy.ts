@@ -3,8 +3,7 @@ import { defineCommand } from 'citty';
 import { resolvePaths } from '../core/config.js';
 import { ExitCode, usageError } from '../core/errors.js';
 import { evaluate, policyInfo, type Decision } from '../policy/engine.js';
-import { recentDecisions, type DecisionRecord } from '../state/decision-log.js';
-import { openStore } from '../state/store.js';
+import type { DecisionRecord } from '../state/decision-log.js';
 import { bpfdCommand, outputOption } from './command.js';
 import { printJson, table } from './output.js';
 
@@ -49,6 +48,9 @@ const logCommand = bpfdCommand({
   async run({ values }) {
     const raw = values.limit as string;
     if (!/^\d+$/.test(raw) || Number(raw) < 1) throw usageError(`--limit ${raw}: give a positive whole number`);
+    // the store (lmdb) loads only for the command that reads it
+    const { recentDecisions } = await import('../state/decision-log.js');
+    const { openStore } = await import('../state/store.js');
     const records = recentDecisions(openStore(resolvePaths().stateDir), Number(raw));
     if (values.output === 'json') printJson(records);
     else process.stdout.write(records.length ? logTable(records) : 'no policy decisions recorded yet\n');

@@ -3,8 +3,7 @@ import { statSync } from 'node:fs';
 import vm from 'node:vm';
 import type { Paths } from '../core/config.js';
 import { deniedError, failedError } from '../core/errors.js';
-import { appendDecision, DEFAULT_DECISION_LOG_MAX } from '../state/decision-log.js';
-import { openStore, type Store } from '../state/store.js';
+import type { Store } from '../state/store.js';
 import type { PolicyInput, PolicyResult } from './input.js';
 import { loadModule, message, PolicyUnavailable, readData, readModuleBytes, type PolicyData, type PolicyModule } from './module.js';
 
@@ -163,6 +162,10 @@ export function checkResult(raw: unknown, entrypoint: string): PolicyResult {
 export async function authorize(input: PolicyInput, opts: AuthorizeOptions): Promise<Decision> {
   const decision = await evaluate(input, opts.paths, opts);
   try {
+    // Loaded here, not at the top: the store pulls in lmdb, which `bpfd version` (policyInfo) and
+    // `bpfd policy eval` do not need.
+    const { appendDecision } = await import('../state/decision-log.js');
+    const { openStore } = await import('../state/store.js');
     appendDecision(
       opts.store ?? openStore(opts.paths.stateDir),
       {
@@ -219,7 +222,8 @@ function timeoutFromEnv(): number {
   return raw !== undefined && raw !== '' && Number.isFinite(v) && v >= 0 ? v : DEFAULT_TIMEOUT_MS;
 }
 
-function logMaxFromEnv(): number {
+/** undefined: the decision log's own default */
+function logMaxFromEnv(): number | undefined {
   const v = Number(process.env.BPFD_DECISION_LOG_MAX);
-  return Number.isInteger(v) && v > 0 ? v : DEFAULT_DECISION_LOG_MAX;
+  return Number.isInteger(v) && v > 0 ? v : undefined;
 }
