@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
 import { attachCommand, detachCommand, getCommand, listCommand, loadCommand, unloadCommand } from './programs.js';
+import { policyCommand } from './policy.js';
 import { versionCommand } from './version.js';
 import { BpfdError, ExitCode } from '../core/errors.js';
 
@@ -25,6 +26,7 @@ const main = defineCommand({
     detach: detachCommand,
     list: listCommand,
     get: getCommand,
+    policy: policyCommand,
     version: versionCommand,
   },
 });

@@ -56,6 +56,16 @@ export function programDetail(p: ProgramView): string {
       ['LINK', 'IFACE', 'NETNS', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE'],
       p.links.map((l) => [String(l.id), l.iface, l.netns ?? '-', String(l.priority), String(l.position), l.proceed_on.join(','), l.mode]),
     ).replace(/^/gm, '  ');
+    const counted = p.links.filter((l) => l.counters);
+    if (counted.length) {
+      out += '\nCounters (from the dispatcher, since the link joined):\n' + table(
+        ['LINK', 'PACKETS', 'ABORTED', 'DROP', 'PASS', 'TX', 'REDIRECT'],
+        counted.map((l) => {
+          const c = l.counters!;
+          return [String(l.id), String(c.packets), ...(['aborted', 'drop', 'pass', 'tx', 'redirect'] as const).map((a) => String(c.actions[a]))];
+        }),
+      ).replace(/^/gm, '  ');
+    }
   } else out += '\nLinks:    none (load only; attach with: bpfd attach ' + p.id + ' --iface IF)\n';
   return out;
 }

@@ -1,6 +1,9 @@
 import type { Context } from './context.js';
-import { deniedError } from './errors.js';
 import type { BpfElf } from '../loader/elf.js';
+import { describeMaps } from '../loader/object.js';
+import { authorize, enforce, type Decision } from '../policy/engine.js';
+import { elfProgramFacts, groupNames } from '../policy/facts.js';
+import type { PolicyInput, PolicyProgram } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
 export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
@@ -14,12 +17,59 @@ export interface GateRequest {
   metadata?: Record<string, string>;
 }
 
+/** Facts about a program already loaded: what was recorded at load, for later decisions. */
+function recordFacts(r: ProgramRecord): PolicyProgram {
+  return {
+    name: r.name,
+    type: r.type,
+    section: r.section,
+    license: r.license,
+    ...('path' in r.bytecode ? { sha256: r.bytecode.sha256 } : { image: r.bytecode.image, digest: r.bytecode.digest }),
+    insn_count: r.facts?.insn_count ?? 0,
+    helpers: r.facts?.helpers ?? [],
+    kfuncs: r.facts?.kfuncs ?? [],
+    maps: r.facts?.maps ?? [],
+  };
+}
+
+export function programFacts(elf: BpfElf, name: string): PolicyProgram {
+  return elfProgramFacts(elf, name, describeMaps(elf));
+}
+
+export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
+  const s = ctx.subject;
+  const p = req.program;
+  const program = p?.elf ? programFacts(p.elf, p.name) : p?.record ? recordFacts(p.record) : undefined;
+  return {
+    subject: { uid: s.uid, gid: s.gid, groups: groupNames([s.gid, ...s.groups]), username: s.username, pid: s.pid, via: s.via },
+    action: req.action,
+    ...(program ? { program } : {}),
+    ...(req.attach ? { attach: req.attach } : {}),
+    ...(req.existing
+      ? {
+          existing: req.existing.map(({ link, program: ep }) => ({
+            name: ep?.name ?? `program ${link.prog_id}`,
+            priority: link.priority,
+            owner: ep?.owner ?? { uid: -1, username: 'unknown' },
+            application: ep?.application ?? null,
+            metadata: ep?.metadata ?? {},
+          })),
+        }
+      : {}),
+    ...(p?.record ? { owner: p.record.owner } : {}),
+    application: req.application ?? null,
+    metadata: req.metadata ?? {},
+  };
+}
+
 /**
- * Asks the policy before any mutating step. Placeholder until the Rego engine is wired in:
- * root is allowed, everyone else is denied.
+ * Asks the policy before any mutating step and logs the decision; a deny (or any failure to
+ * decide) throws the exit-3 error with the policy's reasons. Returns the facts the policy saw,
+ * so the load can keep them for later decisions about the same program.
  */
-export async function gate(ctx: Context, req: GateRequest): Promise<void> {
-  if (ctx.subject.uid !== 0) {
-    throw deniedError(`denied by policy: ${req.action}`, [`uid ${ctx.subject.uid} has no grant`]);
-  }
+export async function gate(ctx: Context, req: GateRequest): Promise<{ decision: Decision; input: PolicyInput }> {
+  const input = policyInput(ctx, req);
+  const decision = await authorize(input, { paths: ctx.paths, store: ctx.store() });
+  enforce(decision);
+  return { decision, input };
 }

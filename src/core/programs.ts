@@ -7,7 +7,9 @@ import { gate } from './policy-gate.js';
 import { checkpoint } from './test-hooks.js';
 import { reconcile } from './reconcile.js';
 import { positions, programView, type KernelView, type ProgramView } from './view.js';
-import { ifaceKeyString, orderLinks, syncXdpInterface, type IfaceKey } from './xdp-interface.js';
+import { applyXdpMembers, ifaceKeyString, imageKey, keyOfLink, memberCounters, orderLinks, type IfaceKey } from './xdp-interface.js';
+import { encodeImage, extractImage, type RelocatableImage } from '../dispatcher/image.js';
+import type { ActionCounts } from '../dispatcher/counters.js';
 import { closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
 import { ensureBpffs } from '../loader/bpffs.js';
 import { programTypeOfSection, readBpfElf } from '../loader/elf.js';
@@ -57,7 +59,7 @@ export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<Prog
     const target = req.attach ? resolveInterface(req.attach) : null;
     const existing = target ? state.links.filter((l) => ifaceKeyString(l) === ifaceKeyString(target)) : [];
     if (target && existing.length >= MAX_XDP_PER_INTERFACE) throw tooMany(target.iface, existing);
-    await gate(ctx, {
+    const { input } = await gate(ctx, {
       action: 'load',
       program: { elf, name: req.name, type, section: fn.section },
       attach: req.attach ? { iface: req.attach.iface, netns: req.attach.netns, priority: req.attach.priority, proceed_on: req.attach.proceedOn } : undefined,
@@ -88,17 +90,30 @@ export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<Prog
           loaded_at: nowIso(),
           persist: req.persist ?? false,
           boot_id: ctx.bootId(),
+          facts: input.program && 'insn_count' in input.program
+            ? { insn_count: input.program.insn_count ?? 0, helpers: input.program.helpers ?? [], kfuncs: input.program.kfuncs ?? [], maps: input.program.maps ?? [] }
+            : undefined,
         };
         checkpoint('load:after-pin');
+        let image: RelocatableImage | null = null;
+        if (type === 'xdp') {
+          try {
+            image = extractImage(loaded.insns, loaded.mapFds, { license: elf.license, frags: fn.section.startsWith('xdp.frags') });
+          } catch (e) {
+            // Loading alone is still useful (maps, test runs); attaching needs the image.
+            if (target) throw e;
+          }
+        }
         let link: XdpLinkRecord | null = null;
         if (target && req.attach) {
           link = newLink(ctx, rec.id, target, req.attach);
-          attachMembers(ctx, target, [...existing, link], req.attach.mode, existing);
+          attachMembers(ctx, target, [...existing, link], req.attach.mode, existing, new Map([[rec.id, image!]]));
           checkpoint('load:after-attach');
         }
         try {
           store.root.transactionSync(() => {
             store.programs.put(rec.id, rec);
+            if (image) store.blobs.put(imageKey(rec.id), encodeImage(image));
             if (link) store.links.put(link.id, link);
           });
         } catch (e) {
@@ -240,7 +255,12 @@ async function readState(ctx: Context) {
 
 function viewOf(ctx: Context, id: number, state = reconcile(ctx, false)): ProgramView {
   const prog = state.programs.find((p) => p.id === id)!;
-  return programView(prog, state.links, positions(state.links), kernelView(id));
+  const counters = new Map<number, ActionCounts>();
+  for (const l of state.links.filter((x) => x.prog_id === id)) {
+    const c = memberCounters(ctx, keyOfLink(l)).get(l.id);
+    if (c) counters.set(l.id, c);
+  }
+  return programView(prog, state.links, positions(state.links), kernelView(id), counters);
 }
 
 function kernelView(id: number): KernelView | undefined {
@@ -287,13 +307,18 @@ function newLink(ctx: Context, progId: number, target: IfaceKey, opts: XdpAttach
   };
 }
 
-/** Applies a new membership to an interface; on failure restores the previous one. */
-function attachMembers(ctx: Context, target: IfaceKey, members: LinkRecord[], mode: 'skb' | 'drv' | undefined, previous: LinkRecord[]): void {
+/**
+ * Applies a new membership to an interface. The dispatcher swaps atomically and leaves the old
+ * revision running when it fails, so a failure here changes nothing in the kernel.
+ */
+function attachMembers(ctx: Context, target: IfaceKey, members: LinkRecord[], mode: 'skb' | 'drv' | undefined, previous: LinkRecord[], fresh?: Map<number, RelocatableImage>): void {
   const ifaceMode = previous[0]?.mode;
   if (mode && ifaceMode && mode !== ifaceMode) {
-    throw usageError(`${target.iface} runs its XDP programs in ${ifaceMode} mode; --mode ${mode} cannot be mixed in`);
+    throw usageError(`${target.iface} runs its XDP programs in ${ifaceMode} mode; --mode ${mode} cannot be mixed in`, [
+      `attach with --mode ${ifaceMode}, or without --mode`,
+    ]);
   }
-  const actual = inNetns(target.netns, () => syncXdpInterface(ctx.paths.bpffs, target, orderLinks(members), mode ?? ifaceMode));
+  const actual = applyXdpMembers(ctx, target, orderLinks(members), mode ?? ifaceMode, fresh);
   for (const m of members) m.mode = actual;
 }
 
@@ -304,8 +329,7 @@ function removeLinks(ctx: Context, all: LinkRecord[], gone: LinkRecord[]): void 
   for (const l of gone) ifaces.set(ifaceKeyString(l), l);
   for (const [key, l] of ifaces) {
     const survivors = all.filter((x) => ifaceKeyString(x) === key && !goneIds.has(x.id));
-    const target: IfaceKey = { iface: l.iface, ifindex: l.ifindex, netnsIno: l.netns_ino, netns: l.netns };
-    inNetns(l.netns, () => syncXdpInterface(ctx.paths.bpffs, target, orderLinks(survivors), l.mode));
+    applyXdpMembers(ctx, keyOfLink(l), orderLinks(survivors), l.mode);
   }
   store.root.transactionSync(() => {
     for (const id of goneIds) store.links.remove(id);

@@ -4,6 +4,7 @@ import type { Context } from './context.js';
 import { closeFd, tryProgFdById } from '../loader/bpf.js';
 import { TMP_MAPS_DIR } from '../loader/object.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
+import { applyXdpMembers, ifaceKeyString, keyOfLink, orderLinks } from './xdp-interface.js';
 
 export interface Reconciled {
   programs: ProgramRecord[];
@@ -49,6 +50,7 @@ export function reconcile(ctx: Context, repair: boolean): Reconciled {
   const links = [...store.links.getRange()].map((e) => e.value).filter((l) => live.has(l.prog_id));
   const orphans: string[] = [];
   if (repair) {
+    const goneLinks = dropped.length ? [...store.links.getRange()].map((e) => e.value).filter((l) => !live.has(l.prog_id)) : [];
     if (dropped.length) {
       store.root.transactionSync(() => {
         for (const id of dropped) {
@@ -58,10 +60,30 @@ export function reconcile(ctx: Context, repair: boolean): Reconciled {
         for (const { key, value } of store.links.getRange()) if (!live.has(value.prog_id)) store.links.remove(key);
       });
     }
+    resyncSurvivors(ctx, links, goneLinks);
     orphans.push(...removeOrphanPins(ctx.paths.bpffs, live, programs));
     orphans.push(...removeEmptyInterfaces(ctx.paths.bpffs, links));
   }
   return { programs, links, dropped, orphans };
+}
+
+/**
+ * A member whose program vanished would leave its slot in a dispatcher that still holds it:
+ * recompose the interfaces it was on from the survivors. Interfaces left empty are detached by
+ * removeEmptyInterfaces.
+ */
+function resyncSurvivors(ctx: Context, liveLinks: LinkRecord[], goneLinks: LinkRecord[]): void {
+  const touched = new Map<string, LinkRecord>();
+  for (const l of goneLinks) touched.set(ifaceKeyString(l), l);
+  for (const [key, any] of touched) {
+    const survivors = liveLinks.filter((l) => ifaceKeyString(l) === key);
+    if (survivors.length === 0) continue;
+    try {
+      applyXdpMembers(ctx, keyOfLink(any), orderLinks(survivors), any.mode);
+    } catch (e) {
+      process.stderr.write(`bpfd: warning: could not recompose ${any.iface} without vanished programs: ${(e as Error).message}\n`);
+    }
+  }
 }
 
 function removeOrphanPins(bpffs: string, live: Set<number>, programs: ProgramRecord[]): string[] {

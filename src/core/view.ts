@@ -1,5 +1,6 @@
 import type { LinkRecord, ProgramRecord, XdpAction } from '../state/records.js';
 import { orderLinks } from './xdp-interface.js';
+import type { ActionCounts } from '../dispatcher/counters.js';
 
 /** A program as the CLI prints it and scripts read it (shared/CLI.md). */
 export interface ProgramView {
@@ -25,6 +26,8 @@ export interface LinkView {
   position: number;
   proceed_on: XdpAction[];
   mode: 'skb' | 'drv';
+  /** packets this program saw on this link and what it returned, from the dispatcher (get only) */
+  counters?: ActionCounts;
 }
 
 export interface KernelView {
@@ -49,7 +52,7 @@ export function positions(allLinks: LinkRecord[]): Map<number, number> {
   return pos;
 }
 
-export function programView(p: ProgramRecord, links: LinkRecord[], pos: Map<number, number>, kernel?: KernelView): ProgramView {
+export function programView(p: ProgramRecord, links: LinkRecord[], pos: Map<number, number>, kernel?: KernelView, counters?: Map<number, ActionCounts>): ProgramView {
   const mine = orderLinks(links.filter((l) => l.prog_id === p.id));
   return {
     id: p.id,
@@ -64,6 +67,7 @@ export function programView(p: ProgramRecord, links: LinkRecord[], pos: Map<numb
       position: pos.get(l.id) ?? 0,
       proceed_on: l.proceed_on,
       mode: l.mode,
+      ...(counters?.has(l.id) ? { counters: counters.get(l.id) } : {}),
     })),
     bytecode: p.bytecode,
     owner: p.owner,

@@ -1,10 +1,9 @@
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { failedError, KernelError } from './errors.js';
-import {
-  BPF_XDP, closeFd, linkCreate, linkUpdate, objGet, objPin, tryObjGet, withFd, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE,
-} from '../loader/bpf.js';
-import { progPinPath } from '../loader/object.js';
+import type { Context } from './context.js';
+import { failedError } from './errors.js';
+import { decodeImage, type RelocatableImage } from '../dispatcher/image.js';
+import { readMemberCounters, syncXdpInterface, type XdpMode } from '../dispatcher/xdp-iface.js';
+import type { ActionCounts } from '../dispatcher/counters.js';
+import { inNetns } from '../loader/netns.js';
 import type { XdpLinkRecord } from '../state/records.js';
 
 export interface IfaceKey {
@@ -17,67 +16,42 @@ export interface IfaceKey {
 export const ifaceKeyString = (k: { netns_ino: number; ifindex: number } | IfaceKey) =>
   'netnsIno' in k ? `${k.netnsIno}-${k.ifindex}` : `${k.netns_ino}-${k.ifindex}`;
 
-export const ifaceDir = (bpffs: string, key: string) => path.join(bpffs, 'xdp', key);
-export const ifaceLinkPin = (bpffs: string, key: string) => path.join(ifaceDir(bpffs, key), 'link');
+export const keyOfLink = (l: XdpLinkRecord): IfaceKey => ({ iface: l.iface, ifindex: l.ifindex, netnsIno: l.netns_ino, netns: l.netns });
 
-/** Priority ascending, ties in attach order: the order programs run in. */
+/** Priority ascending, ties in attach order: the order programs run in (as the planner orders). */
 export function orderLinks<T extends { priority: number; seq: number }>(links: T[]): T[] {
   return [...links].sort((a, b) => a.priority - b.priority || a.seq - b.seq);
 }
 
+export const imageKey = (progId: number) => `image:${progId}`;
+
 /**
- * Makes the kernel run `members` (already ordered) on one interface, through a bpf_link pinned at
- * a stable path so it outlives this process. Must be called inside the interface's netns.
+ * Makes the interface's dispatcher run exactly `links`, composed from the members' stored
+ * relocatable images (`fresh` supplies images not yet committed, for a load in progress).
+ * Runs inside the interface's netns. Returns the mode the interface runs in.
  */
-export function syncXdpInterface(bpffs: string, key: IfaceKey, members: XdpLinkRecord[], mode: 'skb' | 'drv' | undefined): 'skb' | 'drv' {
-  const k = ifaceKeyString(key);
-  const pin = ifaceLinkPin(bpffs, k);
-  if (members.length === 0) {
-    // The pin holds the last reference: removing it releases the link and detaches.
-    rmSync(ifaceDir(bpffs, k), { recursive: true, force: true });
-    return mode ?? 'drv';
-  }
-  if (members.length > 1) {
-    const names = members.map((m) => `program ${m.prog_id} (priority ${m.priority})`).join(', ');
-    throw failedError(`interface ${key.iface} would need ${members.length} XDP programs (${names}); this build runs one XDP program per interface`, [
-      'unload the program already attached there first',
-    ]);
-  }
-  return withFd(objGet(progPinPath(bpffs, members[0].prog_id)), (progFd) => {
-    const linkFd = tryObjGet(pin);
-    if (linkFd >= 0) {
-      try {
-        linkUpdate(linkFd, progFd);
-      } finally {
-        closeFd(linkFd);
+export function applyXdpMembers(ctx: Context, key: IfaceKey, links: XdpLinkRecord[], mode: XdpMode | undefined, fresh?: Map<number, RelocatableImage>): XdpMode {
+  const store = ctx.store();
+  const members = links.map((l) => {
+    let image = fresh?.get(l.prog_id);
+    if (!image) {
+      const blob = store.blobs.get(imageKey(l.prog_id));
+      if (!blob) {
+        throw failedError(`program ${l.prog_id} cannot run in the XDP dispatcher: bpfd has no composable image of it`, [
+          'it was loaded from an object the dispatcher cannot compose; unload it and load a program without that construct',
+        ]);
       }
-      return members[0].mode;
+      image = decodeImage(blob);
     }
-    const tries: Array<['drv' | 'skb', number]> = mode === 'skb' ? [['skb', XDP_FLAGS_SKB_MODE]] : mode === 'drv' ? [['drv', XDP_FLAGS_DRV_MODE]] : [['drv', XDP_FLAGS_DRV_MODE], ['skb', XDP_FLAGS_SKB_MODE]];
-    let lastErr = 0;
-    for (const [m, flags] of tries) {
-      const fd = linkCreate(progFd, key.ifindex, BPF_XDP, flags);
-      if (fd >= 0) {
-        try {
-          mkdirSync(ifaceDir(bpffs, k), { recursive: true });
-          objPin(fd, pin);
-        } finally {
-          closeFd(fd);
-        }
-        return m;
-      }
-      lastErr = -fd;
-      if (lastErr === 16 /* EBUSY */) break;
-    }
-    if (lastErr === 16) {
-      throw new KernelError(`attach XDP to ${key.iface}`, lastErr, [
-        `${key.iface} already has an XDP program that bpfd does not manage; remove it first (ip link set dev ${key.iface} xdp off, or xdp-loader unload)`,
-      ]);
-    }
-    throw new KernelError(`attach XDP to ${key.iface}${mode ? ` in ${mode} mode` : ''}`, lastErr);
+    return { linkId: l.id, progId: l.prog_id, priority: l.priority, seq: l.seq, proceedOn: l.proceed_on, image };
   });
+  const res = inNetns(key.netns, () =>
+    syncXdpInterface({ bpffs: ctx.paths.bpffs, ifindex: key.ifindex, netnsIno: key.netnsIno, iface: key.iface, mode, members }),
+  );
+  return res.mode;
 }
 
-export function interfaceAttached(bpffs: string, key: string): boolean {
-  return existsSync(ifaceLinkPin(bpffs, key));
+/** Per-link packet and action counts of an interface's dispatcher. */
+export function memberCounters(ctx: Context, key: IfaceKey): Map<number, ActionCounts> {
+  return readMemberCounters({ bpffs: ctx.paths.bpffs, ifindex: key.ifindex, netnsIno: key.netnsIno });
 }

@@ -203,3 +203,50 @@ function loadFailure(name: string, file: string, errno: number, log: string): Bp
   }
   return failedError(`libbpf failed to load ${name} from ${file}: ${new KernelError('', errno).message.slice(2)}`, lines.slice(-20));
 }
+
+const map_type = libbpf.func('int bpf_map__type(bpf_map *map)');
+const map_key_size = libbpf.func('uint32_t bpf_map__key_size(bpf_map *map)');
+const map_value_size = libbpf.func('uint32_t bpf_map__value_size(bpf_map *map)');
+const map_max_entries = libbpf.func('uint32_t bpf_map__max_entries(bpf_map *map)');
+
+const MAP_TYPES = [
+  'unspec', 'hash', 'array', 'prog_array', 'perf_event_array', 'percpu_hash', 'percpu_array', 'stack_trace', 'cgroup_array',
+  'lru_hash', 'lru_percpu_hash', 'lpm_trie', 'array_of_maps', 'hash_of_maps', 'devmap', 'sockmap', 'cpumap', 'xskmap', 'sockhash',
+  'cgroup_storage', 'reuseport_sockarray', 'percpu_cgroup_storage', 'queue', 'stack', 'sk_storage', 'devmap_hash', 'struct_ops',
+  'ringbuf', 'inode_storage', 'task_storage', 'bloom_filter', 'user_ringbuf', 'cgrp_storage', 'arena',
+];
+
+export interface MapDescription {
+  name: string;
+  type: string;
+  key_size: number;
+  value_size: number;
+  max_entries: number;
+}
+
+/**
+ * The object's maps as libbpf sees them after opening (BTF-defined sizes resolved), without
+ * touching the kernel: facts for the policy before anything is loaded.
+ */
+export function describeMaps(elf: BpfElf): MapDescription[] {
+  const obj = open_file(elf.path, null);
+  const err = Number(get_error(obj));
+  if (!obj || err) throw failedError(`libbpf could not open ${elf.path}`, logLines(takeLibbpfLog()));
+  try {
+    const out: MapDescription[] = [];
+    let map: unknown = null;
+    while ((map = next_map(obj, map))) {
+      const mname = map_name(map) as string;
+      out.push({
+        name: map_is_internal(map) ? internalPinName(elf, mname) : mname,
+        type: MAP_TYPES[map_type(map) as number] ?? `type ${map_type(map)}`,
+        key_size: map_key_size(map) as number,
+        value_size: map_value_size(map) as number,
+        max_entries: map_max_entries(map) as number,
+      });
+    }
+    return out;
+  } finally {
+    obj_close(obj);
+  }
+}

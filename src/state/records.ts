@@ -25,6 +25,13 @@ export interface ProgramRecord {
   persist: boolean;
   /** boot the program was loaded in (/proc/sys/kernel/random/boot_id) */
   boot_id: string;
+  /** bytecode facts the policy saw at load, kept for later decisions about this program */
+  facts?: {
+    insn_count: number;
+    helpers: string[];
+    kfuncs: string[];
+    maps: Array<{ name: string; type: string; key_size: number; value_size: number; max_entries: number }>;
+  };
 }
 
 export interface XdpLinkRecord {

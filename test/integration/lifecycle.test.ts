@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { bpftool, fixture, kernelProgIds, makeEnv, progGone, needsRoot, type Env } from '../helpers/bpfd.js';
-import { makeVethPair, type VethPair } from '../helpers/netns.js';
+import { ip, makeVethPair, type VethPair } from '../helpers/netns.js';
 
 const skip = needsRoot();
 
@@ -100,8 +100,11 @@ describe('load, list, get, unload of a real XDP program', { skip }, () => {
     const r = env.run('load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop', '--iface', net.ifB, '--netns', net.nsPathB, '--mode', 'skb', '-o', 'json');
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.json().links[0].mode, 'skb');
-    const links = bpftool('link', 'list') as Array<{ prog_id: number; type: string }>;
-    assert.ok(links.some((l) => l.prog_id === r.json().id && l.type === 'xdp'), 'bpftool shows an XDP link for the program');
+    // bpftool sees one program on the interface, bpfd's dispatcher, in generic mode
+    const shown = ip('-n', net.nsB, '-d', 'link', 'show', net.ifB);
+    assert.match(shown, /xdpgeneric/);
+    const dispatcherId = Number(/prog\/xdp id (\d+)/.exec(shown)?.[1]);
+    assert.equal(bpftool('prog', 'show', 'id', String(dispatcherId)).name, 'bpfd_xdp');
     assert.equal(net.ping(), false);
     assert.equal(env.run('unload', String(r.json().id)).status, 0);
   });
