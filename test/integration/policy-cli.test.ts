@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fixture, kernelProgIds, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
+import { makeVethPair, type VethPair } from '../helpers/netns.js';
+
+const skip = needsRoot();
+
+describe('policy decides every change, through the real CLI', { skip }, () => {
+  let env: Env;
+  let net: VethPair;
+  before(() => {
+    env = makeEnv();
+    net = makeVethPair();
+    writeFileSync(
+      env.env.BPFD_POLICY_DATA!,
+      JSON.stringify({
+        reserved_priorities: [{ min: 0, max: 9, applications: ['firewall'], description: 'early drop of hostile traffic' }],
+        ordering: [{ before: 'firewall', after: 'monitoring' }],
+      }),
+    );
+  });
+  after(() => {
+    env?.cleanup();
+    net?.cleanup();
+  });
+
+  const attachArgs = () => ['--iface', net.ifB, '--netns', net.nsPathB];
+
+  test('a load into a reserved priority band is denied: exit 3, reasons printed, nothing loaded, decision logged', () => {
+    const before = kernelProgIds();
+    const r = env.run('load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop', ...attachArgs(), '--priority', '5');
+    assert.equal(r.status, 3, r.stderr);
+    assert.match(r.stderr, /denied by policy/);
+    assert.match(r.stderr, /reserved/i);
+    assert.deepEqual([...kernelProgIds()].filter((id) => !before.has(id)), []);
+    assert.deepEqual(env.pins(), []);
+    assert.ok(net.ping(), 'nothing attached');
+    const log = env.run('policy', 'log', '--limit', '1', '-o', 'json').json();
+    assert.equal(log.length, 1);
+    assert.equal(log[0].action, 'load');
+    assert.equal(log[0].allow, false);
+    assert.match(log[0].reasons.join('\n'), /reserved/i);
+    assert.match(log[0].policy_sha256, /^[0-9a-f]{64}$/);
+  });
+
+  test('the application that owns the band may use it; ordering rules are checked against what is there', () => {
+    const fw = env.run('load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', ...attachArgs(), '--priority', '5', '--application', 'firewall', '-o', 'json');
+    assert.equal(fw.status, 0, fw.stderr);
+    // monitoring must run after firewall: a monitoring program before it is denied
+    const early = env.run('load', 'file', '--path', fixture('xdp_count.o'), '--name', 'xdp_count', ...attachArgs(), '--priority', '3', '--application', 'monitoring');
+    assert.equal(early.status, 3, early.stderr);
+    const late = env.run('load', 'file', '--path', fixture('xdp_count.o'), '--name', 'xdp_count', ...attachArgs(), '--priority', '20', '--application', 'monitoring', '-o', 'json');
+    assert.equal(late.status, 0, late.stderr);
+    const order = env.run('list', '-o', 'json').json().map((p: any) => [p.application, p.links[0].position]);
+    assert.deepEqual(order, [['firewall', 0], ['monitoring', 1]]);
+    for (const p of env.run('list', '-o', 'json').json()) assert.equal(env.run('unload', String(p.id)).status, 0);
+  });
+
+  test('no valid policy means deny, even for root', () => {
+    const broken = path.join(env.dir, 'broken.wasm');
+    writeFileSync(broken, 'not wasm');
+    for (const policy of ['/nonexistent/policy.wasm', broken]) {
+      const e = makeEnv({ BPFD_POLICY: policy });
+      try {
+        const r = e.run('load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass');
+        assert.equal(r.status, 3, r.stderr);
+        assert.match(r.stderr, /denied by policy/);
+        assert.deepEqual(e.pins(), []);
+        assert.match(e.run('version').stdout, new RegExp(policy === broken ? 'policy sha256: [0-9a-f]{64}' : 'missing'));
+      } finally {
+        e.cleanup();
+      }
+    }
+  });
+});
