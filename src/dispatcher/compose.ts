@@ -1,20 +1,19 @@
 import { failedError } from '../core/errors.js';
 import { BPF_PROG_TYPE_XDP, BPF_XDP, closeFd, objGet } from '../loader/bpf.js';
 import { BPF_F_XDP_HAS_FRAGS, loadBtf, loadProgram, VerifierError } from '../loader/prog-load.js';
-import { COUNTER_BLOCK, createZeroKeyMap } from './counters.js';
+import { COUNTER_BLOCK, CPU_STRIDE_SHIFT, numPossibleCpus } from './counters.js';
 import { buildFuncBtf } from './func-btf.js';
 import type { RelocatableImage } from './image.js';
 import { chooseInlining, freeCalleeSaved, memberShape, type MemberShape } from './inlining.js';
 import {
   BPF_ADD,
-  BPF_FUNC_map_lookup_elem,
-  BPF_JEQ,
+  BPF_FUNC_get_smp_processor_id,
+  BPF_JLT,
   BPF_JGT,
   BPF_JLE,
   BPF_JSET,
   BPF_LSH,
   BPF_PSEUDO_FUNC,
-  BPF_PSEUDO_MAP_FD,
   BPF_PSEUDO_MAP_VALUE,
   decodeInsns,
   encodeInsns,
@@ -30,14 +29,14 @@ import { DISPATCHER_RETURN } from './planner.js';
 /**
  * Builds the composed XDP dispatcher (DESIGN.md §3) from member images:
  *
- *   main:  c = r1; [p = lookup(counters, 0)]
+ *   main:  c = r1; [p = this CPU's counters]
  *          per slot: r1 = c; <inlined body | call member>; [count r0 at p]
  *                    if r0 > 31 || !((1 << r0) & mask) return r0
  *          return XDP_PASS
  *   then every called member whole, and the subprograms of inlined members.
  *
  * c and p live in callee-saved registers, so called members cannot disturb them; an inlined body
- * is given a ctx register it never writes, and p is looked up again after a body that writes it.
+ * is given a ctx register it never writes, and p is computed again after a body that writes it.
  * The main has no stack of its own. Member code is copied unchanged except that its
  * pc-relative targets are re-resolved for where it now sits, inlined `exit`s become jumps to the
  * slot's check, and map references get fds of the reopened pins.
@@ -117,17 +116,16 @@ export interface BuiltDispatcher {
 }
 
 /**
- * Generates the instructions (no kernel calls). fdOf maps a pin to an open fd; zeroKeyFd is
- * the map holding the lookup key 0 (needed only with countersFd).
+ * Generates the instructions (no kernel calls). fdOf maps a pin to an open fd.
  */
 export function buildDispatcher(
   slots: ComposeSlot[],
   fdOf: (pin: string) => number,
-  opts: { countersFd?: number; zeroKeyFd?: number; inline: boolean },
+  opts: { countersFd?: number; inline: boolean },
 ): BuiltDispatcher {
   const shapes = slots.map((s) => memberShape(s.image));
   const inlined = chooseInlining(shapes, opts.inline);
-  const counting = opts.countersFd !== undefined;
+  const counting = opts.countersFd !== undefined && slots.some((s) => s.counterIndex !== null);
   const a = new Asm();
   const lbl = (slot: number, pc: number) => `s${slot}@${pc}`;
 
@@ -149,12 +147,16 @@ export function buildDispatcher(
 
   let p: number | null = null;
   const lookupCounters = (into: number) => {
-    a.emitAll(I.ldMap(1, BPF_PSEUDO_MAP_FD, opts.countersFd!));
-    a.emitAll(I.ldMap(2, BPF_PSEUDO_MAP_VALUE, opts.zeroKeyFd!, 0));
-    a.emit(I.call(BPF_FUNC_map_lookup_elem));
-    // An array lookup of key 0 cannot fail; if it ever did, fail closed rather than skip members.
-    a.emit(I.jmpImm(BPF_JEQ, 0, 0, 0), { field: 'off', label: 'abort' });
-    a.emit(I.mov64Reg(into, 0));
+    // This CPU's region of the counters map: value address + (cpu << CPU_STRIDE_SHIFT).
+    a.emit(I.call(BPF_FUNC_get_smp_processor_id));
+    // Always below the possible-CPU count; the check proves the offset to the verifier. Were it
+    // ever not, fail closed rather than skip members. (Local, so no jump spans inlined bodies.)
+    a.emit(I.jmpImm(BPF_JLT, 0, numPossibleCpus(), 2));
+    a.emit(I.mov64Imm(0, XDP_ABORTED));
+    a.emit(I.exit());
+    a.emit(I.alu64Imm(BPF_LSH, 0, CPU_STRIDE_SHIFT));
+    a.emitAll(I.ldMap(into, BPF_PSEUDO_MAP_VALUE, opts.countersFd!, 0));
+    a.emit(I.alu64Reg(BPF_ADD, into, 0));
   };
   if (counting && slots.length) {
     p = pick(all, 0, [c]);
@@ -210,11 +212,6 @@ export function buildDispatcher(
   });
   a.emit(I.mov64Imm(0, XDP_PASS));
   a.emit(I.exit());
-  if (counting && slots.length) {
-    a.bind('abort');
-    a.emit(I.mov64Imm(0, XDP_ABORTED));
-    a.emit(I.exit());
-  }
 
   // Subprograms: called members whole, inlined members from their first subprogram on.
   const funcs: Array<{ insnOff: number; name: string }> = [{ insnOff: 0, name: 'bpfd_dispatcher' }];
@@ -301,10 +298,9 @@ export function composeAndLoad(req: ComposeRequest): ComposedProgram {
   const images = req.slots.map((s) => s.image);
   const license = images.length && images.every((i) => i.gplCompatible) ? 'GPL' : images.length === 0 ? 'GPL' : 'Proprietary';
   const frags = images.length > 0 && images.every((i) => i.frags);
-  const zeroKeyFd = req.countersFd !== undefined ? createZeroKeyMap() : undefined;
   try {
     const attempt = (inline: boolean): ComposedProgram => {
-      const built = buildDispatcher(req.slots, fdOf, { countersFd: req.countersFd, zeroKeyFd, inline });
+      const built = buildDispatcher(req.slots, fdOf, { countersFd: req.countersFd, inline });
       const { btf, funcInfo } = buildFuncBtf(built.funcs);
       const btfFd = loadBtf(btf);
       try {
@@ -337,7 +333,6 @@ export function composeAndLoad(req: ComposeRequest): ComposedProgram {
     throw e;
   } finally {
     for (const fd of fds.values()) closeFd(fd);
-    if (zeroKeyFd !== undefined) closeFd(zeroKeyFd);
   }
 }
 

@@ -40,6 +40,7 @@ export const BPF_MOV = 0xb0;
 export const BPF_JA = 0x00;
 export const BPF_JEQ = 0x10;
 export const BPF_JGT = 0x20;
+export const BPF_JLT = 0xa0;
 export const BPF_JSET = 0x40;
 export const BPF_JLE = 0xb0;
 export const BPF_CALL = 0x80;
@@ -55,7 +56,7 @@ export const BPF_PSEUDO_MAP_IDX_VALUE = 6;
 export const BPF_PSEUDO_CALL = 1;
 export const BPF_PSEUDO_KFUNC_CALL = 2;
 
-export const BPF_FUNC_map_lookup_elem = 1;
+export const BPF_FUNC_get_smp_processor_id = 8;
 export const BPF_FUNC_tail_call = 12;
 
 export const LD_IMM64 = BPF_LD | BPF_DW | BPF_IMM; // 0x18
