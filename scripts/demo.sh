@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The bpfd demo: a veth pair between two network namespaces, a counting XDP program that
-# sees every ping, then a drop program put in front of it, then everything taken away again.
+# sees every ping, then a drop program put in front of it on the same interface (bpfd's
+# composed dispatcher runs both, in priority order), then everything taken away again.
 # Every step is a separate, short-lived bpfd process: nothing stays running in between.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,15 +52,18 @@ bpftool map dump pinned "$BPFD_RUNTIME_DIR/fs/maps/$COUNT_ID/xdp_stats"
 step "bpfd list"
 bpfd list
 
-step "swap in a drop program: unload the counter, load xdp_drop"
-bpfd unload "$COUNT_ID"
+step "put a drop program in front of it (priority 10 runs before 50): one atomic swap of the dispatcher"
 bpfd load file --path fixtures/bytecode/xdp_drop.o --name xdp_drop \
   --iface "$IF_SERVER" --netns "/var/run/netns/$NS_SERVER" --priority 10 -o json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const p=JSON.parse(s);console.log(`loaded ${p.name} id ${p.id} on ${p.links[0].iface}, position ${p.links[0].position}`)})'
 bpfd list
 
-step "ping again: every packet is dropped"
+step "ping again: every packet is dropped before the counter sees it"
 if ping_server 3; then echo "demo: ping should have failed" >&2; exit 1; fi
 echo "(ping failed, as it should)"
+bpftool map dump pinned "$BPFD_RUNTIME_DIR/fs/maps/$COUNT_ID/xdp_stats"
+
+step "bpfd get $COUNT_ID: the dispatcher's per-program counters"
+bpfd get "$COUNT_ID"
 
 step "unload everything: traffic flows again"
 for id in $(bpfd list -o json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const p of JSON.parse(s))console.log(p.id)})'); do

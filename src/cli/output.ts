@@ -1,3 +1,4 @@
+import type { DryRunResult } from '../core/programs.js';
 import type { ProgramView } from '../core/view.js';
 
 export function printJson(v: unknown): void {
@@ -55,7 +56,7 @@ export function programDetail(p: ProgramView): string {
     out += '\nLinks:\n' + table(
       ['LINK', 'IFACE', 'NETNS', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE'],
       p.links.map((l) => [String(l.id), l.iface, l.netns ?? '-', String(l.priority), String(l.position), l.proceed_on.join(','), l.mode]),
-    ).replace(/^/gm, '  ');
+    ).replace(/^(?=.)/gm, '  ');
     const counted = p.links.filter((l) => l.counters);
     if (counted.length) {
       out += '\nCounters (from the dispatcher, since the link joined):\n' + table(
@@ -64,8 +65,19 @@ export function programDetail(p: ProgramView): string {
           const c = l.counters!;
           return [String(l.id), String(c.packets), ...(['aborted', 'drop', 'pass', 'tx', 'redirect'] as const).map((a) => String(c.actions[a]))];
         }),
-      ).replace(/^/gm, '  ');
+      ).replace(/^(?=.)/gm, '  ');
     }
   } else out += '\nLinks:    none (load only; attach with: bpfd attach ' + p.id + ' --iface IF)\n';
   return out;
+}
+
+export function dryRunText(r: DryRunResult): string {
+  let out = `dry run: the policy would ${r.allow ? 'allow' : 'deny'} this load\n` + r.reasons.map((x) => `  ${x}\n`).join('');
+  if (r.order.length) {
+    out += '\nResulting order on the interface:\n' + table(
+      ['POSITION', 'ID', 'NAME', 'PRIORITY', 'APPLICATION', ''],
+      r.order.map((o) => [String(o.position), o.id === null ? '-' : String(o.id), o.name, String(o.priority), o.application ?? '-', o.new ? '<- new' : '']),
+    ).replace(/^(?=.)/gm, '  ');
+  }
+  return out + 'nothing was loaded\n';
 }

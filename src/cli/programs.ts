@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty';
 import { bpfdCommand, outputOption, parseId, parsePairs, type OptionSpec, type Parsed } from './command.js';
-import { printJson, programDetail, programsTable } from './output.js';
+import { dryRunText, printJson, programDetail, programsTable } from './output.js';
 import { parseXdpAttach } from '../core/attach-options.js';
 import { failedError, usageError } from '../core/errors.js';
 import type { ProgramType } from '../state/records.js';
@@ -30,6 +30,7 @@ const loadOptions: Record<string, OptionSpec> = {
   'map-owner-id': { type: 'string', description: 'share the maps of this earlier program instead of creating new ones', valueHint: 'ID' },
   application: { type: 'string', description: 'application the program belongs to (used by policy ordering rules)', valueHint: 'NAME' },
   persist: { type: 'boolean', description: 'load and attach it again at boot (bpfd system restore)' },
+  'dry-run': { type: 'boolean', description: 'print the policy decision and the resulting order; change nothing' },
 };
 
 /** The core (koffi, lmdb) loads only when a command needs it: `version` and `--help` stay light. */
@@ -93,8 +94,10 @@ const loadFile = bpfdCommand({
       application: (v.application as string | undefined) ?? null,
       persist: v.persist === true,
       attach: attachFrom(p, false),
+      dryRun: v['dry-run'] === true,
     });
     if (isJson(p)) printJson(view);
+    else if ('dry_run' in view) process.stdout.write(dryRunText(view));
     else process.stdout.write(programDetail(view));
   },
 });

@@ -30,14 +30,24 @@ export interface LoadFileRequest {
   application?: string | null;
   persist?: boolean;
   attach?: XdpAttachOptions;
+  /** decide and plan only: nothing is loaded or attached */
+  dryRun?: boolean;
+}
+
+/** What `load --dry-run` answers: the policy's decision and the order the interface would run. */
+export interface DryRunResult {
+  dry_run: true;
+  allow: boolean;
+  reasons: string[];
+  order: Array<{ position: number; id: number | null; name: string; priority: number; application: string | null; new: boolean }>;
 }
 
 const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 /** Loads a program from an object file and, with attach options, attaches it in the same step. */
-export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<ProgramView> {
+export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<ProgramView | DryRunResult> {
   requireRoot('bpfd load');
-  const elf = readBpfElf(req.path);
+  const elf = readBpfElf(path.resolve(req.path));
   const fn = elf.programs.find((p) => p.name === req.name);
   if (!fn) {
     const names = elf.programs.map((p) => `${p.name} (section ${p.section})`).join(', ') || 'none';
@@ -59,7 +69,7 @@ export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<Prog
     const target = req.attach ? resolveInterface(req.attach) : null;
     const existing = target ? state.links.filter((l) => ifaceKeyString(l) === ifaceKeyString(target)) : [];
     if (target && existing.length >= MAX_XDP_PER_INTERFACE) throw tooMany(target.iface, existing);
-    const { input } = await gate(ctx, {
+    const { input, decision } = await gate(ctx, {
       action: 'load',
       program: { elf, name: req.name, type, section: fn.section },
       attach: req.attach ? { iface: req.attach.iface, netns: req.attach.netns, priority: req.attach.priority, proceed_on: req.attach.proceedOn } : undefined,
@@ -68,6 +78,16 @@ export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<Prog
       metadata: req.metadata,
     });
 
+    if (req.dryRun) {
+      const pending = { id: 0, priority: req.attach?.priority ?? 0, seq: Number.MAX_SAFE_INTEGER };
+      const order = orderLinks<{ id: number; priority: number; seq: number }>([...existing, pending]).map((l, position) => {
+        const p = l === pending ? null : state.programs.find((x) => x.id === (l as LinkRecord).prog_id);
+        return l === pending
+          ? { position, id: null, name: req.name, priority: l.priority, application: req.application ?? null, new: true }
+          : { position, id: p?.id ?? null, name: p?.name ?? '?', priority: l.priority, application: p?.application ?? null, new: false };
+      });
+      return { dry_run: true as const, allow: decision.allow, reasons: decision.reasons, order: req.attach ? order : [] };
+    }
     ensureBpffs(ctx.paths.bpffs);
     checkpoint('load:before-kernel');
     const record = loadProgramObject(

@@ -51,6 +51,16 @@ describe('policy decides every change, through the real CLI', { skip }, () => {
     // monitoring must run after firewall: a monitoring program before it is denied
     const early = env.run('load', 'file', '--path', fixture('xdp_count.o'), '--name', 'xdp_count', ...attachArgs(), '--priority', '3', '--application', 'monitoring');
     assert.equal(early.status, 3, early.stderr);
+    const beforeDry = kernelProgIds();
+    const dry = env.run('load', 'file', '--path', fixture('xdp_count.o'), '--name', 'xdp_count', ...attachArgs(), '--priority', '20', '--application', 'monitoring', '--dry-run', '-o', 'json');
+    assert.equal(dry.status, 0, dry.stderr);
+    assert.equal(dry.json().allow, true);
+    assert.deepEqual(dry.json().order.map((o: any) => [o.position, o.name, o.new]), [[0, 'xdp_pass', false], [1, 'xdp_count', true]]);
+    assert.deepEqual([...kernelProgIds()].filter((id) => !beforeDry.has(id)), [], 'dry run loads nothing');
+    assert.equal(env.run('list', '-o', 'json').json().length, 1);
+    const dryText = env.run('load', 'file', '--path', fixture('xdp_count.o'), '--name', 'xdp_count', ...attachArgs(), '--priority', '20', '--application', 'monitoring', '--dry-run');
+    assert.match(dryText.stdout, /would allow/);
+    assert.match(dryText.stdout, /1\s+-\s+xdp_count\s+20\s+monitoring\s+<- new/);
     const late = env.run('load', 'file', '--path', fixture('xdp_count.o'), '--name', 'xdp_count', ...attachArgs(), '--priority', '20', '--application', 'monitoring', '-o', 'json');
     assert.equal(late.status, 0, late.stderr);
     const order = env.run('list', '-o', 'json').json().map((p: any) => [p.application, p.links[0].position]);
