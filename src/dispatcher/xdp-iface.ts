@@ -83,7 +83,13 @@ const pins = (k: XdpIfaceKey) => {
  */
 export function syncXdpInterface(opts: SyncXdpOptions): SyncXdpResult {
   const p = pins(opts);
-  const existingLink = tryObjGet(p.link);
+  let existingLink = tryObjGet(p.link);
+  if (existingLink >= 0 && linkInfo(existingLink).ifindex === 0) {
+    // The interface went away under the link (the kernel detached it): start over.
+    closeFd(existingLink);
+    rmSync(p.dir, { recursive: true, force: true });
+    existingLink = -1;
+  }
   if (opts.members.length === 0) return detachAll(opts, existingLink);
 
   const slots = planSlots(opts.iface, opts.members);
@@ -91,8 +97,12 @@ export function syncXdpInterface(opts: SyncXdpOptions): SyncXdpResult {
   const keep = (fd: number) => (fds.push(fd), fd);
   if (existingLink >= 0) keep(existingLink);
   try {
-    const countersFd = keep(existingLink >= 0 ? objGet(p.counters) : createCountersMap());
-    const metaFd = keep(existingLink >= 0 ? objGet(p.meta) : createMetaMap());
+    // A link without its maps (an older bpfd pinned only the link here) gets fresh ones,
+    // pinned once the swap succeeded.
+    const pinnedCounters = existingLink >= 0 ? tryObjGet(p.counters) : -1;
+    const pinnedMeta = existingLink >= 0 ? tryObjGet(p.meta) : -1;
+    const countersFd = keep(pinnedCounters >= 0 ? pinnedCounters : createCountersMap());
+    const metaFd = keep(pinnedMeta >= 0 ? pinnedMeta : createMetaMap());
     const meta = readMeta(metaFd);
     if (existingLink >= 0 && opts.mode && meta.mode && opts.mode !== meta.mode) {
       throw usageError(`${opts.iface} runs its XDP programs in ${meta.mode} mode; a program cannot join it in ${opts.mode} mode`, [
@@ -119,6 +129,11 @@ export function syncXdpInterface(opts: SyncXdpOptions): SyncXdpResult {
       const oldProgFd = keep(progFdById(linkInfo(existingLink).progId));
       linkUpdate(existingLink, composed.fd, oldProgFd);
       mode = meta.mode ?? opts.mode ?? 'drv';
+      if (pinnedCounters < 0) objPin(countersFd, p.counters);
+      if (pinnedMeta < 0) {
+        writeMode(metaFd, mode);
+        objPin(metaFd, p.meta);
+      }
     } else {
       mode = attachNew(opts, p, composed.fd, countersFd, metaFd);
     }
@@ -196,13 +211,14 @@ export interface DispatcherInfo {
   mode: XdpMode | null;
 }
 
-/** The dispatcher currently attached to the interface, or null. */
+/** The dispatcher currently attached to the interface, or null (none, or its interface is gone). */
 export function dispatcherInfo(k: XdpIfaceKey): DispatcherInfo | null {
   const p = pins(k);
   const linkFd = tryObjGet(p.link);
   if (linkFd < 0) return null;
   try {
     const li = linkInfo(linkFd);
+    if (li.ifindex === 0) return null; // the interface is gone; the link is a leftover
     const metaFd = tryObjGet(p.meta);
     let mode: XdpMode | null = null;
     if (metaFd >= 0) {
