@@ -351,6 +351,7 @@ function removeLinks(ctx: Context, all: LinkRecord[], gone: LinkRecord[]): void 
     const survivors = all.filter((x) => ifaceKeyString(x) === key && !goneIds.has(x.id));
     applyXdpMembers(ctx, keyOfLink(l), orderLinks(survivors), l.mode);
   }
+  checkpoint('detach:after-kernel');
   store.root.transactionSync(() => {
     for (const id of goneIds) store.links.remove(id);
   });

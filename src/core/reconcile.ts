@@ -4,7 +4,7 @@ import type { Context } from './context.js';
 import { closeFd, tryProgFdById } from '../loader/bpf.js';
 import { TMP_MAPS_DIR } from '../loader/object.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
-import { applyXdpMembers, ifaceKeyString, keyOfLink, orderLinks } from './xdp-interface.js';
+import { applyXdpMembers, ifaceKeyString, keyOfLink, memberCounters, orderLinks } from './xdp-interface.js';
 
 export interface Reconciled {
   programs: ProgramRecord[];
@@ -61,6 +61,7 @@ export function reconcile(ctx: Context, repair: boolean): Reconciled {
       });
     }
     resyncSurvivors(ctx, links, goneLinks);
+    orphans.push(...recomposeDiverged(ctx, links));
     orphans.push(...removeOrphanPins(ctx.paths.bpffs, live, programs));
     orphans.push(...removeEmptyInterfaces(ctx.paths.bpffs, links));
   }
@@ -126,4 +127,28 @@ function removeEmptyInterfaces(bpffs: string, links: LinkRecord[]): string[] {
     }
   }
   return removed;
+}
+
+/**
+ * A process killed between changing a dispatcher and recording the change leaves the kernel
+ * running a membership the store does not know. The dispatcher's counter map names the links it
+ * runs; where they differ from the records, the records win (the change was never reported as
+ * done) and the interface is recomposed from them.
+ */
+function recomposeDiverged(ctx: Context, links: LinkRecord[]): string[] {
+  const fixed: string[] = [];
+  const byIface = new Map<string, LinkRecord[]>();
+  for (const l of links) byIface.set(ifaceKeyString(l), [...(byIface.get(ifaceKeyString(l)) ?? []), l]);
+  for (const [key, recorded] of byIface) {
+    const running = [...memberCounters(ctx, keyOfLink(recorded[0])).keys()].sort((a, b) => a - b);
+    const wanted = recorded.map((l) => l.id).sort((a, b) => a - b);
+    if (running.length === wanted.length && running.every((id, i) => id === wanted[i])) continue;
+    try {
+      applyXdpMembers(ctx, keyOfLink(recorded[0]), orderLinks(recorded), recorded[0].mode);
+      fixed.push(`${recorded[0].iface} (${key}): recomposed with links ${wanted.join(', ')} (was running ${running.join(', ') || 'none'})`);
+    } catch (e) {
+      process.stderr.write(`bpfd: warning: could not recompose ${recorded[0].iface}: ${(e as Error).message}\n`);
+    }
+  }
+  return fixed;
 }
