@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Database, RootDatabase } from 'lmdb';
 import { failedError } from '../core/errors.js';
+import { lmdbFileProblem } from './store-check.js';
 import type { LinkRecord, ProgramRecord } from './records.js';
 
 // require, not import: lmdb's CommonJS build loads in about half the time of its ESM graph.
@@ -36,6 +37,8 @@ export function openStore(stateDir: string): Store {
   let root: RootDatabase;
   try {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const problem = lmdbFileProblem(stateDir);
+    if (problem) throw new Error(problem);
     root = open({ path: stateDir, maxDbs: 16, compression: false, noMemInit: true });
   } catch (e) {
     throw storeUnreadable(stateDir, e);
@@ -73,7 +76,8 @@ export function openStore(stateDir: string): Store {
 function storeUnreadable(dir: string, e: unknown) {
   const why = e instanceof Error ? e.message : String(e);
   return failedError(`cannot open the bpfd store in ${dir}: ${why}`, [
-    `if the file is damaged, run 'bpfd doctor' for details, or move ${dir} aside (bpfd starts with an empty store and adopts what is pinned)`,
+    `to recover: move ${dir} aside (mv ${dir} ${dir}.damaged); the next bpfd command starts an empty store`,
+    'and removes the programs it finds pinned without a record, so reload what you need afterwards',
   ]);
 }
 
