@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { bpfdCommand, outputOption } from './command.js';
 import { printJson } from './output.js';
 import { resolvePaths } from '../core/config.js';
@@ -12,17 +10,13 @@ export const versionCommand = bpfdCommand({
   description: 'Print the version of bpfd and the policy it enforces',
   options: { ...outputOption },
   async run(p) {
-    const paths = resolvePaths();
-    let sha256: string | null = null;
-    try {
-      sha256 = createHash('sha256').update(readFileSync(paths.policy)).digest('hex');
-    } catch {
-      /* reported as missing: every mutating request is then denied */
-    }
+    const { policyInfo } = await import('../policy/engine.js');
+    const policy = policyInfo(resolvePaths());
+    const sha256 = policy.sha256;
     const info = {
       version: typeof __BPFD_VERSION__ === 'string' ? __BPFD_VERSION__ : '0.0.0-dev',
       commit: typeof __BPFD_COMMIT__ === 'string' ? __BPFD_COMMIT__ : 'unknown',
-      policy: { sha256, path: paths.policy },
+      policy: { sha256, path: policy.path },
     };
     if (p.values.output === 'json') return printJson(info);
     process.stdout.write(

@@ -20,7 +20,8 @@ test('priority: 0..1000 whole numbers, default 50', () => {
 test('proceed-on: names, comma lists and repeats, deduplicated, default like bpfman', () => {
   assert.deepEqual(parseProceedOn(undefined), ['pass', 'dispatcher_return']);
   assert.deepEqual(parseProceedOn(['drop,pass', 'PASS', 'tx']), ['drop', 'pass', 'tx']);
-  usage(() => parseProceedOn('pass,bogus'), /unknown XDP action 'bogus'.*valid actions: aborted, drop, pass, tx, redirect, dispatcher_return/);
+  usage(() => parseProceedOn('pass,bogus'), /unknown --proceed-on action 'bogus'.*actions: aborted, drop, pass, tx, redirect, dispatcher_return/);
+  assert.deepEqual(parseProceedOn('XDP_PASS'), ['pass'], 'the kernel spelling is accepted');
 });
 
 test('proceed-on masks are 1 << action with dispatcher_return at bit 31', () => {
