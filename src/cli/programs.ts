@@ -173,15 +173,16 @@ export const listCommand = bpfdCommand({
     ...outputOption,
   },
   async run(p) {
-    const { list } = await import('../core/programs.js');
-    const views = await list(await createContext({ what: 'bpfd list' }), {
+    const { list, dispatcherProgIds } = await import('../core/programs.js');
+    const ctx = await createContext({ what: 'bpfd list' });
+    const views = await list(ctx, {
       type: p.values.type as string | undefined,
       iface: p.values.iface as string | undefined,
       metadata: parsePairs(p.values.metadata as string[] | undefined, '--metadata'),
     });
     if (p.values.all) {
       const { unmanagedPrograms } = await import('../core/kernel-programs.js');
-      const others = unmanagedPrograms(new Set(views.map((v) => v.id)));
+      const others = unmanagedPrograms(new Set([...views.map((v) => v.id), ...dispatcherProgIds(ctx)]));
       if (isJson(p)) return printJson([...views, ...others]);
       process.stdout.write(programsTable(views));
       if (others.length) {

@@ -9,6 +9,7 @@ import { reconcile } from './reconcile.js';
 import { positions, programView, type KernelView, type ProgramView } from './view.js';
 import { applyXdpMembers, ifaceKeyString, imageKey, keyOfLink, memberCounters, orderLinks, type IfaceKey } from './xdp-interface.js';
 import { encodeImage, extractImage, type RelocatableImage } from '../dispatcher/image.js';
+import { dispatcherInfo } from '../dispatcher/xdp-iface.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 import { closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
 import { ensureBpffs } from '../loader/bpffs.js';
@@ -256,6 +257,16 @@ export async function list(ctx: Context, filter: ListFilter = {}): Promise<Progr
     for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] < kb[i] ? -1 : 1;
     return 0;
   });
+}
+
+/** Kernel ids of the dispatchers bpfd runs: bpfd's own, though not programs a user loaded. */
+export function dispatcherProgIds(ctx: Context): number[] {
+  const ids = new Set<number>();
+  for (const { value: l } of ctx.store().links.getRange()) {
+    const d = dispatcherInfo({ bpffs: ctx.paths.bpffs, ifindex: l.ifindex, netnsIno: l.netns_ino });
+    if (d) ids.add(d.progId);
+  }
+  return [...ids];
 }
 
 export async function get(ctx: Context, id: number): Promise<ProgramView> {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { bpftool, fixture, kernelProgIds, makeEnv, progGone, needsRoot, type Env } from '../helpers/bpfd.js';
@@ -107,6 +108,27 @@ describe('load, list, get, unload of a real XDP program', { skip }, () => {
     assert.equal(bpftool('prog', 'show', 'id', String(dispatcherId)).name, 'bpfd_xdp');
     assert.equal(net.ping(), false);
     assert.equal(env.run('unload', String(r.json().id)).status, 0);
+  });
+
+  test('list --all adds kernel programs bpfd does not manage, but not its own dispatchers', () => {
+    const mine = env.run('load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', '--iface', net.ifB, '--netns', net.nsPathB, '-o', 'json');
+    assert.equal(mine.status, 0, mine.stderr);
+    const foreignPin = `${env.bpffs}/foreign`;
+    const load = spawnSync('bpftool', ['prog', 'load', fixture('xdp_drop.o'), foreignPin], { encoding: 'utf8' });
+    assert.equal(load.status, 0, load.stderr);
+    try {
+      const foreignId: number = bpftool('prog', 'show', 'pinned', foreignPin).id;
+      const dispatcherId = Number(/prog\/xdp id (\d+)/.exec(ip('-n', net.nsB, 'link', 'show', net.ifB))?.[1]);
+      const all = env.run('list', '--all', '-o', 'json').json() as Array<{ id: number; managed?: boolean }>;
+      assert.ok(all.some((p) => p.id === mine.json().id && p.managed === undefined), 'the managed program is listed as usual');
+      assert.ok(all.some((p) => p.id === foreignId && p.managed === false), 'the foreign program is listed as unmanaged');
+      assert.ok(!all.some((p) => p.id === dispatcherId), "bpfd's dispatcher is not shown as someone else's program");
+      assert.ok(!env.run('list', '-o', 'json').json().some((p: { id: number }) => p.id === foreignId), 'plain list shows only managed programs');
+      assert.match(env.run('list', '--all').stdout, new RegExp(`Not managed by bpfd:[\\s\\S]*^${foreignId}\\s+xdp_drop\\s+xdp`, 'm'));
+    } finally {
+      rmSync(foreignPin, { force: true });
+    }
+    assert.equal(env.run('unload', String(mine.json().id)).status, 0);
   });
 
   test('a program that vanished from the kernel is not listed as loaded', () => {
