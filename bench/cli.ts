@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
  */
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BPFD = path.join(ROOT, 'dist', 'bpfd.mjs');
+const BPFD = path.join(ROOT, 'dist', 'bpfd.cjs');
 const OBJ = path.join(ROOT, 'fixtures', 'bytecode', 'xdp_pass.o');
 
 function timeMs(cmd: string, args: string[], env?: NodeJS.ProcessEnv): number {

@@ -1,8 +1,12 @@
-// Type-checks and compiles everything for the tests (tsc → build/), then bundles the CLI into
-// dist/ with esbuild: one file plus lazily loaded chunks, because bpfd starts for every command
-// and module resolution of hundreds of small files would dominate its start-up.
+// Type-checks and compiles everything for the tests (tsc → build/), then bundles the CLI into one
+// CommonJS file, dist/bpfd.cjs. bpfd starts once per command, so start-up is most of what a user
+// waits for: Node's ESM loader costs ~8 ms more than CommonJS before any code runs, resolving a
+// few hundred small files costs more still, and lmdb's and msgpackr's native-addon discovery
+// spawns a libc probe (detect-libc → child_process) that the shims below avoid.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, chmodSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { build } from 'esbuild';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -17,19 +21,119 @@ try {
 rmSync(root + 'build', { recursive: true, force: true });
 execFileSync(process.execPath, [root + 'node_modules/typescript/bin/tsc', '-p', root + 'tsconfig.json'], { stdio: 'inherit' });
 
+// Modules replaced inside the bundle. Each keeps the original behaviour reachable at run time.
+const shims = {
+  // lmdb finds its addon relative to its own file, which no longer exists once bundled, and
+  // through a resolver that probes libc with a child process: load the prebuilt addon directly,
+  // and fall back to the real resolver for anything unusual (a source build, another libc).
+  'node-gyp-build-optional-packages': `
+    const path = require('node:path');
+    const fs = require('node:fs');
+    module.exports = function loadAddon() {
+      const lmdbDir = path.dirname(require.resolve(['lmdb'][0])).replace(/[\\\\/]dist$/, '');
+      const musl = fs.existsSync('/lib/ld-musl-' + (process.arch === 'x64' ? 'x86_64' : process.arch) + '.so.1');
+      if (!musl && !fs.existsSync(path.join(lmdbDir, 'build', 'Release'))) {
+        try {
+          const prebuilt = path.dirname(require.resolve('@lmdb/lmdb-' + process.platform + '-' + process.arch + '/package.json'));
+          for (const name of ['node.abi' + process.versions.modules + '.glibc.node', 'node.napi.glibc.node']) {
+            const file = path.join(prebuilt, name);
+            if (fs.existsSync(file)) return require(file);
+          }
+        } catch { /* no prebuilt package: the real resolver says why */ }
+      }
+      return require('node-gyp-build-optional-packages')(lmdbDir);
+    };`,
+  // koffi's platform package reads node's own ELF header to tell glibc from musl before loading
+  // its addon; on glibc load the addon directly and leave anything else to the package.
+  '@koromix/koffi-linux-x64': `
+    const path = require('node:path');
+    const fs = require('node:fs');
+    let addon = null;
+    if (!fs.existsSync('/lib/ld-musl-x86_64.so.1')) {
+      try {
+        const dir = path.dirname(require.resolve(['@koromix/koffi-linux-x64/package.json'][0]));
+        addon = require(path.join(dir, 'linux_x64', 'koffi.node'));
+      } catch { /* the package decides */ }
+    }
+    module.exports = addon ?? require(['@koromix/koffi-linux-x64'][0]);`,
+  // msgpackr's optional native string extractor only speeds up large decodes, which bpfd never
+  // does; loading it costs the same libc probe.
+  'msgpackr-extract': 'module.exports = null;',
+  // The SDK's yaml builtins load a large parser at import; bpfd's policies compile with
+  // wasm-native builtins only, so load it the first time a custom policy really calls one.
+  yaml: `
+    let real = null;
+    const yaml = () => (real ??= require('yaml'));
+    module.exports = { parse: (...a) => yaml().parse(...a), stringify: (...a) => yaml().stringify(...a) };`,
+};
+
+// msgpackr defines its stream classes when imported; bpfd never streams msgpack, so they extend a
+// placeholder and node:stream (~2 ms of start-up) is not loaded for them.
+const msgpackrStream = `
+  class Transform { constructor() { throw new Error('msgpackr streams are not available in bpfd'); } }
+  module.exports = { Transform };`;
+
+const shimPlugin = {
+  name: 'bpfd-shims',
+  setup(b) {
+    b.onResolve({ filter: /^stream$/ }, (args) => (/[\\/]msgpackr[\\/]/.test(args.importer) ? { path: 'msgpackr-stream', namespace: 'bpfd-stream-shim' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'bpfd-stream-shim' }, () => ({ contents: msgpackrStream, loader: 'js' }));
+    const filter = new RegExp(`^(${Object.keys(shims).join('|')})$`);
+    b.onResolve({ filter }, (args) => (args.namespace === 'bpfd-shim' ? { path: args.path, external: true } : { path: args.path, namespace: 'bpfd-shim' }));
+    b.onLoad({ filter: /.*/, namespace: 'bpfd-shim' }, (args) => ({ contents: shims[args.path], loader: 'js', resolveDir: root }));
+  },
+};
+
 rmSync(root + 'dist', { recursive: true, force: true });
 await build({
-  entryPoints: { bpfd: root + 'src/cli/main.ts' },
-  outdir: root + 'dist',
-  outExtension: { '.js': '.mjs' },
+  entryPoints: [root + 'src/cli/main.ts'],
+  outfile: root + 'dist/bpfd-main.cjs',
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
-  external: ['koffi', 'lmdb', '@open-policy-agent/opa-wasm'],
-  banner: { js: '#!/usr/bin/env node' },
-  define: { __BPFD_VERSION__: JSON.stringify(pkg.version), __BPFD_COMMIT__: JSON.stringify(commit) },
+  // koffi's addons for other platforms: required at run time only where they apply.
+  external: ['@koromix/*'],
+  plugins: [shimPlugin],
+  minifyWhitespace: true,
+  minifySyntax: true,
+  banner: { js: 'const __bpfd_import_meta_url = require("node:url").pathToFileURL(__filename).href;' },
+  define: {
+    __BPFD_VERSION__: JSON.stringify(pkg.version),
+    __BPFD_COMMIT__: JSON.stringify(commit),
+    'import.meta.url': '__bpfd_import_meta_url',
+  },
   logLevel: 'warning',
 });
-chmodSync(root + 'dist/bpfd.mjs', 0o755);
+copyFileSync(root + 'src/cli/launcher.cjs', root + 'dist/bpfd.cjs');
+chmodSync(root + 'dist/bpfd.cjs', 0o755);
+
+// The V8 code cache (see src/cli/launcher.cjs), made by running commands that touch most of the
+// code a user's commands run, in a throwaway runtime and state dir. None of them changes the
+// kernel: load is a --dry-run.
+const scratch = mkdtempSync(path.join(os.tmpdir(), 'bpfd-build-'));
+const warmup = [
+  ['--help'],
+  ['version'],
+  ['list'],
+  ['list', '-o', 'json'],
+  ['get', '1'],
+  ['load', 'file', '--path', root + 'fixtures/bytecode/xdp_count.o', '--name', 'xdp_count', '--iface', 'lo', '--priority', '40', '--dry-run'],
+  ['policy', 'log', '--limit', '1'],
+];
+try {
+  execFileSync(process.execPath, [root + 'dist/bpfd.cjs'], {
+    stdio: 'ignore',
+    env: {
+      ...process.env,
+      BPFD_CODE_CACHE_WARMUP: JSON.stringify(warmup),
+      BPFD_RUNTIME_DIR: path.join(scratch, 'run'),
+      BPFD_STATE_DIR: path.join(scratch, 'state'),
+    },
+  });
+} catch (e) {
+  console.warn(`build: the code-cache warm-up failed (${e.message}); bpfd works, only its start-up is slower`);
+} finally {
+  rmSync(scratch, { recursive: true, force: true });
+}
+if (!existsSync(root + 'dist/bpfd-main.cjs.cache')) console.warn('build: no code cache was written');

@@ -6,6 +6,7 @@ import { attachCommand, detachCommand, getCommand, listCommand, loadCommand, unl
 import { policyCommand } from './policy.js';
 import { versionCommand } from './version.js';
 import { BpfdError, ExitCode } from '../core/errors.js';
+import { writeErr } from './output.js';
 
 // The shipped policy and fixtures are found relative to the install, wherever the bundle sits.
 if (!process.env.BPFD_HOME) {
@@ -44,7 +45,8 @@ async function resolve(cmd: CommandDef, args: string[]): Promise<[CommandDef, Co
   return [cmd, parent];
 }
 
-async function run(argv: string[]): Promise<number> {
+/** Runs one command line and returns its exit code; src/cli/launcher.cjs calls it. */
+export async function cli(argv: string[]): Promise<number> {
   if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
     const [cmd, parent] = await resolve(main, argv);
     await showUsage(cmd, parent);
@@ -61,20 +63,19 @@ async function run(argv: string[]): Promise<number> {
 
 function report(e: unknown): number {
   if (e instanceof BpfdError) {
-    process.stderr.write(`bpfd: ${e.message}\n`);
-    for (const d of e.details) process.stderr.write(`  ${d}\n`);
+    writeErr(`bpfd: ${e.message}\n`);
+    for (const d of e.details) writeErr(`  ${d}\n`);
     return e.exitCode;
   }
   const err = e as Error & { code?: string };
   // citty's own usage errors (unknown command, missing subcommand)
   if (err?.name === 'CLIError' || err?.code === 'E_UNKNOWN_COMMAND' || err?.code === 'E_NO_COMMAND') {
-    process.stderr.write(`bpfd: ${err.message} (see: bpfd --help)\n`);
+    writeErr(`bpfd: ${err.message} (see: bpfd --help)\n`);
     return ExitCode.usage;
   }
-  process.stderr.write(`bpfd: internal error: ${err?.message ?? String(e)}\n`);
-  if (process.env.BPFD_DEBUG) process.stderr.write(`${err?.stack ?? ''}\n`);
-  else process.stderr.write('  set BPFD_DEBUG=1 for a stack trace, and please report it\n');
+  writeErr(`bpfd: internal error: ${err?.message ?? String(e)}\n`);
+  if (process.env.BPFD_DEBUG) writeErr(`${err?.stack ?? ''}\n`);
+  else writeErr('  set BPFD_DEBUG=1 for a stack trace, and please report it\n');
   return ExitCode.failed;
 }
 
-process.exitCode = await run(process.argv.slice(2));

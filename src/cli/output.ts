@@ -1,8 +1,32 @@
+import { writeSync } from 'node:fs';
 import type { DryRunResult } from '../core/programs.js';
 import type { ProgramView } from '../core/view.js';
 
+/**
+ * Writes straight to a file descriptor. Touching process.stdout builds a stream (and loads
+ * node:stream, ~2 ms) that a command printing one answer before it exits does not need.
+ */
+function writeAll(fd: number, text: string): void {
+  let buf = Buffer.from(text);
+  while (buf.length > 0) {
+    try {
+      buf = buf.subarray(writeSync(fd, buf));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // a non-blocking pipe that is full: wait for the reader
+      if (code === 'EAGAIN') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      // the reader went away (bpfd list | head): nothing more to say
+      else if (code === 'EPIPE') return;
+      else throw e;
+    }
+  }
+}
+
+export const writeOut = (text: string): void => writeAll(1, text);
+export const writeErr = (text: string): void => writeAll(2, text);
+
 export function printJson(v: unknown): void {
-  process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+  writeOut(JSON.stringify(v, null, 2) + '\n');
 }
 
 export function table(headers: string[], rows: string[][]): string {

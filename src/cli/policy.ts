@@ -2,10 +2,12 @@ import { readFileSync } from 'node:fs';
 import { defineCommand } from 'citty';
 import { resolvePaths } from '../core/config.js';
 import { ExitCode, usageError } from '../core/errors.js';
-import { evaluate, policyInfo, type Decision } from '../policy/engine.js';
+import type { Decision } from '../policy/engine.js';
+
+type PolicyInfo = typeof import('../policy/engine.js').policyInfo;
 import type { DecisionRecord } from '../state/decision-log.js';
 import { bpfdCommand, outputOption } from './command.js';
-import { printJson, table } from './output.js';
+import { printJson, table, writeOut } from './output.js';
 
 /** `bpfd policy eval` and `bpfd policy log`: see what the policy decides, and what it decided. */
 
@@ -23,6 +25,8 @@ const evalCommand = bpfdCommand({
     const input = readInput(file);
     const paths = resolvePaths();
     if (values.data) paths.policyData = values.data as string;
+    // Loaded here, not at the top: every bpfd command imports this file for its --help.
+    const { evaluate, policyInfo } = await import('../policy/engine.js');
     const decision = await evaluate(input, paths);
     if (values.output === 'json') {
       printJson({
@@ -33,7 +37,7 @@ const evalCommand = bpfdCommand({
         input_sha256: decision.inputSha256,
         duration_us: Math.round(decision.durationUs),
       });
-    } else process.stdout.write(decisionText(decision, paths.policy, paths.policyData));
+    } else writeOut(decisionText(decision, paths.policy, paths.policyData, policyInfo));
     process.exitCode = decision.allow ? ExitCode.ok : ExitCode.denied;
   },
 });
@@ -53,7 +57,7 @@ const logCommand = bpfdCommand({
     const { openStore } = await import('../state/store.js');
     const records = recentDecisions(openStore(resolvePaths().stateDir), Number(raw));
     if (values.output === 'json') printJson(records);
-    else process.stdout.write(records.length ? logTable(records) : 'no policy decisions recorded yet\n');
+    else writeOut(records.length ? logTable(records) : 'no policy decisions recorded yet\n');
   },
 });
 
@@ -77,7 +81,7 @@ function readInput(file: string): unknown {
   }
 }
 
-function decisionText(d: Decision, policyPath: string, dataPath: string): string {
+function decisionText(d: Decision, policyPath: string, dataPath: string, policyInfo: PolicyInfo): string {
   const lines = [
     `Decision: ${d.allow ? 'allow' : 'deny'}`,
     `Policy:   ${policyPath} (sha256 ${d.policySha256 ?? policyInfo({ policy: policyPath }).sha256 ?? 'unreadable'})`,

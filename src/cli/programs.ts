@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty';
 import { bpfdCommand, outputOption, parseId, parsePairs, type OptionSpec, type Parsed } from './command.js';
-import { dryRunText, printJson, programDetail, programsTable } from './output.js';
+import { dryRunText, printJson, programDetail, programsTable, writeOut } from './output.js';
 import { parseXdpAttach } from '../core/attach-options.js';
 import { failedError, usageError } from '../core/errors.js';
 import type { ProgramType } from '../state/records.js';
@@ -97,8 +97,8 @@ const loadFile = bpfdCommand({
       dryRun: v['dry-run'] === true,
     });
     if (isJson(p)) printJson(view);
-    else if ('dry_run' in view) process.stdout.write(dryRunText(view));
-    else process.stdout.write(programDetail(view));
+    else if ('dry_run' in view) writeOut(dryRunText(view));
+    else writeOut(programDetail(view));
   },
 });
 
@@ -146,7 +146,7 @@ export const attachCommand = bpfdCommand({
     const { attach } = await import('../core/programs.js');
     const view = await attach(await ctxFor(p, `bpfd attach ${id}`), id, attachFrom(p, true)!);
     if (isJson(p)) printJson(view);
-    else process.stdout.write(programDetail(view));
+    else writeOut(programDetail(view));
   },
 });
 
@@ -184,15 +184,15 @@ export const listCommand = bpfdCommand({
       const { unmanagedPrograms } = await import('../core/kernel-programs.js');
       const others = unmanagedPrograms(new Set([...views.map((v) => v.id), ...dispatcherProgIds(ctx)]));
       if (isJson(p)) return printJson([...views, ...others]);
-      process.stdout.write(programsTable(views));
+      writeOut(programsTable(views));
       if (others.length) {
         const { table } = await import('./output.js');
-        process.stdout.write('\nNot managed by bpfd:\n' + table(['ID', 'NAME', 'TYPE', 'TAG'], others.map((o) => [String(o.id), o.name, o.type, o.kernel.tag])));
+        writeOut('\nNot managed by bpfd:\n' + table(['ID', 'NAME', 'TYPE', 'TAG'], others.map((o) => [String(o.id), o.name, o.type, o.kernel.tag])));
       }
       return;
     }
     if (isJson(p)) printJson(views);
-    else process.stdout.write(programsTable(views));
+    else writeOut(programsTable(views));
   },
 });
 
@@ -206,6 +206,6 @@ export const getCommand = bpfdCommand({
     const { get } = await import('../core/programs.js');
     const view = await get(await createContext({ what: `bpfd get ${id}` }), id);
     if (isJson(p)) printJson(view);
-    else process.stdout.write(programDetail(view));
+    else writeOut(programDetail(view));
   },
 });

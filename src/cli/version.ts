@@ -1,5 +1,5 @@
 import { bpfdCommand, outputOption } from './command.js';
-import { printJson } from './output.js';
+import { printJson, writeOut } from './output.js';
 import { resolvePaths } from '../core/config.js';
 
 declare const __BPFD_VERSION__: string | undefined;
@@ -19,7 +19,7 @@ export const versionCommand = bpfdCommand({
       policy: { sha256, path: policy.path },
     };
     if (p.values.output === 'json') return printJson(info);
-    process.stdout.write(
+    writeOut(
       `bpfd ${info.version} (commit ${info.commit})\n` +
         `policy: ${info.policy.path}\n` +
         `policy sha256: ${sha256 ?? 'missing (every change is denied until a valid policy is installed)'}\n`,

@@ -3,7 +3,6 @@ import path from 'node:path';
 import { type Context, requireRoot } from './context.js';
 import type { XdpAttachOptions } from './attach-options.js';
 import { failedError, notFoundError, usageError } from './errors.js';
-import { gate } from './policy-gate.js';
 import { checkpoint } from './test-hooks.js';
 import { reconcile } from './reconcile.js';
 import { positions, programView, type KernelView, type ProgramView } from './view.js';
@@ -20,6 +19,9 @@ import { nextCounter } from '../state/store.js';
 import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../state/records.js';
 
 export const MAX_XDP_PER_INTERFACE = 10;
+
+// The policy engine (with opa-wasm and node:crypto) loads only for changes, never for list/get.
+const gate: typeof import('./policy-gate.js').gate = async (...args) => (await import('./policy-gate.js')).gate(...args);
 
 export interface LoadFileRequest {
   path: string;

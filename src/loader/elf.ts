@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './sha256.js';
 import { readFileSync } from 'node:fs';
 import { usageError } from '../core/errors.js';
 
@@ -177,7 +177,7 @@ export function parseBpfElf(path: string, data: Buffer): BpfElf {
 
   return {
     path,
-    sha256: createHash('sha256').update(data).digest('hex'),
+    sha256: sha256Hex(data),
     sections,
     symbols,
     license,

@@ -1,8 +1,4 @@
-import { createRequire } from 'node:module';
-
-// require, not import: Node's ESM loader parses a CommonJS package's whole source for its exports,
-// which costs ~20 ms of start-up for koffi alone, and bpfd starts once per command.
-const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+import koffi from 'koffi';
 
 /**
  * The one place that opens native libraries. libbpf 1.1 (Debian bookworm) is the system

@@ -1,12 +1,8 @@
 import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import type { Database, RootDatabase } from 'lmdb';
+import { open, type Database, type RootDatabase } from 'lmdb';
 import { failedError } from '../core/errors.js';
 import { lmdbFileProblem } from './store-check.js';
 import type { LinkRecord, ProgramRecord } from './records.js';
-
-// require, not import: lmdb's CommonJS build loads in about half the time of its ESM graph.
-const { open } = createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
 
 export const SCHEMA_VERSION = 1;
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const BPFD = path.join(ROOT, 'dist', 'bpfd.mjs');
+export const BPFD = path.join(ROOT, 'dist', 'bpfd.cjs');
 export const FIXTURES = path.join(ROOT, 'fixtures', 'bytecode');
 export const fixture = (name: string) => path.join(FIXTURES, name);
 
