@@ -21,6 +21,7 @@ export const BPF_MAP_TYPE_ARRAY = 2;
 export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 export const BPF_F_RDONLY_PROG = 1 << 7;
 export const BPF_F_XDP_HAS_FRAGS = 1 << 5;
+const EAGAIN = 11;
 
 /** Returns the syscall's result, or -errno. attr must stay referenced until this returns. */
 export function bpfSyscall(cmd: number, attr: Buffer): number {
@@ -91,7 +92,10 @@ function progLoadOnce(req: ProgLoadRequest, logLevel: number, log: Buffer | null
     attr.writeBigUInt64LE(addr(req.funcInfo), 80);
     attr.writeUInt32LE(req.funcInfo.length / 8, 88);
   }
-  const fd = bpfSyscall(BPF_PROG_LOAD, attr);
+  // The verifier gives up with EAGAIN when a signal is pending (a profiler's SIGPROF, a child
+  // exiting); like libbpf, try again a few times before calling it a failure.
+  let fd = bpfSyscall(BPF_PROG_LOAD, attr);
+  for (let attempt = 1; fd === -EAGAIN && attempt < 5; attempt++) fd = bpfSyscall(BPF_PROG_LOAD, attr);
   return { fd };
 }
 
