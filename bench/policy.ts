@@ -22,6 +22,8 @@ const COLD_TARGET_MS = 5;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const POLICY = path.join(ROOT, 'wasm', 'bpfd.wasm');
+// the same policy as opa built it, without bpfd's evaluation budget (scripts/policy-build.sh)
+const POLICY_OPA = path.join(ROOT, 'test', 'fixtures', 'policies', 'bpfd-opa.wasm');
 const DATA = path.join(ROOT, 'policies', 'examples', 'netops.json');
 
 function benchInput(): PolicyInput {
@@ -96,7 +98,7 @@ export async function benchPolicy(): Promise<string[]> {
   const data = JSON.parse(readFileSync(DATA, 'utf8')) as Record<string, unknown>;
   // loadPolicySync is only on the SDK's CommonJS export.
   const sdk = createRequire(import.meta.url)('@open-policy-agent/opa-wasm') as typeof import('@open-policy-agent/opa-wasm');
-  const plain = sdk.loadPolicySync(readFileSync(POLICY));
+  const plain = sdk.loadPolicySync(readFileSync(POLICY_OPA));
   plain.setData(data);
   const bytes = new TextEncoder().encode(JSON.stringify(input)).buffer as ArrayBuffer;
   const raw = await latency(20000, () => plain.evaluate(bytes, 'bpfd/authz/decision'));

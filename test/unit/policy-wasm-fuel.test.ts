@@ -5,7 +5,8 @@ import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import type { PolicyInput } from '../../src/policy/input.js';
 import { addFuel, FUEL_EXPORT, hasFuelExport, WasmRewriteError } from '../../src/policy/wasm-fuel.js';
-import { example, existing, fixtureProgram, loadInput, SHIPPED_POLICY, subject, TEST_POLICIES } from '../helpers/policy.js';
+import { DEFAULT_FUEL } from '../../src/policy/module.js';
+import { example, existing, fixtureProgram, loadInput, SHIPPED_POLICY, SHIPPED_POLICY_OPA, subject, TEST_POLICIES } from '../helpers/policy.js';
 
 // The fuel rewrite against the real modules (the shipped policy, every test policy) and against
 // small hand-assembled ones that isolate one case each: a bare loop, recursion without any loop,
@@ -59,7 +60,8 @@ function instantiate(bytes: Uint8Array) {
   return { ex: ex as Record<string, (...a: number[]) => number>, fuel: ex[FUEL_EXPORT] as WebAssembly.Global };
 }
 
-const wasmFiles = () => [SHIPPED_POLICY, ...readdirSync(TEST_POLICIES).filter((f) => f.endsWith('.wasm')).map((f) => path.join(TEST_POLICIES, f))];
+// Every module opa built: the shipped policy before its budget was added, and the test policies.
+const wasmFiles = () => readdirSync(TEST_POLICIES).filter((f) => f.endsWith('.wasm')).map((f) => path.join(TEST_POLICIES, f));
 
 describe('wasm fuel rewrite', () => {
   it('walks every instruction of the shipped module and of every test policy into a valid module', () => {
@@ -123,6 +125,12 @@ describe('wasm fuel rewrite', () => {
     rejects(module(section(1, vec([VOID])), section(3, vec([[0x00]])), section(10, vec([body(cut)]))), /function 0 has no final end/, false);
     rejects(addFuel(handMade(), BUDGET).bytes, /already exports bpfd_fuel/, true);
   });
+
+  it('ships wasm/bpfd.wasm as exactly the module opa built plus the budget (npm run policy:build)', () => {
+    const expected = addFuel(readFileSync(SHIPPED_POLICY_OPA), DEFAULT_FUEL).bytes;
+    assert.ok(Buffer.from(expected).equals(readFileSync(SHIPPED_POLICY)), 'wasm/bpfd.wasm is stale: run npm run policy:build');
+    assert.ok(hasFuelExport(readFileSync(SHIPPED_POLICY)));
+  });
 });
 
 describe('fuelled shipped policy', () => {
@@ -146,8 +154,8 @@ describe('fuelled shipped policy', () => {
   ];
 
   it('decides every input exactly as the module opa built, under every example data document', () => {
-    const original = readFileSync(SHIPPED_POLICY);
-    const fuelled = addFuel(original, BUDGET).bytes;
+    const original = readFileSync(SHIPPED_POLICY_OPA);
+    const fuelled = readFileSync(SHIPPED_POLICY);
     for (const data of ['netops', 'lab', 'root-only'].map(example).concat([{}])) {
       const plain = opa.loadPolicySync(original);
       const withFuel = opa.loadPolicySync(fuelled);
