@@ -185,7 +185,7 @@ grant_problems contains [i, msg] if {
 # Acting on a program someone else loaded needs "manage_others".
 grant_problems contains [i, msg] if {
 	some i in matching_grants
-	input.action in {"attach", "detach", "unload"}
+	acts_on_loaded
 	input.owner.uid != input.subject.uid
 	not grants[i].manage_others == true
 	msg := concat("", [
@@ -247,7 +247,7 @@ deny contains msg if {
 
 # Helpers and kfuncs forbidden to members of a group, e.g. no bpf_redirect*.
 deny contains msg if {
-	input.action in {"load", "attach"}
+	loads_code
 	some kind in ["helpers", "kfuncs"]
 	some group in input.subject.groups
 	some pattern in data.forbidden[kind][group]
@@ -270,9 +270,20 @@ deny contains msg if {
 # --- helpers ----------------------------------------------------------------
 
 attaching if {
-	input.action in {"load", "attach"}
+	loads_code
 	is_number(input.attach.priority)
 }
+
+# Rules rather than `in {"load", "attach"}`: a set literal is built anew on every evaluation.
+loads_code if input.action == "load"
+
+loads_code if input.action == "attach"
+
+acts_on_loaded if input.action == "attach"
+
+acts_on_loaded if input.action == "detach"
+
+acts_on_loaded if input.action == "unload"
 
 default program_type := "unknown"
 
@@ -335,13 +346,17 @@ input_problems contains "attach.priority must be a number" if {
 }
 
 input_problems contains "program facts are required to load or attach" if {
-	input.action in {"load", "attach"}
+	loads_code
 	not has_program
 }
 
 valid_uid if is_number(input.subject.uid)
 
-valid_action if input.action in {"load", "attach", "detach", "unload", "pull"}
+valid_action if loads_code
+
+valid_action if acts_on_loaded
+
+valid_action if input.action == "pull"
 
 valid_priority if is_number(input.attach.priority)
 

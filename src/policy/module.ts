@@ -86,7 +86,8 @@ const sha256Of = (bytes: Buffer) => createHash('sha256').update(bytes).digest('h
  */
 function withFuel(path: string, bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   try {
-    return hasFuelExport(bytes) ? new Uint8Array(bytes) : addFuel(bytes, DEFAULT_FUEL).bytes;
+    // A file read whole is a Buffer over an ArrayBuffer of its own: compile it without a copy.
+    return hasFuelExport(bytes) ? (bytes as Uint8Array<ArrayBuffer>) : addFuel(bytes, DEFAULT_FUEL).bytes;
   } catch (e) {
     if (!(e instanceof WasmRewriteError)) throw e;
     if (e.unsupported) throw new PolicyUnavailable(`policy module ${path} cannot be given an evaluation budget: ${e.message}`);

@@ -117,13 +117,6 @@ class Reader {
     this.pos += n;
   }
 
-  name(): string {
-    const len = this.u32();
-    const start = this.pos;
-    this.skip(len);
-    return Buffer.from(this.b.buffer, this.b.byteOffset + start, len).toString('utf8');
-  }
-
   limits(): void {
     const flags = this.byte();
     const lebBytes = flags & 0x04 ? 10 : 5; // memory64 limits are u64
@@ -255,16 +248,20 @@ function importedGlobals(b: Uint8Array, s: Section | undefined): number {
   return globals;
 }
 
-function exportNames(b: Uint8Array, s: Section | undefined): string[] {
-  if (!s) return [];
+/** Whether the export section names `name`; compares bytes, as this runs on every cold start. */
+function exportsName(b: Uint8Array, s: Section | undefined, name: string): boolean {
+  if (!s) return false;
+  const want = Buffer.from(name, 'utf8');
   const r = new Reader(b, s.start, s.end);
-  const names: string[] = [];
   for (let n = r.u32(); n > 0; n--) {
-    names.push(r.name());
-    r.byte();
-    r.u32();
+    const len = r.u32();
+    const at = r.pos;
+    r.skip(len);
+    if (len === want.length && want.equals(b.subarray(at, at + len))) return true;
+    r.byte(); // kind
+    r.u32(); // index
   }
-  return names;
+  return false;
 }
 
 // Immediates of each one-byte opcode, as a kind the walker skips; BAD for opcodes it does not
@@ -404,8 +401,7 @@ function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer, charg
  * and the export section.
  */
 export function hasFuelExport(wasm: Uint8Array): boolean {
-  const exports = readSections(wasm).find((s) => s.id === SEC_EXPORT);
-  return exportNames(wasm, exports).includes(FUEL_EXPORT);
+  return exportsName(wasm, readSections(wasm).find((s) => s.id === SEC_EXPORT), FUEL_EXPORT);
 }
 
 /**
@@ -417,7 +413,7 @@ export function addFuel(wasm: Uint8Array, initialFuel: bigint): { bytes: Uint8Ar
   const sections = readSections(wasm);
   const find = (id: number) => sections.find((s) => s.id === id);
   const exportSec = find(SEC_EXPORT);
-  if (exportNames(wasm, exportSec).includes(FUEL_EXPORT)) {
+  if (exportsName(wasm, exportSec, FUEL_EXPORT)) {
     throw new WasmRewriteError(`the module already exports ${FUEL_EXPORT}`, true);
   }
   const globalSec = find(SEC_GLOBAL);
