@@ -136,10 +136,11 @@ grant_problems contains [i, msg] if {
 	msg := concat("", ["action ", quote(input.action), " is not granted (granted: ", list(grants[i].actions), ")"])
 }
 
+# Conditions that do not depend on the grant come before the loop over grants.
 grant_problems contains [i, msg] if {
+	input.action != "pull"
 	some i in matching_grants
 	is_array(grants[i].program_types)
-	input.action != "pull"
 	not type_granted(i)
 	msg := concat("", [
 		"program type ", quote(program_type),
@@ -174,9 +175,9 @@ grant_problems contains [i, msg] if {
 }
 
 grant_problems contains [i, msg] if {
+	input.action == "pull"
 	some i in matching_grants
 	is_array(grants[i].images)
-	input.action == "pull"
 	image := object.get(input, ["program", "image"], "")
 	not matches_any(grants[i].images, image)
 	msg := concat("", ["image ", quote(image), " is not granted (granted: ", list(grants[i].images), ")"])
@@ -184,9 +185,9 @@ grant_problems contains [i, msg] if {
 
 # Acting on a program someone else loaded needs "manage_others".
 grant_problems contains [i, msg] if {
-	some i in matching_grants
 	acts_on_loaded
 	input.owner.uid != input.subject.uid
+	some i in matching_grants
 	not grants[i].manage_others == true
 	msg := concat("", [
 		"the program belongs to uid ", format_int(input.owner.uid, 10),
