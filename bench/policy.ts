@@ -1,23 +1,29 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { evaluate, resetEngines } from '../src/policy/engine.js';
 import type { PolicyInput } from '../src/policy/input.js';
-import { loadModule } from '../src/policy/module.js';
+import { DEFAULT_FUEL, loadModule, runPolicy, setPolicyData } from '../src/policy/module.js';
 
 /**
  * Policy cost, the two figures issue 4 sets targets for:
  *  - decision latency in-process with the shipped policy, the netops example data and 10 programs
- *    already on the interface (target p50 < 10 us), for the raw wasm call, for evaluate() without
- *    the time limit, and for evaluate() as bpfd runs it (with the time limit);
+ *    already on the interface (target p50 < 10 us): the SDK's evaluate on the module as opa built
+ *    it (no budget), and evaluate() as bpfd runs it (budget included, input serialised and hashed);
  *  - the policy's share of a cold `bpfd load`: a fresh process loading the module and deciding
  *    once (target < 5 ms), with and without importing the opa-wasm SDK.
  */
 
+const P50_TARGET_US = 10;
+const COLD_TARGET_MS = 5;
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const POLICY = path.join(ROOT, 'wasm', 'bpfd.wasm');
+// the same policy as opa built it, without bpfd's evaluation budget (scripts/policy-build.sh)
+const POLICY_OPA = path.join(ROOT, 'test', 'fixtures', 'policies', 'bpfd-opa.wasm');
 const DATA = path.join(ROOT, 'policies', 'examples', 'netops.json');
 
 function benchInput(): PolicyInput {
@@ -89,17 +95,25 @@ export async function benchPolicy(): Promise<string[]> {
   const sanity = await evaluate(input, paths);
   if (!sanity.allow) throw new Error(`bench input was denied: ${sanity.reasons.join('; ')}`);
 
-  const module = await loadModule(POLICY);
-  module.policy.setData(JSON.parse(readFileSync(DATA, 'utf8')) as object);
+  const data = JSON.parse(readFileSync(DATA, 'utf8')) as Record<string, unknown>;
+  // loadPolicySync is only on the SDK's CommonJS export.
+  const sdk = createRequire(import.meta.url)('@open-policy-agent/opa-wasm') as typeof import('@open-policy-agent/opa-wasm');
+  const plain = sdk.loadPolicySync(readFileSync(POLICY_OPA));
+  plain.setData(data);
   const bytes = new TextEncoder().encode(JSON.stringify(input)).buffer as ArrayBuffer;
-  const raw = await latency(20000, () => module.policy.evaluate(bytes, module.entrypoint));
-  const unguarded = await latency(20000, () => evaluate(input, paths, { timeoutMs: 0 }));
-  const guarded = await latency(5000, () => evaluate(input, paths));
+  const raw = await latency(20000, () => plain.evaluate(bytes, 'bpfd/authz/decision'));
+  const bpfd = await latency(20000, () => evaluate(input, paths));
+
+  const module = await loadModule(POLICY);
+  setPolicyData(module, data, DEFAULT_FUEL);
+  runPolicy(module, JSON.stringify(input), DEFAULT_FUEL);
+  const spent = DEFAULT_FUEL - (module.fuel.value as bigint);
+  const mark = (v: number, target: number) => (v < target ? 'met' : 'MISSED');
   lines.push(
     'policy decision latency, shipped policy, netops data, 10 programs on the interface:',
-    `  wasm evaluate (policy alone)       p50 ${us(raw.p50)}  p99 ${us(raw.p99)}`,
-    `  evaluate(), no time limit          p50 ${us(unguarded.p50)}  p99 ${us(unguarded.p99)}`,
-    `  evaluate(), 250 ms limit (default) p50 ${us(guarded.p50)}  p99 ${us(guarded.p99)}`,
+    `  wasm evaluate, module as opa built it (SDK)  p50 ${us(raw.p50)}  p99 ${us(raw.p99)}`,
+    `  evaluate() as bpfd runs it, budget included  p50 ${us(bpfd.p50)}  p99 ${us(bpfd.p99)}   target p50 < ${P50_TARGET_US} us: ${mark(bpfd.p50, P50_TARGET_US)}`,
+    `  budget spent by this decision                ${spent} of ${DEFAULT_FUEL} (BPFD_POLICY_FUEL)`,
   );
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bpfd-bench-policy-'));
@@ -109,9 +123,9 @@ export async function benchPolicy(): Promise<string[]> {
     const warmSdk = percentiles(coldSamples(15, true, inputFile));
     const coldSdk = percentiles(coldSamples(15, false, inputFile));
     lines.push(
-      "policy share of a cold bpfd load (fresh process, median of 15):",
-      `  module load + first decision       ${ms(warmSdk.p50)}`,
-      `  the same, importing opa-wasm too   ${ms(coldSdk.p50)}`,
+      'policy share of a cold bpfd load (fresh process, median of 15):',
+      `  module load + first decision                 ${ms(warmSdk.p50)}   target < ${COLD_TARGET_MS} ms: ${mark(warmSdk.p50, COLD_TARGET_MS)}`,
+      `  the same, importing opa-wasm too             ${ms(coldSdk.p50)}   (the import is bundled separately)`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });

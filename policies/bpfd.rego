@@ -136,10 +136,11 @@ grant_problems contains [i, msg] if {
 	msg := concat("", ["action ", quote(input.action), " is not granted (granted: ", list(grants[i].actions), ")"])
 }
 
+# Conditions that do not depend on the grant come before the loop over grants.
 grant_problems contains [i, msg] if {
+	input.action != "pull"
 	some i in matching_grants
 	is_array(grants[i].program_types)
-	input.action != "pull"
 	not type_granted(i)
 	msg := concat("", [
 		"program type ", quote(program_type),
@@ -174,9 +175,9 @@ grant_problems contains [i, msg] if {
 }
 
 grant_problems contains [i, msg] if {
+	input.action == "pull"
 	some i in matching_grants
 	is_array(grants[i].images)
-	input.action == "pull"
 	image := object.get(input, ["program", "image"], "")
 	not matches_any(grants[i].images, image)
 	msg := concat("", ["image ", quote(image), " is not granted (granted: ", list(grants[i].images), ")"])
@@ -184,9 +185,9 @@ grant_problems contains [i, msg] if {
 
 # Acting on a program someone else loaded needs "manage_others".
 grant_problems contains [i, msg] if {
-	some i in matching_grants
-	input.action in {"attach", "detach", "unload"}
+	acts_on_loaded
 	input.owner.uid != input.subject.uid
+	some i in matching_grants
 	not grants[i].manage_others == true
 	msg := concat("", [
 		"the program belongs to uid ", format_int(input.owner.uid, 10),
@@ -247,7 +248,7 @@ deny contains msg if {
 
 # Helpers and kfuncs forbidden to members of a group, e.g. no bpf_redirect*.
 deny contains msg if {
-	input.action in {"load", "attach"}
+	loads_code
 	some kind in ["helpers", "kfuncs"]
 	some group in input.subject.groups
 	some pattern in data.forbidden[kind][group]
@@ -270,9 +271,20 @@ deny contains msg if {
 # --- helpers ----------------------------------------------------------------
 
 attaching if {
-	input.action in {"load", "attach"}
+	loads_code
 	is_number(input.attach.priority)
 }
+
+# Rules rather than `in {"load", "attach"}`: a set literal is built anew on every evaluation.
+loads_code if input.action == "load"
+
+loads_code if input.action == "attach"
+
+acts_on_loaded if input.action == "attach"
+
+acts_on_loaded if input.action == "detach"
+
+acts_on_loaded if input.action == "unload"
 
 default program_type := "unknown"
 
@@ -335,13 +347,17 @@ input_problems contains "attach.priority must be a number" if {
 }
 
 input_problems contains "program facts are required to load or attach" if {
-	input.action in {"load", "attach"}
+	loads_code
 	not has_program
 }
 
 valid_uid if is_number(input.subject.uid)
 
-valid_action if input.action in {"load", "attach", "detach", "unload", "pull"}
+valid_action if loads_code
+
+valid_action if acts_on_loaded
+
+valid_action if input.action == "pull"
 
 valid_priority if is_number(input.attach.priority)
 

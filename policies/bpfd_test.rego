@@ -159,6 +159,15 @@ test_detach_of_someone_elses_program if {
 	denied_with(inp, "the program belongs to uid 1002")
 }
 
+# Attaching a loaded program is checked like a load (reserved bands, forbidden
+# helpers) and like an action on someone's program (manage_others).
+test_attach_of_a_loaded_program if {
+	inp := object.union(load_input, {"action": "attach", "owner": {"uid": 1001}})
+	decide(inp).allow
+	denied_with(object.union(inp, {"owner": {"uid": 1002}}), "the program belongs to uid 1002")
+	denied_with(object.union(inp, {"attach": {"priority": 5}}), "reserved for application \"firewall\"")
+}
+
 test_manage_others_allows_it if {
 	lead := object.union(alice, {"groups": ["leads"]})
 	decide({"subject": lead, "action": "unload", "program": program, "owner": {"uid": 1002}}).allow

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Compiles the shipped Rego policy into wasm/bpfd.wasm (committed, so installing bpfd needs no OPA).
+# Compiles the shipped Rego policy into wasm/bpfd.wasm (committed, so installing bpfd needs no OPA),
+# with bpfd's evaluation budget already added (scripts/add-fuel.mjs).
 # Usage: scripts/policy-build.sh [OUT.wasm] [ENTRYPOINT] [REGO_DIR]
 # The capabilities file limits the policy to builtins the wasm target implements itself, so the
 # module never needs a JavaScript builtin; regenerate it after an OPA upgrade with
@@ -26,5 +27,13 @@ find "$src" -maxdepth 1 -name '*.rego' ! -name '*_test.rego' -exec cp {} "$tmp/s
   -o "$tmp/bundle.tar.gz" "$tmp/src"
 tar -xzf "$tmp/bundle.tar.gz" -C "$tmp" /policy.wasm 2>/dev/null
 mkdir -p "$(dirname "$out")"
-cp "$tmp/policy.wasm" "$out"
+# The evaluation budget goes in now rather than at every cold start (bpfd adds it at load to a
+# module without it); the rewrite is bpfd's own code, so build that first when it is missing.
+[[ -f $root/build/src/policy/wasm-fuel.js ]] || node "$root/scripts/build.mjs"
+node "$root/scripts/add-fuel.mjs" "$tmp/policy.wasm" "$out"
+# The module as opa built it, for the tests that check the budget changes no decision and that
+# $out is exactly that module plus the budget.
+if [[ $out == "$root/wasm/bpfd.wasm" ]]; then
+  cp "$tmp/policy.wasm" "$root/test/fixtures/policies/bpfd-opa.wasm"
+fi
 echo "built $out ($(wc -c <"$out") bytes, entrypoint $entrypoint, sha256 $(sha256sum "$out" | cut -d' ' -f1))"

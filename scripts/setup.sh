@@ -28,10 +28,17 @@ if ! opa version 2>/dev/null | grep -q "Version: ${OPA_VERSION#v}"; then
   echo "setup: installing opa ${OPA_VERSION} with go install"
   go install "github.com/open-policy-agent/opa@${OPA_VERSION}"
 fi
-REGAL_VERSION=v0.29.2
+# Regal moved from styrainc to open-policy-agent. `go install …@version` fails where the module
+# proxy refuses version lists (it looks up deprecations), so build it through a throwaway module.
+REGAL_VERSION=v0.38.1
 if ! regal version >/dev/null 2>&1; then
   echo "setup: installing regal ${REGAL_VERSION} (policy linter; optional)"
-  go install "github.com/styrainc/regal@${REGAL_VERSION}" || echo "setup: regal did not install; policy:test will say so"
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && go mod init regal-build >/dev/null 2>&1 && go get "github.com/open-policy-agent/regal@${REGAL_VERSION}" &&
+    go build -o "$HOME/go/bin/regal" github.com/open-policy-agent/regal); then
+    echo "setup: regal did not install; policy:test will say so"
+  fi
+  rm -rf "$tmp"
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

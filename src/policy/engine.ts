@@ -1,22 +1,32 @@
-import { createHash } from 'node:crypto';
+import crypto from 'node:crypto';
 import { statSync } from 'node:fs';
-import vm from 'node:vm';
 import type { Paths } from '../core/config.js';
 import { deniedError, failedError } from '../core/errors.js';
 import type { Store } from '../state/store.js';
 import type { PolicyInput, PolicyResult } from './input.js';
-import { loadModule, message, PolicyUnavailable, readData, readModuleBytes, type PolicyData, type PolicyModule } from './module.js';
+import {
+  DEFAULT_FUEL,
+  loadModule,
+  message,
+  PolicyUnavailable,
+  readData,
+  readModuleBytes,
+  runPolicy,
+  setPolicyData,
+  type PolicyData,
+  type PolicyModule,
+} from './module.js';
 
 /**
  * The policy engine: evaluates the active module against a request and fails closed. A missing or
  * corrupt module, unusable data, an undefined or malformed result, a throw, or an evaluation past
  * the time limit all deny, with a reason that says which.
  *
- * Time limit: wasm evaluation is synchronous, so it runs through node:vm with `timeout`, whose
- * watchdog terminates the running code (wasm loops included) and lets us catch it. The watchdog
- * is a thread per call (~0.1 ms); a worker thread would cost ~35 ms to start and ~0.1 ms a round
- * trip, and an unguarded call cannot be stopped at all. BPFD_POLICY_TIMEOUT_MS=0 turns the guard
- * off for a trusted module where every microsecond counts. bench/policy.ts measures both paths.
+ * Runaway policies: wasm evaluation is synchronous, so nothing outside the call can stop it short
+ * of a watchdog (node:vm's timeout starts a thread per call, ~0.2 ms; a worker costs ~35 ms to
+ * start). Instead the module carries its own budget (wasm-fuel.ts): every loop iteration and call
+ * spends fuel, and the module traps when it is gone. The budget is BPFD_POLICY_FUEL charges,
+ * default DEFAULT_FUEL. bench/policy.ts measures the cost.
  */
 
 export interface Decision extends PolicyResult {
@@ -28,8 +38,8 @@ export interface Decision extends PolicyResult {
 }
 
 export interface EvaluateOptions {
-  /** default BPFD_POLICY_TIMEOUT_MS, else 250; 0 evaluates without a time limit */
-  timeoutMs?: number;
+  /** evaluation budget in charges; default BPFD_POLICY_FUEL, else DEFAULT_FUEL */
+  fuel?: bigint;
 }
 
 export interface AuthorizeOptions extends EvaluateOptions {
@@ -39,8 +49,6 @@ export interface AuthorizeOptions extends EvaluateOptions {
   /** keep at most this many decisions (default 10000, or BPFD_DECISION_LOG_MAX) */
   logMax?: number;
 }
-
-const DEFAULT_TIMEOUT_MS = 250;
 
 interface Engine {
   module: PolicyModule;
@@ -52,39 +60,47 @@ interface Engine {
 // One engine per process and module path: a service evaluates many requests against one module,
 // and a changed module or data file (mtime, size) is picked up at the next request.
 const engines = new Map<string, Engine>();
-// Runs in the main context: a context of its own would cost ~0.7 ms to create on a cold start.
-const RUN_SLOT = '__bpfdPolicyRun';
-const runScript = new vm.Script(`globalThis.${RUN_SLOT}()`, { filename: 'bpfd-policy-eval' });
 
 function stamp(path: string): string {
-  try {
-    const st = statSync(path);
-    return `${st.mtimeMs}:${st.size}:${st.ino}`;
-  } catch {
-    return 'absent';
-  }
+  // No throw for a missing file: building the error costs more than the stat.
+  const st = statSync(path, { throwIfNoEntry: false });
+  return st ? `${st.mtimeMs}:${st.size}:${st.ino}` : 'absent';
 }
 
-async function engineFor(policyPath: string, dataPath: string): Promise<Engine> {
-  const key = `${policyPath}\0${dataPath}`;
+// crypto.hash (Node >= 20.12) skips the Hash object: ~1.5 us less per decision.
+const sha256Hex: (s: string) => string =
+  typeof crypto.hash === 'function' ? (s) => crypto.hash('sha256', s, 'hex') : (s) => crypto.createHash('sha256').update(s).digest('hex');
+
+const engineKey = (paths: Pick<Paths, 'policy' | 'policyData'>) => `${paths.policy}\0${paths.policyData}`;
+
+async function engineFor(paths: Pick<Paths, 'policy' | 'policyData'>, fuel: bigint): Promise<Engine> {
+  const key = engineKey(paths);
   const cached = engines.get(key);
-  const moduleStamp = stamp(policyPath);
-  const dataStamp = stamp(dataPath);
+  const moduleStamp = stamp(paths.policy);
+  const dataStamp = stamp(paths.policyData);
   if (cached && cached.moduleStamp === moduleStamp) {
-    if (cached.dataStamp !== dataStamp) setData(cached, readData(dataPath), dataStamp);
+    if (cached.dataStamp !== dataStamp) setData(key, cached, readData(paths.policyData), dataStamp, fuel);
     return cached;
   }
-  const module = await loadModule(policyPath);
-  const engine: Engine = { module, data: { path: dataPath, ok: true, document: {} }, dataStamp, moduleStamp };
-  setData(engine, readData(dataPath), dataStamp);
+  const module = await loadModule(paths.policy);
+  const engine: Engine = { module, data: { path: paths.policyData, ok: true, document: {} }, dataStamp, moduleStamp };
   engines.set(key, engine);
+  setData(key, engine, readData(paths.policyData), dataStamp, fuel);
   return engine;
 }
 
-function setData(engine: Engine, data: PolicyData, dataStamp: string): void {
+function setData(key: string, engine: Engine, data: PolicyData, dataStamp: string, fuel: bigint): void {
   engine.data = data;
   engine.dataStamp = dataStamp;
-  if (data.ok) engine.module.policy.setData(data.document);
+  if (!data.ok) return;
+  try {
+    setPolicyData(engine.module, data.document, fuel);
+  } catch (e) {
+    // A trap leaves the instance in an unknown state: this request denies, the next reloads.
+    engines.delete(key);
+    const why = e instanceof WebAssembly.RuntimeError && engine.module.fuel.value === 0n ? outOfFuel(fuel) : message(e);
+    engine.data = { path: data.path, ok: false, error: `policy data ${data.path} cannot be loaded into the policy: ${why}` };
+  }
 }
 
 /** Forget loaded modules (tests; a service reloading on SIGHUP). */
@@ -96,7 +112,7 @@ export function resetEngines(): void {
 export async function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 'policy' | 'policyData'>, opts: EvaluateOptions = {}): Promise<Decision> {
   const started = process.hrtime.bigint();
   const json = JSON.stringify(input);
-  const inputSha256 = createHash('sha256').update(json).digest('hex');
+  const inputSha256 = sha256Hex(json);
   const done = (result: PolicyResult, policySha256: string | null): Decision => ({
     ...result,
     policySha256,
@@ -104,9 +120,10 @@ export async function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 
     durationUs: Number(process.hrtime.bigint() - started) / 1000,
   });
 
+  const fuel = opts.fuel ?? fuelFromEnv();
   let engine: Engine;
   try {
-    engine = await engineFor(paths.policy, paths.policyData);
+    engine = await engineFor(paths, fuel);
   } catch (e) {
     const reason = e instanceof PolicyUnavailable ? e.message : `policy module ${paths.policy} failed to load: ${message(e)}`;
     return done(deny(reason), moduleShaOrNull(paths.policy));
@@ -114,26 +131,16 @@ export async function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 
   const sha = engine.module.sha256;
   if (!engine.data.ok) return done(deny(engine.data.error), sha);
 
-  const timeoutMs = opts.timeoutMs ?? timeoutFromEnv();
   let raw: unknown;
-  const g = globalThis as Record<string, unknown>;
   try {
-    const inputBytes = new TextEncoder().encode(json).buffer as ArrayBuffer;
-    const run = () => engine.module.policy.evaluate(inputBytes, engine.module.entrypoint);
-    if (timeoutMs === 0) raw = run();
-    else {
-      g[RUN_SLOT] = run;
-      raw = runScript.runInThisContext({ timeout: timeoutMs });
-    }
+    raw = runPolicy(engine.module, json, fuel);
   } catch (e) {
     // Whatever state the instance was left in, do not evaluate with it again.
-    engines.delete(`${paths.policy}\0${paths.policyData}`);
-    if ((e as NodeJS.ErrnoException).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
-      return done(deny(`policy evaluation exceeded the ${timeoutMs} ms time limit (BPFD_POLICY_TIMEOUT_MS)`), sha);
+    engines.delete(engineKey(paths));
+    if (e instanceof WebAssembly.RuntimeError && engine.module.fuel.value === 0n) {
+      return done(deny(outOfFuel(fuel)), sha);
     }
     return done(deny(`policy evaluation failed: ${message(e)}`), sha);
-  } finally {
-    delete g[RUN_SLOT];
   }
   return done(checkResult(raw, engine.module.entrypoint), sha);
 }
@@ -216,10 +223,14 @@ function preview(v: unknown): string {
   return s.length > 200 ? `${s.slice(0, 200)}…` : s;
 }
 
-function timeoutFromEnv(): number {
-  const raw = process.env.BPFD_POLICY_TIMEOUT_MS;
-  const v = Number(raw);
-  return raw !== undefined && raw !== '' && Number.isFinite(v) && v >= 0 ? v : DEFAULT_TIMEOUT_MS;
+export function outOfFuel(fuel: bigint): string {
+  return `policy evaluation ran out of its evaluation budget (${fuel} steps, BPFD_POLICY_FUEL): the policy loops, or does far more work than a decision needs`;
+}
+
+/** A positive integer, else the default: a typo must not turn the limit off. */
+function fuelFromEnv(): bigint {
+  const raw = process.env.BPFD_POLICY_FUEL;
+  return raw !== undefined && /^[1-9][0-9]{0,17}$/.test(raw) ? BigInt(raw) : DEFAULT_FUEL;
 }
 
 /** undefined: the decision log's own default */

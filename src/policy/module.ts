@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
+import { addFuel, FUEL_EXPORT, hasFuelExport, WasmRewriteError } from './wasm-fuel.js';
 
 /**
  * Loading a compiled policy module and its data document. Every way this can go wrong becomes a
@@ -27,11 +28,24 @@ export class PolicyUnavailable extends Error {
   }
 }
 
+/**
+ * Evaluation budget, in charges (one per loop iteration and per call of a function that calls
+ * others; see wasm-fuel.ts). The shipped policy spends ~10,000 on a decision with 10 programs on
+ * the interface (bench/policy.ts prints it). 5 million leaves it 500 times that, and stops the
+ * test suite's runaway policy after ~50 ms once V8 has optimised the module, ~0.3 s while it
+ * still runs baseline code (a long-running call is not tiered up).
+ */
+export const DEFAULT_FUEL = 5_000_000n;
+
 export interface PolicyModule {
   path: string;
   sha256: string;
   policy: LoadedPolicy;
   entrypoint: string;
+  /** the entrypoint's number, as opa_eval takes it */
+  entrypointId: number;
+  /** the module's remaining budget (mutable i64), set before every call into it */
+  fuel: WebAssembly.Global;
 }
 
 /** The parsed data document, or the reason it cannot be used. */
@@ -64,6 +78,23 @@ function readModuleFile(path: string): Buffer {
 
 const sha256Of = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
+/**
+ * The module with its evaluation budget: added here, or already added when the module was built
+ * (npm run policy:build does, so a cold `bpfd load` of the shipped policy skips the rewrite). A
+ * module exporting the budget global is trusted to charge it, as it is trusted with everything
+ * else it does inside bpfd: it is installed by root, like bpfd itself.
+ */
+function withFuel(path: string, bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  try {
+    // A file read whole is a Buffer over an ArrayBuffer of its own: compile it without a copy.
+    return hasFuelExport(bytes) ? (bytes as Uint8Array<ArrayBuffer>) : addFuel(bytes, DEFAULT_FUEL).bytes;
+  } catch (e) {
+    if (!(e instanceof WasmRewriteError)) throw e;
+    if (e.unsupported) throw new PolicyUnavailable(`policy module ${path} cannot be given an evaluation budget: ${e.message}`);
+    throw new PolicyUnavailable(`policy module ${path} is not a valid WebAssembly module: ${e.message}`);
+  }
+}
+
 export async function loadModule(path: string): Promise<PolicyModule> {
   const bytes = readModuleFile(path);
   const sha256 = sha256Of(bytes);
@@ -71,8 +102,9 @@ export async function loadModule(path: string): Promise<PolicyModule> {
   // ~20 ms here against ~3 ms, waiting on background threads a one-shot CLI does not benefit from.
   let compiled: WebAssembly.Module;
   try {
-    compiled = new WebAssembly.Module(new Uint8Array(bytes));
+    compiled = new WebAssembly.Module(withFuel(path, bytes));
   } catch (e) {
+    if (e instanceof PolicyUnavailable) throw e;
     throw new PolicyUnavailable(`policy module ${path} is not a valid WebAssembly module: ${message(e)}`);
   }
   const exports = new Set(WebAssembly.Module.exports(compiled).map((x) => x.name));
@@ -87,6 +119,10 @@ export async function loadModule(path: string): Promise<PolicyModule> {
   } catch (e) {
     throw new PolicyUnavailable(`policy module ${path} cannot be instantiated: ${message(e)}`);
   }
+  const fuel = instanceExports(policy)[FUEL_EXPORT];
+  if (!(fuel instanceof WebAssembly.Global) || typeof fuel.value !== 'bigint') {
+    throw new PolicyUnavailable(`policy module ${path} exports ${FUEL_EXPORT}, but not as the mutable i64 global bpfd adds; rebuild it`);
+  }
   const missing = requiredBuiltins(policy).filter((b) => !PROVIDED_BUILTINS.has(b));
   if (missing.length > 0) {
     throw new PolicyUnavailable(
@@ -94,17 +130,48 @@ export async function loadModule(path: string): Promise<PolicyModule> {
         'rebuild it with --capabilities policies/capabilities.json (only builtins native to wasm)',
     );
   }
-  return { path, sha256, policy, entrypoint: chooseEntrypoint(path, policy) };
+  const entrypoint = chooseEntrypoint(path, policy);
+  return { path, sha256, policy, entrypoint, entrypointId: (policy.entrypoints as Record<string, number>)[entrypoint], fuel };
 }
+
+const instanceExports = (policy: LoadedPolicy) => (policy.wasmInstance as WebAssembly.Instance).exports;
+type OpaExports = Record<string, (...a: number[]) => number>;
 
 /** The builtins the module will call back into the host for (its `builtins` export). */
 export function requiredBuiltins(policy: LoadedPolicy): string[] {
-  const ex = (policy.wasmInstance as WebAssembly.Instance).exports as Record<string, (...a: number[]) => number>;
+  const ex = instanceExports(policy) as OpaExports;
   const mem = new Uint8Array(policy.mem.buffer);
-  let p = ex.opa_json_dump(ex.builtins());
-  const start = p;
-  while (mem[p] !== 0) p++;
-  return Object.keys(JSON.parse(Buffer.from(mem.subarray(start, p)).toString('utf8')) as object).sort();
+  const start = ex.opa_json_dump(ex.builtins());
+  return Object.keys(JSON.parse(Buffer.from(mem.subarray(start, mem.indexOf(0, start))).toString('utf8')) as object).sort();
+}
+
+const utf8 = new TextDecoder();
+const encoder = new TextEncoder();
+const PAGE = 65536;
+
+/**
+ * Evaluates the entrypoint with `json` as input, within `fuel` charges, and returns the parsed
+ * result set. The SDK's evaluate does the same through an intermediate buffer; this encodes the
+ * input straight into the module's memory, past the data (where the SDK puts it too). A trap
+ * throws: WebAssembly.RuntimeError, with `fuel.value` 0 when the budget ran out.
+ */
+export function runPolicy(m: PolicyModule, json: string, fuel: bigint): unknown {
+  const { policy } = m;
+  const at: number = policy.dataHeapPtr;
+  // UTF-8 takes at most 3 bytes per UTF-16 unit; grow first so the encoder never truncates.
+  const room = at + json.length * 3 - policy.mem.buffer.byteLength;
+  if (room > 0) policy.mem.grow(Math.ceil(room / PAGE));
+  const { written } = encoder.encodeInto(json, new Uint8Array(policy.mem.buffer, at));
+  m.fuel.value = fuel;
+  const result = (instanceExports(policy) as OpaExports).opa_eval(0, m.entrypointId, policy.dataAddr, at, written, at + written, 0);
+  const mem = new Uint8Array(policy.mem.buffer);
+  return JSON.parse(utf8.decode(mem.subarray(result, mem.indexOf(0, result))));
+}
+
+/** Parses the data document into the module, within `fuel` charges. */
+export function setPolicyData(m: PolicyModule, document: Record<string, unknown>, fuel: bigint): void {
+  m.fuel.value = fuel;
+  m.policy.setData(document);
 }
 
 function chooseEntrypoint(path: string, policy: LoadedPolicy): string {

@@ -9,6 +9,8 @@ import type { PolicyExisting, PolicyInput, PolicyMap, PolicyProgram, PolicySubje
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const SHIPPED_POLICY = path.join(ROOT, 'wasm', 'bpfd.wasm');
 export const TEST_POLICIES = path.join(ROOT, 'test', 'fixtures', 'policies');
+/** The shipped policy as opa built it, before bpfd added its evaluation budget (policy-build.sh). */
+export const SHIPPED_POLICY_OPA = path.join(TEST_POLICIES, 'bpfd-opa.wasm');
 export const EXAMPLES = path.join(ROOT, 'policies', 'examples');
 
 /** Program facts read from a fixtures/bytecode object, the way bpfd reads them before loading. */
