@@ -4,6 +4,7 @@ import { type Context, requireRoot } from './context.js';
 import type { XdpAttachOptions } from './attach-options.js';
 import { failedError, notFoundError, usageError } from './errors.js';
 import { checkpoint } from './test-hooks.js';
+import { timed } from './timings.js';
 import { reconcile } from './reconcile.js';
 import { positions, programView, type KernelView, type ProgramView } from './view.js';
 import { applyXdpMembers, ifaceKeyString, imageKey, keyOfLink, memberCounters, orderLinks, type IfaceKey } from './xdp-interface.js';
@@ -21,7 +22,9 @@ import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../s
 export const MAX_XDP_PER_INTERFACE = 10;
 
 // The policy engine (with opa-wasm and node:crypto) loads only for changes, never for list/get.
-const gate: typeof import('./policy-gate.js').gate = async (...args) => (await import('./policy-gate.js')).gate(...args);
+// Timed whole, loading included: that is the policy's share of a command (BPFD_TIMINGS).
+const gate: typeof import('./policy-gate.js').gate = (...args) =>
+  timed('policy', async () => (await timed('policy import', () => import('./policy-gate.js'))).gate(...args));
 
 export interface LoadFileRequest {
   path: string;

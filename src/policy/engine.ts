@@ -4,6 +4,7 @@ import type { Paths } from '../core/config.js';
 import { deniedError, failedError } from '../core/errors.js';
 import type { Store } from '../state/store.js';
 import type { PolicyInput, PolicyResult } from './input.js';
+import { timed } from '../core/timings.js';
 import {
   DEFAULT_FUEL,
   loadModule,
@@ -123,7 +124,7 @@ export async function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 
   const fuel = opts.fuel ?? fuelFromEnv();
   let engine: Engine;
   try {
-    engine = await engineFor(paths, fuel);
+    engine = await timed('policy module', () => engineFor(paths, fuel));
   } catch (e) {
     const reason = e instanceof PolicyUnavailable ? e.message : `policy module ${paths.policy} failed to load: ${message(e)}`;
     return done(deny(reason), moduleShaOrNull(paths.policy));
@@ -173,7 +174,8 @@ export async function authorize(input: PolicyInput, opts: AuthorizeOptions): Pro
     // `bpfd policy eval` do not need.
     const { appendDecision } = await import('../state/decision-log.js');
     const { openStore } = await import('../state/store.js');
-    appendDecision(
+    // A store write with its fsync, not the policy's own cost: timed apart (BPFD_TIMINGS).
+    await timed('decision log', async () => appendDecision(
       opts.store ?? openStore(opts.paths.stateDir),
       {
         time: new Date().toISOString(),
@@ -186,7 +188,7 @@ export async function authorize(input: PolicyInput, opts: AuthorizeOptions): Pro
         duration_us: Math.round(decision.durationUs),
       },
       opts.logMax ?? logMaxFromEnv(),
-    );
+    ));
   } catch (e) {
     // An allowed action nobody can audit later is not allowed.
     throw failedError(`cannot record the policy decision in ${opts.paths.stateDir}: ${message(e)}`, [
