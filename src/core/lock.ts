@@ -57,6 +57,8 @@ export function acquireHostLock(runtimeDir: string, timeoutMs: number, what: str
     release() {
       if (released) return;
       released = true;
+      // An empty lock file says the last holder finished: see lock-state.ts.
+      ftruncateSync(fd, 0);
       c_flock(fd, LOCK_UN);
       closeSync(fd);
     },
