@@ -4,6 +4,7 @@ import { decodeImage, type RelocatableImage } from '../dispatcher/image.js';
 import { readMemberCounters, syncXdpInterface, type XdpMode } from '../dispatcher/xdp-iface.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 import { inNetns } from '../loader/netns.js';
+import { imageKey } from '../state/blobs.js';
 import type { XdpLinkRecord } from '../state/records.js';
 
 export interface IfaceKey {
@@ -23,7 +24,7 @@ export function orderLinks<T extends { priority: number; seq: number }>(links: T
   return [...links].sort((a, b) => a.priority - b.priority || a.seq - b.seq);
 }
 
-export const imageKey = (progId: number) => `image:${progId}`;
+export { imageKey } from '../state/blobs.js';
 
 /**
  * Makes the interface's dispatcher run exactly `links`, composed from the members' stored

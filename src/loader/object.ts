@@ -1,6 +1,7 @@
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { BpfdError, failedError, KernelError, usageError } from '../core/errors.js';
+import { checkpoint } from '../core/test-hooks.js';
 import { objPin, progInfo, type ProgInfo } from './bpf.js';
 import type { BpfElf } from './elf.js';
 import { BpfMapPtr, BpfObjectPtr, BpfProgramPtr, koffi, libbpf, takeLibbpfLog } from './lib.js';
@@ -108,6 +109,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
 
     const rc = obj_load(obj);
     if (rc < 0) throw loadFailure(name, elf.path, -rc, takeLibbpfLog());
+    checkpoint('load:maps-pinned');
 
     const fd = prog_fd(wanted);
     const info = progInfo(fd);
