@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
 import { attachCommand, detachCommand, getCommand, listCommand, loadCommand, unloadCommand } from './programs.js';
 import { policyCommand } from './policy.js';
+import { systemCommand } from './system.js';
 import { versionCommand } from './version.js';
 import { BpfdError, ExitCode } from '../core/errors.js';
 
@@ -27,6 +28,7 @@ const main = defineCommand({
     list: listCommand,
     get: getCommand,
     policy: policyCommand,
+    system: systemCommand,
     version: versionCommand,
   },
 });

@@ -1,9 +1,12 @@
 import type { DryRunResult } from '../core/programs.js';
-import type { ProgramView } from '../core/view.js';
+import type { PendingView, ProgramView } from '../core/view.js';
 
 export function printJson(v: unknown): void {
   process.stdout.write(JSON.stringify(v, null, 2) + '\n');
 }
+
+/** An interface as tables show it: name@netns when it is in another network namespace. */
+export const ifaceLabel = (l: { iface: string; netns: string | null }) => (l.netns ? `${l.iface}@${l.netns.split('/').pop()}` : l.iface);
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -20,7 +23,7 @@ export function programsTable(progs: ProgramView[]): string {
         String(p.id),
         p.name,
         p.type,
-        l ? (l.netns ? `${l.iface}@${l.netns.split('/').pop()}` : l.iface) : '-',
+        l ? ifaceLabel(l) : '-',
         l ? String(l.priority) : '-',
         l ? String(l.position) : '-',
         l ? l.proceed_on.join(',') : '-',
@@ -30,6 +33,24 @@ export function programsTable(progs: ProgramView[]): string {
     }
   }
   return table(['ID', 'NAME', 'TYPE', 'IFACE', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE', 'LINK'], rows);
+}
+
+export function pendingTable(pending: PendingView[]): string {
+  if (pending.length === 0) return 'no programs wait to be restored\n';
+  const rows = pending.flatMap((p) =>
+    (p.links.length ? p.links : [null]).map((l) => [
+      String(p.previous_id),
+      p.name,
+      p.type,
+      l ? ifaceLabel(l) : '-',
+      l ? String(l.priority) : '-',
+      l ? l.proceed_on.join(',') : '-',
+      l ? l.mode : '-',
+      l ? String(l.id) : '-',
+      p.boot_id,
+    ]),
+  );
+  return table(['PREV-ID', 'NAME', 'TYPE', 'IFACE', 'PRIORITY', 'PROCEED-ON', 'MODE', 'LINK', 'BOOT'], rows) + 'restore them with: bpfd system restore\n';
 }
 
 export function programDetail(p: ProgramView): string {
