@@ -5,6 +5,7 @@ import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
 import { attachCommand, detachCommand, getCommand, listCommand, loadCommand, unloadCommand } from './programs.js';
 import { policyCommand } from './policy.js';
 import { systemCommand } from './system.js';
+import { doctorCommand } from './doctor.js';
 import { versionCommand } from './version.js';
 import { BpfdError, ExitCode } from '../core/errors.js';
 
@@ -29,6 +30,7 @@ const main = defineCommand({
     get: getCommand,
     policy: policyCommand,
     system: systemCommand,
+    doctor: doctorCommand,
     version: versionCommand,
   },
 });

@@ -114,6 +114,7 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
     assert.equal(again.status, 0, again.stderr);
     assert.deepEqual(again.report, { restored: [], failed: [] }, 'a second restore has nothing to do');
     assert.deepEqual(listed().map((p) => p.id), after.map((p) => p.id), 'and changes nothing');
+    assert.equal(env.run('doctor').status, 0, 'doctor finds everything in agreement');
   });
 
   test('a program that cannot come back is reported, stays pending, and does not keep the others from coming back', () => {
