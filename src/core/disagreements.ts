@@ -4,7 +4,7 @@ import type { Context } from './context.js';
 import { closeFd, tryProgFdById } from '../loader/bpf.js';
 import { TMP_MAPS_DIR } from '../loader/object.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from '../state/records.js';
-import { ifaceKeyString, keyOfLink, memberCounters, type IfaceKey } from './xdp-interface.js';
+import { ifaceKeyString, keyOfLink, runningLinkIds, type IfaceKey } from './xdp-interface.js';
 
 /**
  * Where store, pins and kernel disagree. Detection only reads; src/core/repair.ts applies what
@@ -47,7 +47,9 @@ export function detect(ctx: Context, opts: { deep: boolean }): Detection {
   const store = ctx.store();
   const bootId = ctx.bootId();
   const allLinks = [...store.links.getRange()].map((e) => e.value);
-  const linksOf = (id: number) => allLinks.filter((l) => l.prog_id === id);
+  const byProgram = new Map<number, LinkRecord[]>();
+  for (const l of allLinks) byProgram.set(l.prog_id, [...(byProgram.get(l.prog_id) ?? []), l]);
+  const linksOf = (id: number) => byProgram.get(id) ?? [];
   const programs: ProgramRecord[] = [];
   const findings: Finding[] = [];
   for (const { value: p } of store.programs.getRange()) {
@@ -111,7 +113,7 @@ function divergedDispatchers(ctx: Context, links: LinkRecord[]): Finding[] {
   for (const l of links) byIface.set(ifaceKeyString(l), [...(byIface.get(ifaceKeyString(l)) ?? []), l]);
   for (const recorded of byIface.values()) {
     const iface = keyOfLink(recorded[0]);
-    const running = [...memberCounters(ctx, iface).keys()].sort((a, b) => a - b);
+    const running = runningLinkIds(ctx, iface).sort((a, b) => a - b);
     const wanted = recorded.map((l) => l.id).sort((a, b) => a - b);
     if (running.length !== wanted.length || running.some((id, i) => id !== wanted[i])) out.push({ kind: 'dispatcher-diverged', iface, links: recorded, running });
   }
