@@ -82,11 +82,15 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
       const lock = acquireHostLock(paths.runtimeDir, timeoutMs, ctx.what);
       if (!lock) return null;
       held = lock;
+      const since = performance.now();
       try {
         return { value: await fn() };
       } finally {
         held = null;
         lock.release();
+        if (process.env.BPFD_LOCK_TIMING) {
+          process.stderr.write(`bpfd: lock: waited ${lock.waitedMs.toFixed(1)} ms, held ${(performance.now() - since).toFixed(1)} ms\n`);
+        }
       }
   }
   return ctx;
