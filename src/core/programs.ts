@@ -75,6 +75,7 @@ export interface LoadObjectRequest extends Omit<LoadFileRequest, 'path' | 'type'
   owner?: ProgramRecord['owner'];
   /** restore keeps the link's id and place in attach order */
   linkIdentity?: LinkIdentity;
+  /** the PendingRestore key a restore loads it from (ProgramRecord.restored_from) */
   restoredFrom?: string;
 }
 

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { BPFD, bpftool, fixture, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
 import { ip, makeVethPair, type VethPair } from '../helpers/netns.js';
 import { simulateReboot, xdpProgOn } from '../helpers/reboot.js';
+import { openStore } from '../../src/state/store.js';
 
 const skip = needsRoot();
 
@@ -193,6 +194,27 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
     assert.equal(u.maps.pin_path, o.maps.pin_path);
     const ids = (prog: Listed) => (env.run('get', String(prog.id), '-o', 'json').json() as { kernel: { map_ids: number[] } }).kernel.map_ids;
     assert.ok(ids(u).some((m) => ids(o).includes(m)), 'the kernel programs use the same map');
+  });
+
+  test('the store keeps a persisted object while a record names it, and drops it after the last unload', () => {
+    const objectKeys = () => {
+      const store = openStore(env.env.BPFD_STATE_DIR!);
+      try {
+        return [...store.blobs.getKeys()].filter((k) => String(k).startsWith('object:'));
+      } finally {
+        store.close();
+      }
+    };
+    const plain = load('xdp_pass');
+    assert.deepEqual(objectKeys(), [], 'a load without --persist keeps no copy');
+    const a = load('xdp_count', '--persist');
+    const b = load('xdp_count', '--persist', '--metadata', 'second=yes');
+    assert.deepEqual(objectKeys(), [`object:${a.bytecode.sha256}`], 'one copy for both');
+    assert.equal(env.run('unload', String(a.id)).status, 0);
+    assert.deepEqual(objectKeys(), [`object:${a.bytecode.sha256}`], 'still named by the other');
+    assert.equal(env.run('unload', String(b.id)).status, 0);
+    assert.deepEqual(objectKeys(), [], 'gone with the last record');
+    assert.equal(env.run('unload', String(plain.id)).status, 0);
   });
 
   test('system restore needs root and says so', () => {
