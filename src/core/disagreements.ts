@@ -1,7 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from './context.js';
-import { closeFd, tryProgFdById } from '../loader/bpf.js';
 import { TMP_MAPS_DIR } from '../loader/object.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from '../state/records.js';
 import { ifaceKeyString, keyOfLink, runningLinkIds, type IfaceKey } from './xdp-interface.js';
@@ -12,7 +11,7 @@ import { ifaceKeyString, keyOfLink, runningLinkIds, type IfaceKey } from './xdp-
  * reports it. Keeping the two apart is what lets doctor show exactly what a repair would do.
  */
 export type Finding =
-  /** a record of this boot whose kernel program is gone: the record is dropped */
+  /** a record of this boot whose program is no longer pinned, so the kernel freed it: the record is dropped */
   | { kind: 'program-gone'; program: ProgramRecord; links: LinkRecord[] }
   /** a record from an earlier boot, not persisted: nothing of it survived the reboot */
   | { kind: 'previous-boot'; program: ProgramRecord; links: LinkRecord[] }
@@ -52,27 +51,23 @@ export function detect(ctx: Context, opts: { deep: boolean }): Detection {
   const linksOf = (id: number) => byProgram.get(id) ?? [];
   const programs: ProgramRecord[] = [];
   const findings: Finding[] = [];
+  // A program's pin is what keeps it alive, and bpfd pins every program it loads: one readdir
+  // answers for all records, where asking the kernel would take a bpf() call each.
+  const pinned = new Set(listDir(path.join(ctx.paths.bpffs, 'progs')));
   for (const { value: p } of store.programs.getRange()) {
     if (p.boot_id !== bootId) findings.push({ kind: p.persist ? 'previous-boot-persisted' : 'previous-boot', program: p, links: linksOf(p.id) });
-    else if (!programAlive(p.id)) findings.push({ kind: 'program-gone', program: p, links: linksOf(p.id) });
+    else if (!pinned.has(String(p.id))) findings.push({ kind: 'program-gone', program: p, links: linksOf(p.id) });
     else programs.push(p);
   }
   const live = new Set(programs.map((p) => p.id));
   const links = allLinks.filter((l) => live.has(l.prog_id));
   for (const { value } of store.pending.getRange()) findings.push({ kind: 'pending-restore', pending: value });
   if (opts.deep) {
-    findings.push(...strayPins(ctx.paths.bpffs, live, programs));
+    findings.push(...strayPins(ctx.paths.bpffs, pinned, live, programs));
     findings.push(...divergedDispatchers(ctx, links));
     findings.push(...emptyInterfaces(ctx.paths.bpffs, links));
   }
   return { programs, links, findings };
-}
-
-function programAlive(id: number): boolean {
-  const fd = tryProgFdById(id);
-  if (fd < 0) return false;
-  closeFd(fd);
-  return true;
 }
 
 function pidAlive(pid: number): boolean {
@@ -86,10 +81,10 @@ function pidAlive(pid: number): boolean {
 
 const listDir = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
 
-function strayPins(bpffs: string, live: Set<number>, programs: ProgramRecord[]): Finding[] {
+function strayPins(bpffs: string, pinned: Set<string>, live: Set<number>, programs: ProgramRecord[]): Finding[] {
   const out: Finding[] = [];
   const progDir = path.join(bpffs, 'progs');
-  for (const name of listDir(progDir)) if (!live.has(Number(name))) out.push({ kind: 'orphan-pin', path: path.join(progDir, name) });
+  for (const name of pinned) if (!live.has(Number(name))) out.push({ kind: 'orphan-pin', path: path.join(progDir, name) });
   const mapsDir = path.join(bpffs, 'maps');
   const inUse = new Set(programs.map((p) => p.maps.pin_path));
   for (const name of listDir(mapsDir)) {

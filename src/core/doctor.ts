@@ -48,7 +48,7 @@ export function describe(f: Finding): FindingView {
   const view = (subject: string, detail: string, remedy: string): FindingView => ({ kind: f.kind, subject, detail, remedy });
   switch (f.kind) {
     case 'program-gone':
-      return view(programName(f.program), 'recorded as loaded, but the kernel has no program with that id (its pin was removed?)', 'forget the record');
+      return view(programName(f.program), 'recorded as loaded, but its pin is gone, and with it the program (removed by hand?)', 'forget the record');
     case 'previous-boot':
       return view(programName(f.program), `loaded in an earlier boot (${f.program.boot_id}) without --persist`, 'forget the record');
     case 'previous-boot-persisted':
