@@ -1,6 +1,7 @@
 import { benchCli } from './cli.js';
 import { benchDispatcher } from './dispatcher.js';
 import { benchPolicy } from './policy.js';
+import { benchRecovery } from './recovery.js';
 
 /** `npm run bench`: every benchmark in one run, each printed beside its reference. Needs root. */
 if (process.getuid?.() !== 0) {
@@ -11,6 +12,7 @@ const sections: Array<[string, () => Promise<string[]>]> = [
   ['CLI', () => benchCli()],
   ['XDP dispatcher', () => benchDispatcher()],
   ['Policy', () => benchPolicy()],
+  ['Lock and recovery check', () => benchRecovery()],
 ];
 for (const [name, run] of sections) {
   console.log(`\n### ${name}`);

@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 OPA_VERSION=v1.22.0
-APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool xdp-tools libxdp-dev iproute2 iputils-ping util-linux linux-libc-dev)
+APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool xdp-tools libxdp-dev iproute2 iputils-ping util-linux linux-libc-dev systemd)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

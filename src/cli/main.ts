@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
 import { attachCommand, detachCommand, getCommand, listCommand, loadCommand, unloadCommand } from './programs.js';
 import { policyCommand } from './policy.js';
+import { systemCommand } from './system.js';
+import { doctorCommand } from './doctor.js';
 import { versionCommand } from './version.js';
 import { BpfdError, ExitCode } from '../core/errors.js';
 import { writeErr } from './output.js';
@@ -28,6 +30,8 @@ const main = defineCommand({
     list: listCommand,
     get: getCommand,
     policy: policyCommand,
+    system: systemCommand,
+    doctor: doctorCommand,
     version: versionCommand,
   },
 });

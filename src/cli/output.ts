@@ -1,6 +1,6 @@
 import { writeSync } from 'node:fs';
 import type { DryRunResult } from '../core/programs.js';
-import type { ProgramView } from '../core/view.js';
+import type { PendingView, ProgramView } from '../core/view.js';
 
 /**
  * Writes straight to a file descriptor. Touching process.stdout builds a stream (and loads
@@ -29,6 +29,9 @@ export function printJson(v: unknown): void {
   writeOut(JSON.stringify(v, null, 2) + '\n');
 }
 
+/** An interface as tables show it: name@netns when it is in another network namespace. */
+export const ifaceLabel = (l: { iface: string; netns: string | null }) => (l.netns ? `${l.iface}@${l.netns.split('/').pop()}` : l.iface);
+
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
@@ -44,7 +47,7 @@ export function programsTable(progs: ProgramView[]): string {
         String(p.id),
         p.name,
         p.type,
-        l ? (l.netns ? `${l.iface}@${l.netns.split('/').pop()}` : l.iface) : '-',
+        l ? ifaceLabel(l) : '-',
         l ? String(l.priority) : '-',
         l ? String(l.position) : '-',
         l ? l.proceed_on.join(',') : '-',
@@ -54,6 +57,24 @@ export function programsTable(progs: ProgramView[]): string {
     }
   }
   return table(['ID', 'NAME', 'TYPE', 'IFACE', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE', 'LINK'], rows);
+}
+
+export function pendingTable(pending: PendingView[]): string {
+  if (pending.length === 0) return 'no programs wait to be restored\n';
+  const rows = pending.flatMap((p) =>
+    (p.links.length ? p.links : [null]).map((l) => [
+      String(p.previous_id),
+      p.name,
+      p.type,
+      l ? ifaceLabel(l) : '-',
+      l ? String(l.priority) : '-',
+      l ? l.proceed_on.join(',') : '-',
+      l ? l.mode : '-',
+      l ? String(l.id) : '-',
+      p.boot_id,
+    ]),
+  );
+  return table(['PREV-ID', 'NAME', 'TYPE', 'IFACE', 'PRIORITY', 'PROCEED-ON', 'MODE', 'LINK', 'BOOT'], rows) + 'restore them with: bpfd system restore\n';
 }
 
 export function programDetail(p: ProgramView): string {

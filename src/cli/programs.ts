@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty';
 import { bpfdCommand, outputOption, parseId, parsePairs, type OptionSpec, type Parsed } from './command.js';
-import { dryRunText, printJson, programDetail, programsTable, writeOut } from './output.js';
+import { dryRunText, pendingTable, printJson, programDetail, programsTable, writeOut } from './output.js';
 import { parseXdpAttach } from '../core/attach-options.js';
 import { failedError, usageError } from '../core/errors.js';
 import type { ProgramType } from '../state/records.js';
@@ -18,7 +18,7 @@ const attachOptions: Record<string, OptionSpec> = {
   netns: { type: 'string', description: 'network namespace file (e.g. /var/run/netns/NAME) in which to find --iface', valueHint: 'PATH' },
 };
 
-const lockOption: Record<string, OptionSpec> = {
+export const lockOption: Record<string, OptionSpec> = {
   'lock-timeout': { type: 'string', description: 'seconds to wait for another bpfd command to finish (default 30)', valueHint: 'SECONDS' },
 };
 
@@ -37,7 +37,7 @@ const loadOptions: Record<string, OptionSpec> = {
 const createContext = async (opts: Parameters<typeof import('../core/context.js').createContext>[0]) =>
   (await import('../core/context.js')).createContext(opts);
 
-async function ctxFor(p: Parsed, what: string) {
+export async function ctxFor(p: Parsed, what: string) {
   const lt = p.values['lock-timeout'];
   let lockTimeoutMs: number | undefined;
   if (typeof lt === 'string') {
@@ -170,16 +170,26 @@ export const listCommand = bpfdCommand({
     iface: { type: 'string', description: 'only programs attached to this interface', valueHint: 'IF' },
     metadata: { type: 'string', multiple: true, description: 'only programs with this label', valueHint: 'K=V' },
     all: { type: 'boolean', description: 'also list kernel programs bpfd does not manage' },
+    pending: {
+      type: 'boolean',
+      description: 'list instead the programs loaded with --persist in an earlier boot that wait for bpfd system restore (not loaded now)',
+    },
     ...outputOption,
   },
   async run(p) {
-    const { list, dispatcherProgIds } = await import('../core/programs.js');
+    const { list, listPending, dispatcherProgIds } = await import('../core/programs.js');
     const ctx = await createContext({ what: 'bpfd list' });
-    const views = await list(ctx, {
+    const filter = {
       type: p.values.type as string | undefined,
       iface: p.values.iface as string | undefined,
       metadata: parsePairs(p.values.metadata as string[] | undefined, '--metadata'),
-    });
+    };
+    if (p.values.pending) {
+      if (p.values.all) throw usageError('--pending and --all do not go together: --pending lists programs that are not loaded');
+      const pending = await listPending(ctx, filter);
+      return isJson(p) ? printJson(pending) : void writeOut(pendingTable(pending));
+    }
+    const views = await list(ctx, filter);
     if (p.values.all) {
       const { unmanagedPrograms } = await import('../core/kernel-programs.js');
       const others = unmanagedPrograms(new Set([...views.map((v) => v.id), ...dispatcherProgIds(ctx)]));

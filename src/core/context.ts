@@ -3,6 +3,7 @@ import os from 'node:os';
 import { resolvePaths, type Paths } from './config.js';
 import { failedError } from './errors.js';
 import { acquireHostLock, type HostLock } from './lock.js';
+import { bootIdOverride } from './test-hooks.js';
 import { openStore, type Store } from '../state/store.js';
 
 export interface Subject {
@@ -31,7 +32,7 @@ export interface Context {
 
 let bootIdCache: string | null = null;
 export function currentBootId(): string {
-  if (bootIdCache === null) bootIdCache = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  if (bootIdCache === null) bootIdCache = bootIdOverride() ?? readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
   return bootIdCache;
 }
 
@@ -81,20 +82,24 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
       const lock = acquireHostLock(paths.runtimeDir, timeoutMs, ctx.what);
       if (!lock) return null;
       held = lock;
+      const since = performance.now();
       try {
         return { value: await fn() };
       } finally {
         held = null;
         lock.release();
+        if (process.env.BPFD_LOCK_TIMING) {
+          process.stderr.write(`bpfd: lock: waited ${lock.waitedMs.toFixed(1)} ms, held ${(performance.now() - since).toFixed(1)} ms\n`);
+        }
       }
   }
   return ctx;
 }
 
 /** Mutating commands need root: say which privilege is missing instead of failing deep inside. */
-export function requireRoot(action: string): void {
+export function requireRoot(action: string, why = 'loading and attaching eBPF programs requires CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN'): void {
   if (process.getuid?.() !== 0) {
-    throw failedError(`${action} needs root: loading and attaching eBPF programs requires CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN`, [
+    throw failedError(`${action} needs root: ${why}`, [
       'run it with sudo, or ask the bpfd service over its socket (bpfd system service), which checks the policy for you',
     ]);
   }

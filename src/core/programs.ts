@@ -5,17 +5,19 @@ import type { XdpAttachOptions } from './attach-options.js';
 import { failedError, notFoundError, usageError } from './errors.js';
 import { checkpoint } from './test-hooks.js';
 import { timed } from './timings.js';
-import { reconcile } from './reconcile.js';
-import { positions, programView, type KernelView, type ProgramView } from './view.js';
-import { applyXdpMembers, ifaceKeyString, imageKey, keyOfLink, memberCounters, orderLinks, type IfaceKey } from './xdp-interface.js';
+import { reconcile, type Reconciled } from './reconcile.js';
+import { pendingView, positions, programView, type KernelView, type PendingView, type ProgramView } from './view.js';
+import { pendingRestores } from './disagreements.js';
+import { applyXdpMembers, ifaceKeyString, keyOfLink, memberCounters, orderLinks, type IfaceKey } from './xdp-interface.js';
 import { encodeImage, extractImage, type RelocatableImage } from '../dispatcher/image.js';
 import { dispatcherInfo } from '../dispatcher/xdp-iface.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 import { closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
 import { ensureBpffs } from '../loader/bpffs.js';
-import { programTypeOfSection, readBpfElf } from '../loader/elf.js';
+import { programTypeOfSection, readBpfElf, type BpfElf } from '../loader/elf.js';
 import { inNetns, currentNetnsIno, ifindexOf, netnsIno } from '../loader/netns.js';
 import { loadProgramObject, mapsDirPath, progPinPath } from '../loader/object.js';
+import { imageKey, objectKey, releaseObject } from '../state/blobs.js';
 import { nextCounter } from '../state/store.js';
 import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../state/records.js';
 
@@ -54,138 +56,167 @@ const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<ProgramView | DryRunResult> {
   requireRoot('bpfd load');
   const elf = readBpfElf(path.resolve(req.path));
-  const fn = elf.programs.find((p) => p.name === req.name);
+  const program = programIn(elf, req.name, req.type, req.attach !== undefined);
+  return ctx.exclusive(async () => loadObject(ctx, reconcile(ctx, true), { ...req, elf, program }));
+}
+
+/** The named function of the object and its type, or a usage error saying what is there. */
+export function programIn(elf: BpfElf, name: string, type: ProgramType | undefined, attaching: boolean): { section: string; type: ProgramType } {
+  const fn = elf.programs.find((p) => p.name === name);
   if (!fn) {
     const names = elf.programs.map((p) => `${p.name} (section ${p.section})`).join(', ') || 'none';
-    throw usageError(`function ${req.name} is not a program in ${req.path}`, [`programs in the object: ${names}`]);
+    throw usageError(`function ${name} is not a program in ${elf.path}`, [`programs in the object: ${names}`]);
   }
-  const type = req.type ?? programTypeOfSection(fn.section);
-  if (type === 'unspec') throw usageError(`cannot tell the program type of section '${fn.section}'; pass --type`);
-  if (req.attach && type !== 'xdp') throw usageError(`--iface attaches XDP programs; ${req.name} is a ${type} program`);
+  const t = type ?? programTypeOfSection(fn.section);
+  if (t === 'unspec') throw usageError(`cannot tell the program type of section '${fn.section}'; pass --type`);
+  if (attaching && t !== 'xdp') throw usageError(`--iface attaches XDP programs; ${name} is a ${t} program`);
+  return { section: fn.section, type: t };
+}
 
-  return ctx.exclusive(async () => {
-    const state = reconcile(ctx, true);
-    const store = ctx.store();
-    let shareMapsFrom: string | undefined;
-    if (req.mapOwnerId !== undefined) {
-      const owner = state.programs.find((p) => p.id === req.mapOwnerId);
-      if (!owner) throw usageError(`--map-owner-id ${req.mapOwnerId}: no program with that id is loaded by bpfd`);
-      shareMapsFrom = owner.maps.pin_path;
-    }
-    const target = req.attach ? resolveInterface(req.attach) : null;
-    const existing = target ? state.links.filter((l) => ifaceKeyString(l) === ifaceKeyString(target)) : [];
-    if (target && existing.length >= MAX_XDP_PER_INTERFACE) throw tooMany(target.iface, existing);
-    const { input, decision } = await gate(ctx, {
-      action: 'load',
-      program: { elf, name: req.name, type, section: fn.section },
-      attach: req.attach ? { iface: req.attach.iface, netns: req.attach.netns, priority: req.attach.priority, proceed_on: req.attach.proceedOn } : undefined,
-      existing: existing.map((link) => ({ link, program: state.programs.find((p) => p.id === link.prog_id) })),
-      application: req.application ?? null,
-      metadata: req.metadata,
-    });
+export interface LoadObjectRequest extends Omit<LoadFileRequest, 'path' | 'type'> {
+  elf: BpfElf;
+  program: { section: string; type: ProgramType };
+  /** restore keeps the original owner; a load records who asked */
+  owner?: ProgramRecord['owner'];
+  /** restore keeps the link's id and place in attach order */
+  linkIdentity?: LinkIdentity;
+  /** the PendingRestore key a restore loads it from (ProgramRecord.restored_from) */
+  restoredFrom?: string;
+}
 
-    if (req.dryRun) {
-      const pending = { id: 0, priority: req.attach?.priority ?? 0, seq: Number.MAX_SAFE_INTEGER };
-      const order = orderLinks<{ id: number; priority: number; seq: number }>([...existing, pending]).map((l, position) => {
-        const p = l === pending ? null : state.programs.find((x) => x.id === (l as LinkRecord).prog_id);
-        return l === pending
-          ? { position, id: null, name: req.name, priority: l.priority, application: req.application ?? null, new: true }
-          : { position, id: p?.id ?? null, name: p?.name ?? '?', priority: l.priority, application: p?.application ?? null, new: false };
-      });
-      return { dry_run: true as const, allow: decision.allow, reasons: decision.reasons, order: req.attach ? order : [] };
+/** The body of a load, under the writer lock with `state` reconciled. */
+export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjectRequest): Promise<ProgramView | DryRunResult> {
+  const { elf, program: { section, type } } = req;
+  const store = ctx.store();
+  let shareMapsFrom: string | undefined;
+  if (req.mapOwnerId !== undefined) {
+    const owner = state.programs.find((p) => p.id === req.mapOwnerId);
+    if (!owner) throw usageError(`--map-owner-id ${req.mapOwnerId}: no program with that id is loaded by bpfd`);
+    if (req.persist && !owner.persist) {
+      throw usageError(`--persist with --map-owner-id ${req.mapOwnerId}: program ${req.mapOwnerId} is not persisted, so after a reboot there would be no maps to share`, [
+        `load program ${req.mapOwnerId} with --persist too, or leave out --persist`,
+      ]);
     }
-    ensureBpffs(ctx.paths.bpffs);
-    checkpoint('load:before-kernel');
-    const record = loadProgramObject(
-      { elf, name: req.name, bpffs: ctx.paths.bpffs, globals: req.globals, shareMapsFrom },
-      (loaded) => {
-        const rec: ProgramRecord = {
-          id: loaded.info.id,
-          name: req.name,
-          type,
-          section: fn.section,
-          bytecode: { path: elf.path, sha256: elf.sha256 },
-          owner: { uid: ctx.subject.uid, username: ctx.subject.username },
-          metadata: req.metadata,
-          maps: { pin_path: loaded.mapsDir, owner_id: req.mapOwnerId ?? null },
-          map_names: loaded.mapNames,
-          globals: Object.fromEntries(Object.entries(req.globals).map(([k, v]) => [k, v.toString('hex')])),
-          application: req.application ?? null,
-          license: elf.license,
-          tag: loaded.info.tag,
-          loaded_at: nowIso(),
-          persist: req.persist ?? false,
-          boot_id: ctx.bootId(),
-          facts: input.program && 'insn_count' in input.program
-            ? { insn_count: input.program.insn_count ?? 0, helpers: input.program.helpers ?? [], kfuncs: input.program.kfuncs ?? [], maps: input.program.maps ?? [] }
-            : undefined,
-        };
-        checkpoint('load:after-pin');
-        let image: RelocatableImage | null = null;
-        if (type === 'xdp') {
-          try {
-            image = extractImage(loaded.insns, loaded.mapFds, { license: elf.license, frags: fn.section.startsWith('xdp.frags') });
-          } catch (e) {
-            // Loading alone is still useful (maps, test runs); attaching needs the image.
-            if (target) throw e;
-          }
-        }
-        let link: XdpLinkRecord | null = null;
-        if (target && req.attach) {
-          link = newLink(ctx, rec.id, target, req.attach);
-          attachMembers(ctx, target, [...existing, link], req.attach.mode, existing, new Map([[rec.id, image!]]));
-          checkpoint('load:after-attach');
-        }
-        try {
-          store.root.transactionSync(() => {
-            store.programs.put(rec.id, rec);
-            if (image) store.blobs.put(imageKey(rec.id), encodeImage(image));
-            if (link) store.links.put(link.id, link);
-          });
-        } catch (e) {
-          if (target) attachMembers(ctx, target, existing, req.attach?.mode, [...existing, link!]);
-          throw e;
-        }
-        return rec;
-      },
-    );
-    return viewOf(ctx, record.id);
+    shareMapsFrom = owner.maps.pin_path;
+  }
+  const target = req.attach ? resolveInterface(req.attach) : null;
+  const existing = target ? state.links.filter((l) => ifaceKeyString(l) === ifaceKeyString(target)) : [];
+  if (target && existing.length >= MAX_XDP_PER_INTERFACE) throw tooMany(target.iface, existing);
+  const { input, decision } = await gate(ctx, {
+    action: 'load',
+    program: { elf, name: req.name, type, section },
+    attach: req.attach ? { iface: req.attach.iface, netns: req.attach.netns, priority: req.attach.priority, proceed_on: req.attach.proceedOn } : undefined,
+    existing: existing.map((link) => ({ link, program: state.programs.find((p) => p.id === link.prog_id) })),
+    application: req.application ?? null,
+    metadata: req.metadata,
   });
+
+  if (req.dryRun) {
+    const pending = { id: 0, priority: req.attach?.priority ?? 0, seq: Number.MAX_SAFE_INTEGER };
+    const order = orderLinks<{ id: number; priority: number; seq: number }>([...existing, pending]).map((l, position) => {
+      const p = l === pending ? null : state.programs.find((x) => x.id === (l as LinkRecord).prog_id);
+      return l === pending
+        ? { position, id: null, name: req.name, priority: l.priority, application: req.application ?? null, new: true }
+        : { position, id: p?.id ?? null, name: p?.name ?? '?', priority: l.priority, application: p?.application ?? null, new: false };
+    });
+    return { dry_run: true as const, allow: decision.allow, reasons: decision.reasons, order: req.attach ? order : [] };
+  }
+  ensureBpffs(ctx.paths.bpffs);
+  checkpoint('load:before-kernel');
+  const record = loadProgramObject(
+    { elf, name: req.name, bpffs: ctx.paths.bpffs, globals: req.globals, shareMapsFrom },
+    (loaded) => {
+      const rec: ProgramRecord = {
+        id: loaded.info.id,
+        name: req.name,
+        type,
+        section,
+        bytecode: { path: elf.path, sha256: elf.sha256 },
+        owner: req.owner ?? { uid: ctx.subject.uid, username: ctx.subject.username },
+        metadata: req.metadata,
+        maps: { pin_path: loaded.mapsDir, owner_id: req.mapOwnerId ?? null },
+        map_names: loaded.mapNames,
+        globals: Object.fromEntries(Object.entries(req.globals).map(([k, v]) => [k, v.toString('hex')])),
+        application: req.application ?? null,
+        license: elf.license,
+        tag: loaded.info.tag,
+        loaded_at: nowIso(),
+        persist: req.persist ?? false,
+        boot_id: ctx.bootId(),
+        ...(req.restoredFrom ? { restored_from: req.restoredFrom } : {}),
+        facts: input.program && 'insn_count' in input.program
+          ? { insn_count: input.program.insn_count ?? 0, helpers: input.program.helpers ?? [], kfuncs: input.program.kfuncs ?? [], maps: input.program.maps ?? [] }
+          : undefined,
+      };
+      checkpoint('load:after-pin');
+      let image: RelocatableImage | null = null;
+      if (type === 'xdp') {
+        try {
+          image = extractImage(loaded.insns, loaded.mapFds, { license: elf.license, frags: section.startsWith('xdp.frags') });
+        } catch (e) {
+          // Loading alone is still useful (maps, test runs); attaching needs the image.
+          if (target) throw e;
+        }
+      }
+      let link: XdpLinkRecord | null = null;
+      if (target && req.attach) {
+        link = newLink(ctx, rec.id, target, req.attach, req.linkIdentity);
+        attachMembers(ctx, target, [...existing, link], req.attach.mode, existing, new Map([[rec.id, image!]]));
+        checkpoint('load:after-attach');
+      }
+      try {
+        store.root.transactionSync(() => {
+          store.programs.put(rec.id, rec);
+          if (image) store.blobs.put(imageKey(rec.id), encodeImage(image));
+          // restore after a reboot loads from these bytes: the file may be gone or changed by then
+          if (rec.persist) store.blobs.put(objectKey(elf.sha256), elf.bytes);
+          if (link) store.links.put(link.id, link);
+        });
+      } catch (e) {
+        if (target) attachMembers(ctx, target, existing, req.attach?.mode, [...existing, link!]);
+        throw e;
+      }
+      return rec;
+    },
+  );
+  return viewOf(ctx, record.id);
 }
 
 /** Attaches an already loaded program to (another) interface. */
 export async function attach(ctx: Context, id: number, opts: XdpAttachOptions): Promise<ProgramView> {
   requireRoot('bpfd attach');
-  return ctx.exclusive(async () => {
-    const state = reconcile(ctx, true);
-    const prog = state.programs.find((p) => p.id === id);
-    if (!prog) throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
-    if (prog.type !== 'xdp') throw usageError(`program ${id} is a ${prog.type} program; only XDP programs attach to interfaces here`);
-    const target = resolveInterface(opts);
-    const existing = state.links.filter((l) => ifaceKeyString(l) === ifaceKeyString(target));
-    if (existing.some((l) => l.prog_id === id)) throw usageError(`program ${id} is already attached to ${opts.iface}`);
-    if (existing.length >= MAX_XDP_PER_INTERFACE) throw tooMany(target.iface, existing);
-    await gate(ctx, {
-      action: 'attach',
-      program: { record: prog, name: prog.name, type: prog.type, section: prog.section },
-      attach: { iface: opts.iface, netns: opts.netns, priority: opts.priority, proceed_on: opts.proceedOn },
-      existing: existing.map((link) => ({ link, program: state.programs.find((p) => p.id === link.prog_id) })),
-      application: prog.application,
-      metadata: prog.metadata,
-    });
-    ensureBpffs(ctx.paths.bpffs);
-    const store = ctx.store();
-    const link = newLink(ctx, id, target, opts);
-    attachMembers(ctx, target, [...existing, link], opts.mode, existing);
-    checkpoint('attach:after-kernel');
-    try {
-      await store.links.put(link.id, link);
-    } catch (e) {
-      attachMembers(ctx, target, existing, opts.mode, [...existing, link]);
-      throw e;
-    }
-    return viewOf(ctx, id);
+  return ctx.exclusive(async () => attachLocked(ctx, reconcile(ctx, true), id, opts));
+}
+
+/** The body of an attach, under the writer lock with `state` reconciled. */
+export async function attachLocked(ctx: Context, state: Reconciled, id: number, opts: XdpAttachOptions, identity?: LinkIdentity): Promise<ProgramView> {
+  const prog = state.programs.find((p) => p.id === id);
+  if (!prog) throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
+  if (prog.type !== 'xdp') throw usageError(`program ${id} is a ${prog.type} program; only XDP programs attach to interfaces here`);
+  const target = resolveInterface(opts);
+  const existing = state.links.filter((l) => ifaceKeyString(l) === ifaceKeyString(target));
+  if (existing.some((l) => l.prog_id === id)) throw usageError(`program ${id} is already attached to ${opts.iface}`);
+  if (existing.length >= MAX_XDP_PER_INTERFACE) throw tooMany(target.iface, existing);
+  await gate(ctx, {
+    action: 'attach',
+    program: { record: prog, name: prog.name, type: prog.type, section: prog.section },
+    attach: { iface: opts.iface, netns: opts.netns, priority: opts.priority, proceed_on: opts.proceedOn },
+    existing: existing.map((link) => ({ link, program: state.programs.find((p) => p.id === link.prog_id) })),
+    application: prog.application,
+    metadata: prog.metadata,
   });
+  ensureBpffs(ctx.paths.bpffs);
+  const store = ctx.store();
+  const link = newLink(ctx, id, target, opts, identity);
+  attachMembers(ctx, target, [...existing, link], opts.mode, existing);
+  checkpoint('attach:after-kernel');
+  try {
+    await store.links.put(link.id, link);
+  } catch (e) {
+    attachMembers(ctx, target, existing, opts.mode, [...existing, link]);
+    throw e;
+  }
+  return viewOf(ctx, id);
 }
 
 /** Removes one link; the program stays loaded. */
@@ -225,17 +256,24 @@ export async function unload(ctx: Context, id: number): Promise<void> {
       application: prog.application,
       metadata: prog.metadata,
     });
-    const store = ctx.store();
-    removeLinks(ctx, state.links, state.links.filter((l) => l.prog_id === id));
-    checkpoint('unload:after-detach');
-    store.root.transactionSync(() => {
-      store.programs.remove(id);
-      store.blobs.remove(`image:${id}`);
-    });
-    checkpoint('unload:after-store');
-    rmSync(progPinPath(ctx.paths.bpffs, id), { force: true });
-    if (prog.maps.owner_id === null) rmSync(mapsDirPath(ctx.paths.bpffs, id), { recursive: true, force: true });
+    removeProgram(ctx, state, prog);
   });
+}
+
+/** Detaches, forgets and unpins a program; no policy question (undo uses it too). */
+export function removeProgram(ctx: Context, state: Reconciled, prog: ProgramRecord): void {
+  const store = ctx.store();
+  const id = prog.id;
+  removeLinks(ctx, state.links, state.links.filter((l) => l.prog_id === id));
+  checkpoint('unload:after-detach');
+  store.root.transactionSync(() => {
+    store.programs.remove(id);
+    store.blobs.remove(imageKey(id));
+    if (prog.persist && 'sha256' in prog.bytecode) releaseObject(store, prog.bytecode.sha256);
+  });
+  checkpoint('unload:after-store');
+  rmSync(progPinPath(ctx.paths.bpffs, id), { force: true });
+  if (prog.maps.owner_id === null) rmSync(mapsDirPath(ctx.paths.bpffs, id), { recursive: true, force: true });
 }
 
 export interface ListFilter {
@@ -248,10 +286,7 @@ export interface ListFilter {
 export async function list(ctx: Context, filter: ListFilter = {}): Promise<ProgramView[]> {
   const state = await readState(ctx);
   const pos = positions(state.links);
-  let views = state.programs.map((p) => programView(p, state.links, pos));
-  if (filter.type) views = views.filter((v) => v.type === filter.type);
-  if (filter.iface) views = views.filter((v) => v.links.some((l) => l.iface === filter.iface));
-  for (const [k, v] of Object.entries(filter.metadata ?? {})) views = views.filter((p) => p.metadata[k] === v);
+  const views = state.programs.map((p) => programView(p, state.links, pos)).filter((v) => matches(v, filter));
   const sortKey = (v: ProgramView) => {
     const l = v.links[0];
     return l ? [0, `${l.netns ?? ''}\u0000${l.iface}`, l.position, v.id] : [1, '', 0, v.id];
@@ -262,6 +297,22 @@ export async function list(ctx: Context, filter: ListFilter = {}): Promise<Progr
     for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] < kb[i] ? -1 : 1;
     return 0;
   });
+}
+
+/** Persisted programs of earlier boots that `bpfd system restore` would load (list --pending). */
+export async function listPending(ctx: Context, filter: ListFilter = {}): Promise<PendingView[]> {
+  const views = pendingRestores(await readState(ctx)).map(pendingView).filter((v) => matches(v, filter));
+  const sortKey = (v: PendingView) => {
+    const l = v.links[0];
+    return l ? `0${l.netns ?? ''}\u0000${l.iface}\u0000${String(l.priority).padStart(4, '0')}\u0000${String(l.id).padStart(10, '0')}` : `1${v.key}`;
+  };
+  return views.sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0));
+}
+
+function matches(v: { type: string; links: Array<{ iface: string }>; metadata: Record<string, string> }, filter: ListFilter): boolean {
+  if (filter.type && v.type !== filter.type) return false;
+  if (filter.iface && !v.links.some((l) => l.iface === filter.iface)) return false;
+  return Object.entries(filter.metadata ?? {}).every(([k, val]) => v.metadata[k] === val);
 }
 
 /** Kernel ids of the dispatchers bpfd runs: bpfd's own, though not programs a user loaded. */
@@ -276,12 +327,18 @@ export function dispatcherProgIds(ctx: Context): number[] {
 
 export async function get(ctx: Context, id: number): Promise<ProgramView> {
   const state = await readState(ctx);
-  if (!state.programs.some((p) => p.id === id)) throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
+  if (!state.programs.some((p) => p.id === id)) {
+    const earlier = pendingRestores(state).find((p) => p.program.id === id);
+    if (earlier) {
+      throw notFoundError(`no program with id ${id} is loaded by bpfd: ${earlier.program.name} had that id in an earlier boot and waits to be restored (see: bpfd list --pending; bpfd system restore)`);
+    }
+    throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
+  }
   return viewOf(ctx, id, state);
 }
 
 /** Reads repair when the lock is free right now, and never wait for it. */
-async function readState(ctx: Context) {
+async function readState(ctx: Context): Promise<Reconciled> {
   if (process.getuid?.() === 0) {
     const repaired = await ctx.tryExclusive(async () => reconcile(ctx, true));
     if (repaired) return repaired;
@@ -324,9 +381,19 @@ function resolveInterface(opts: XdpAttachOptions): IfaceKey {
   return { iface: opts.iface, ifindex, netnsIno: ino, netns: opts.netns };
 }
 
-function newLink(ctx: Context, progId: number, target: IfaceKey, opts: XdpAttachOptions): XdpLinkRecord {
+/** A link's id and its place in attach order (ties in priority keep attach order). */
+export interface LinkIdentity {
+  id: number;
+  seq: number;
+}
+
+function newLink(ctx: Context, progId: number, target: IfaceKey, opts: XdpAttachOptions, identity?: LinkIdentity): XdpLinkRecord {
   const store = ctx.store();
-  const id = store.root.transactionSync(() => nextCounter(store, 'link'));
+  // Link ids come from a counter that never goes back, so a kept id is free unless the store was replaced.
+  const { id, seq } = identity && store.links.get(identity.id) === undefined ? identity : store.root.transactionSync(() => {
+    const n = nextCounter(store, 'link');
+    return { id: n, seq: identity?.seq ?? n };
+  });
   return {
     id,
     prog_id: progId,
@@ -338,7 +405,7 @@ function newLink(ctx: Context, progId: number, target: IfaceKey, opts: XdpAttach
     priority: opts.priority,
     proceed_on: opts.proceedOn,
     mode: opts.mode ?? 'drv',
-    seq: id,
+    seq,
     created_at: nowIso(),
   };
 }

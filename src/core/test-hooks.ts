@@ -15,3 +15,12 @@ export function checkpoint(step: string): void {
   const sleep = /^sleep:(\d+)$/.exec(action);
   if (sleep) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(sleep[1]));
 }
+
+/**
+ * BPFD_BOOT_ID stands in for the kernel's boot id (/proc/sys/kernel/random/boot_id), so that a
+ * test can simulate a reboot: a new boot id and an emptied bpffs (test/helpers/reboot.ts).
+ * Inert unless set.
+ */
+export function bootIdOverride(): string | undefined {
+  return process.env.BPFD_BOOT_ID || undefined;
+}

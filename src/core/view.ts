@@ -1,4 +1,4 @@
-import type { LinkRecord, ProgramRecord, XdpAction } from '../state/records.js';
+import type { LinkRecord, PendingRestore, ProgramRecord, XdpAction } from '../state/records.js';
 import { orderLinks } from './xdp-interface.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 
@@ -76,5 +76,38 @@ export function programView(p: ProgramRecord, links: LinkRecord[], pos: Map<numb
     application: p.application,
     loaded_at: p.loaded_at,
     ...(kernel ? { kernel } : {}),
+  };
+}
+
+/** A persisted program of an earlier boot, as `list --pending` shows it: not loaded, so no kernel id. */
+export interface PendingView {
+  /** `<boot_id>/<id>` */
+  key: string;
+  /** the kernel id it had in that boot */
+  previous_id: number;
+  boot_id: string;
+  name: string;
+  type: string;
+  links: Array<Pick<LinkView, 'id' | 'iface' | 'netns' | 'priority' | 'proceed_on' | 'mode'>>;
+  bytecode: ProgramRecord['bytecode'];
+  owner: ProgramRecord['owner'];
+  metadata: Record<string, string>;
+  application: string | null;
+  loaded_at: string;
+}
+
+export function pendingView({ key, program: p, links }: PendingRestore): PendingView {
+  return {
+    key,
+    previous_id: p.id,
+    boot_id: p.boot_id,
+    name: p.name,
+    type: p.type,
+    links: orderLinks(links).map((l) => ({ id: l.id, iface: l.iface, netns: l.netns, priority: l.priority, proceed_on: l.proceed_on, mode: l.mode })),
+    bytecode: p.bytecode,
+    owner: p.owner,
+    metadata: p.metadata,
+    application: p.application,
+    loaded_at: p.loaded_at,
   };
 }

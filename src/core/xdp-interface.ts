@@ -1,9 +1,10 @@
 import type { Context } from './context.js';
 import { failedError } from './errors.js';
 import { decodeImage, type RelocatableImage } from '../dispatcher/image.js';
-import { readMemberCounters, syncXdpInterface, type XdpMode } from '../dispatcher/xdp-iface.js';
+import { readMemberCounters, readRunningLinkIds, syncXdpInterface, type XdpMode } from '../dispatcher/xdp-iface.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 import { inNetns } from '../loader/netns.js';
+import { imageKey } from '../state/blobs.js';
 import type { XdpLinkRecord } from '../state/records.js';
 
 export interface IfaceKey {
@@ -23,7 +24,7 @@ export function orderLinks<T extends { priority: number; seq: number }>(links: T
   return [...links].sort((a, b) => a.priority - b.priority || a.seq - b.seq);
 }
 
-export const imageKey = (progId: number) => `image:${progId}`;
+export { imageKey } from '../state/blobs.js';
 
 /**
  * Makes the interface's dispatcher run exactly `links`, composed from the members' stored
@@ -54,4 +55,9 @@ export function applyXdpMembers(ctx: Context, key: IfaceKey, links: XdpLinkRecor
 /** Per-link packet and action counts of an interface's dispatcher. */
 export function memberCounters(ctx: Context, key: IfaceKey): Map<number, ActionCounts> {
   return readMemberCounters({ bpffs: ctx.paths.bpffs, ifindex: key.ifindex, netnsIno: key.netnsIno });
+}
+
+/** Link ids the interface's dispatcher runs. */
+export function runningLinkIds(ctx: Context, key: IfaceKey): number[] {
+  return readRunningLinkIds({ bpffs: ctx.paths.bpffs, ifindex: key.ifindex, netnsIno: key.netnsIno });
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { mapLookup, mapUpdate } from '../loader/bpf.js';
+import { mapLookup, mapLookupAll, mapUpdate } from '../loader/bpf.js';
 import { BPF_MAP_TYPE_ARRAY, createMap } from '../loader/prog-load.js';
 
 /**
@@ -93,14 +93,25 @@ export interface Meta {
 }
 
 export function readMeta(metaFd: number): Meta {
+  const all = mapLookupAll(metaFd, COUNTER_INDEXES + 1, META_VALUE_SIZE);
   const owners: MetaRecord[] = [];
   for (let i = 0; i < COUNTER_INDEXES; i++) {
-    const v = mapLookup(metaFd, key(i), META_VALUE_SIZE) ?? Buffer.alloc(META_VALUE_SIZE);
-    owners.push({ linkId: v.readUInt32LE(0), baseline: ACTION_BUCKETS.map((_, a) => v.readBigUInt64LE(8 + a * 8)) });
+    const o = i * META_VALUE_SIZE;
+    owners.push({ linkId: all.readUInt32LE(o), baseline: ACTION_BUCKETS.map((_, a) => all.readBigUInt64LE(o + 8 + a * 8)) });
   }
-  const iface = mapLookup(metaFd, key(META_IFACE_RECORD), META_VALUE_SIZE);
-  const m = iface?.readUInt32LE(0) ?? 0;
+  const m = all.readUInt32LE(META_IFACE_RECORD * META_VALUE_SIZE);
   return { mode: m === 1 ? 'skb' : m === 2 ? 'drv' : null, owners };
+}
+
+/** Only which links own a counter block: what runs, without decoding baselines. */
+export function readOwnerLinkIds(metaFd: number): number[] {
+  const all = mapLookupAll(metaFd, COUNTER_INDEXES, META_VALUE_SIZE);
+  const ids: number[] = [];
+  for (let i = 0; i < COUNTER_INDEXES; i++) {
+    const id = all.readUInt32LE(i * META_VALUE_SIZE);
+    if (id !== 0) ids.push(id);
+  }
+  return ids;
 }
 
 export function writeOwner(metaFd: number, index: number, rec: MetaRecord): void {

@@ -25,6 +25,7 @@ import {
   createMetaMap,
   readCounterSums,
   readMeta,
+  readOwnerLinkIds,
   writeMode,
   writeOwner,
 } from './counters.js';
@@ -228,6 +229,20 @@ export function dispatcherInfo(k: XdpIfaceKey): DispatcherInfo | null {
     return { progId: li.progId, linkId: li.id, mode };
   } finally {
     closeFd(linkFd);
+  }
+}
+
+/**
+ * Links the interface's dispatcher runs, from its meta map alone: what a consistency check
+ * needs, without reading every CPU's counters. Empty when the interface has no dispatcher.
+ */
+export function readRunningLinkIds(k: XdpIfaceKey): number[] {
+  const metaFd = tryObjGet(pins(k).meta);
+  if (metaFd < 0) return [];
+  try {
+    return readOwnerLinkIds(metaFd);
+  } finally {
+    closeFd(metaFd);
   }
 }
 

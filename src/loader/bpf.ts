@@ -23,6 +23,9 @@ const LinkUpdateOpts = koffi.struct('bpf_link_update_opts', { sz: 'size_t', flag
 const link_update = libbpf.func('int bpf_link_update(int link_fd, int new_prog_fd, const bpf_link_update_opts *opts)');
 const link_detach = libbpf.func('int bpf_link_detach(int link_fd)');
 const map_lookup_elem = libbpf.func('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)');
+const map_lookup_batch = libbpf.func(
+  'int bpf_map_lookup_batch(int fd, void *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, void *opts)',
+);
 const map_update_elem = libbpf.func('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)');
 const c_close = libc.func('int close(int fd)');
 
@@ -195,6 +198,16 @@ export function mapLookup(fd: number, key: Buffer, valueSize: number): Buffer | 
   if (rc === -2) return null;
   check('look up a map element', rc);
   return value;
+}
+
+/** Every element of an array map, in one bpf() call (BPF_MAP_LOOKUP_BATCH) instead of one per element. */
+export function mapLookupAll(fd: number, entries: number, valueSize: number): Buffer {
+  const values = Buffer.alloc(entries * valueSize);
+  const count = [entries];
+  const rc = map_lookup_batch(fd, null, Buffer.alloc(4), Buffer.alloc(entries * 4), values, count, null);
+  // ENOENT only says the batch reached the map's end
+  if (rc < 0 && !(rc === -2 && count[0] === entries)) check('look up map elements', rc);
+  return values;
 }
 
 export function mapUpdate(fd: number, key: Buffer, value: Buffer, flags = 0): void {

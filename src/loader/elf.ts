@@ -56,6 +56,8 @@ export interface ElfGlobal {
 
 export interface BpfElf {
   path: string;
+  /** the object's bytes: what the policy judged is exactly what libbpf loads (and what --persist keeps) */
+  bytes: Buffer;
   sha256: string;
   sections: ElfSection[];
   symbols: ElfSymbol[];
@@ -177,6 +179,7 @@ export function parseBpfElf(path: string, data: Buffer): BpfElf {
 
   return {
     path,
+    bytes: data,
     sha256: sha256Hex(data),
     sections,
     symbols,

@@ -1,11 +1,14 @@
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { BpfdError, failedError, KernelError, usageError } from '../core/errors.js';
+import { checkpoint } from '../core/test-hooks.js';
 import { objPin, progInfo, type ProgInfo } from './bpf.js';
 import type { BpfElf } from './elf.js';
 import { BpfMapPtr, BpfObjectPtr, BpfProgramPtr, koffi, libbpf, takeLibbpfLog } from './lib.js';
 
-const open_file = libbpf.func('bpf_object *bpf_object__open_file(const char *path, void *opts)');
+// Only the fields up to object_name: libbpf takes a shorter struct (sz says how long) as given.
+const OpenOpts = koffi.struct('bpf_object_open_opts_head', { sz: 'size_t', object_name: 'const char *' });
+const open_mem = libbpf.func('bpf_object *bpf_object__open_mem(const void *buf, size_t size, const bpf_object_open_opts_head *opts)');
 const obj_load = libbpf.func('int bpf_object__load(bpf_object *obj)');
 const obj_close = libbpf.func('void bpf_object__close(bpf_object *obj)');
 const next_program = libbpf.func('bpf_program *bpf_object__next_program(bpf_object *obj, bpf_program *prev)');
@@ -73,7 +76,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
   if (ownsMapsDir) mkdirSync(tmpDir);
 
   takeLibbpfLog();
-  const obj = open_file(elf.path, null);
+  const obj = openObject(elf);
   const openErr = Number(get_error(obj));
   if (!obj || openErr) {
     if (ownsMapsDir) rmSync(tmpDir, { recursive: true, force: true });
@@ -106,6 +109,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
 
     const rc = obj_load(obj);
     if (rc < 0) throw loadFailure(name, elf.path, -rc, takeLibbpfLog());
+    checkpoint('load:maps-pinned');
 
     const fd = prog_fd(wanted);
     const info = progInfo(fd);
@@ -132,6 +136,16 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
   } finally {
     obj_close(obj);
   }
+}
+
+/**
+ * Opens the object from the bytes bpfd read, not from the path again: the file may have changed
+ * since the policy judged it, or be gone (a restore after reboot loads from the store). The
+ * name is the one libbpf derives from a path, so internal map names stay the same.
+ */
+function openObject(elf: BpfElf): unknown {
+  const name = path.basename(elf.path).replace(/\..*$/, '');
+  return open_mem(elf.bytes, elf.bytes.length, { sz: koffi.sizeof(OpenOpts), object_name: name });
 }
 
 /**
@@ -229,7 +243,7 @@ export interface MapDescription {
  * touching the kernel: facts for the policy before anything is loaded.
  */
 export function describeMaps(elf: BpfElf): MapDescription[] {
-  const obj = open_file(elf.path, null);
+  const obj = openObject(elf);
   const err = Number(get_error(obj));
   if (!obj || err) throw failedError(`libbpf could not open ${elf.path}`, logLines(takeLibbpfLog()));
   try {

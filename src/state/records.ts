@@ -25,6 +25,8 @@ export interface ProgramRecord {
   persist: boolean;
   /** boot the program was loaded in (/proc/sys/kernel/random/boot_id) */
   boot_id: string;
+  /** the PendingRestore key it was restored from: a restore cut short resumes instead of loading it twice */
+  restored_from?: string;
   /** bytecode facts the policy saw at load, kept for later decisions about this program */
   facts?: {
     insn_count: number;
@@ -52,3 +54,16 @@ export interface XdpLinkRecord {
 }
 
 export type LinkRecord = XdpLinkRecord;
+
+/**
+ * A program loaded with --persist in an earlier boot, waiting for `bpfd system restore`. Kept
+ * apart from `programs`, which is keyed by kernel id: ids start again after a reboot, so an old
+ * record could otherwise collide with a program loaded in this boot.
+ */
+export interface PendingRestore {
+  /** `<boot_id>/<id>`: unique across boots, and the same again if a move is repeated */
+  key: string;
+  program: ProgramRecord;
+  /** its links as they were, in attach order; restore keeps their ids and order */
+  links: LinkRecord[];
+}

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { failedError } from '../core/errors.js';
 import { lmdbFileProblem } from './store-check.js';
-import type { LinkRecord, ProgramRecord } from './records.js';
+import type { LinkRecord, PendingRestore, ProgramRecord } from './records.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -14,7 +14,9 @@ export const SCHEMA_VERSION = 1;
  *   programs  kernel prog id -> ProgramRecord
  *   links     bpfd link id -> LinkRecord
  *   decisions sequence -> policy decision (src/policy/decision-log.ts)
- *   blobs     keyed binary data (relocatable images of XDP members)
+ *   blobs     keyed binary data (src/state/blobs.ts): relocatable images of XDP members, and
+ *             the object files of persisted programs, which restore loads after a reboot
+ *   pending   `<boot_id>/<id>` -> PendingRestore: persisted programs of earlier boots
  */
 export interface Store {
   root: RootDatabase;
@@ -23,6 +25,7 @@ export interface Store {
   links: Database<LinkRecord, number>;
   decisions: Database<unknown, number>;
   blobs: Database<Buffer, string>;
+  pending: Database<PendingRestore, string>;
   close(): void;
 }
 
@@ -56,6 +59,7 @@ export function openStore(stateDir: string): Store {
       links: root.openDB<LinkRecord, number>({ name: 'links', keyEncoding: 'uint32' }),
       decisions: root.openDB<unknown, number>({ name: 'decisions', keyEncoding: 'uint32' }),
       blobs: root.openDB<Buffer, string>({ name: 'blobs', encoding: 'binary' }),
+      pending: root.openDB<PendingRestore, string>({ name: 'pending' }),
       close() {
         root.close();
         cached = null;

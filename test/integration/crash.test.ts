@@ -65,7 +65,7 @@ describe('a bpfd killed at any step leaves nothing inconsistent behind', { skip 
   }
 
   const steps: Array<{ step: string; setup: () => number | null; args: (arg: number | null) => string[] }> = [
-    ...['load:before-kernel', 'load:after-pin', 'load:after-attach'].map((step) => ({
+    ...['load:before-kernel', 'load:maps-pinned', 'load:after-pin', 'load:after-attach'].map((step) => ({
       step,
       setup: () => null,
       args: () => ['load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop', ...at(), '--priority', '20'],

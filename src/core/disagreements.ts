@@ -1,0 +1,135 @@
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Context } from './context.js';
+import { TMP_MAPS_DIR } from '../loader/object.js';
+import type { LinkRecord, PendingRestore, ProgramRecord } from '../state/records.js';
+import { ifaceKeyString, keyOfLink, runningLinkIds, type IfaceKey } from './xdp-interface.js';
+
+/**
+ * Where store, pins and kernel disagree. Detection only reads; src/core/repair.ts applies what
+ * was found (every command under the writer lock, and `bpfd doctor --fix`), and `bpfd doctor`
+ * reports it. Keeping the two apart is what lets doctor show exactly what a repair would do.
+ */
+export type Finding =
+  /** a record of this boot whose program is no longer pinned, so the kernel freed it: the record is dropped */
+  | { kind: 'program-gone'; program: ProgramRecord; links: LinkRecord[] }
+  /** a record from an earlier boot, not persisted: nothing of it survived the reboot */
+  | { kind: 'previous-boot'; program: ProgramRecord; links: LinkRecord[] }
+  /** a persisted record from an earlier boot: moved aside to wait for `bpfd system restore` */
+  | { kind: 'previous-boot-persisted'; program: ProgramRecord; links: LinkRecord[] }
+  /** waiting for `bpfd system restore`; nothing automatic resolves it */
+  | { kind: 'pending-restore'; pending: PendingRestore }
+  /** a program pin or maps directory no record owns */
+  | { kind: 'orphan-pin'; path: string }
+  /** maps a load pinned under a temporary name before its process died */
+  | { kind: 'temp-dir'; path: string; pid: number }
+  /** the dispatcher runs other links than the records name: the records win */
+  | { kind: 'dispatcher-diverged'; iface: IfaceKey; links: LinkRecord[]; running: number[] }
+  /** an interface's dispatcher link with no recorded members */
+  | { kind: 'empty-interface'; path: string };
+
+export type FindingKind = Finding['kind'];
+
+export interface Detection {
+  /** records whose programs run in this boot */
+  programs: ProgramRecord[];
+  /** their links */
+  links: LinkRecord[];
+  findings: Finding[];
+}
+
+/**
+ * Sorts the records into live and stale. `deep` also looks at pins and dispatchers, which only
+ * a writer (or doctor) needs: a read that cannot repair has no use for them.
+ */
+export function detect(ctx: Context, opts: { deep: boolean }): Detection {
+  const store = ctx.store();
+  const bootId = ctx.bootId();
+  const allLinks = [...store.links.getRange()].map((e) => e.value);
+  const byProgram = new Map<number, LinkRecord[]>();
+  for (const l of allLinks) byProgram.set(l.prog_id, [...(byProgram.get(l.prog_id) ?? []), l]);
+  const linksOf = (id: number) => byProgram.get(id) ?? [];
+  const programs: ProgramRecord[] = [];
+  const findings: Finding[] = [];
+  // A program's pin is what keeps it alive, and bpfd pins every program it loads: one readdir
+  // answers for all records, where asking the kernel would take a bpf() call each.
+  const pinned = new Set(listDir(path.join(ctx.paths.bpffs, 'progs')));
+  for (const { value: p } of store.programs.getRange()) {
+    if (p.boot_id !== bootId) findings.push({ kind: p.persist ? 'previous-boot-persisted' : 'previous-boot', program: p, links: linksOf(p.id) });
+    else if (!pinned.has(String(p.id))) findings.push({ kind: 'program-gone', program: p, links: linksOf(p.id) });
+    else programs.push(p);
+  }
+  const live = new Set(programs.map((p) => p.id));
+  const links = allLinks.filter((l) => live.has(l.prog_id));
+  for (const { value } of store.pending.getRange()) findings.push({ kind: 'pending-restore', pending: value });
+  if (opts.deep) {
+    findings.push(...strayPins(ctx.paths.bpffs, pinned, live, programs));
+    findings.push(...divergedDispatchers(ctx, links));
+    findings.push(...emptyInterfaces(ctx.paths.bpffs, links));
+  }
+  return { programs, links, findings };
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const listDir = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
+
+function strayPins(bpffs: string, pinned: Set<string>, live: Set<number>, programs: ProgramRecord[]): Finding[] {
+  const out: Finding[] = [];
+  const progDir = path.join(bpffs, 'progs');
+  for (const name of pinned) if (!live.has(Number(name))) out.push({ kind: 'orphan-pin', path: path.join(progDir, name) });
+  const mapsDir = path.join(bpffs, 'maps');
+  const inUse = new Set(programs.map((p) => p.maps.pin_path));
+  for (const name of listDir(mapsDir)) {
+    const full = path.join(mapsDir, name);
+    const tmp = TMP_MAPS_DIR.exec(name);
+    if (tmp) {
+      if (!pidAlive(Number(tmp[1]))) out.push({ kind: 'temp-dir', path: full, pid: Number(tmp[1]) });
+    } else if (/^\d+$/.test(name) && !inUse.has(full) && !live.has(Number(name))) out.push({ kind: 'orphan-pin', path: full });
+  }
+  return out;
+}
+
+/**
+ * A process killed between changing a dispatcher and recording the change leaves the kernel
+ * running a membership the store does not know; so does a member whose program vanished. The
+ * dispatcher's counter map names the links it runs.
+ */
+function divergedDispatchers(ctx: Context, links: LinkRecord[]): Finding[] {
+  const out: Finding[] = [];
+  const byIface = new Map<string, LinkRecord[]>();
+  for (const l of links) byIface.set(ifaceKeyString(l), [...(byIface.get(ifaceKeyString(l)) ?? []), l]);
+  for (const recorded of byIface.values()) {
+    const iface = keyOfLink(recorded[0]);
+    const running = runningLinkIds(ctx, iface).sort((a, b) => a - b);
+    const wanted = recorded.map((l) => l.id).sort((a, b) => a - b);
+    if (running.length !== wanted.length || running.some((id, i) => id !== wanted[i])) out.push({ kind: 'dispatcher-diverged', iface, links: recorded, running });
+  }
+  return out;
+}
+
+function emptyInterfaces(bpffs: string, links: LinkRecord[]): Finding[] {
+  const dir = path.join(bpffs, 'xdp');
+  const used = new Set(links.map((l) => ifaceKeyString(l)));
+  return listDir(dir).filter((name) => !used.has(name)).map((name) => ({ kind: 'empty-interface' as const, path: path.join(dir, name) }));
+}
+
+/** Persisted programs of earlier boots, whether or not a repair has moved them aside yet. */
+export function pendingRestores(d: Detection): PendingRestore[] {
+  return d.findings.flatMap((f) => {
+    if (f.kind === 'pending-restore') return [f.pending];
+    if (f.kind === 'previous-boot-persisted') return [pendingOf(f.program, f.links)];
+    return [];
+  });
+}
+
+export function pendingOf(program: ProgramRecord, links: LinkRecord[]): PendingRestore {
+  return { key: `${program.boot_id}/${program.id}`, program, links: [...links].sort((a, b) => a.seq - b.seq) };
+}

@@ -1,0 +1,63 @@
+import { rmSync } from 'node:fs';
+import type { Context } from './context.js';
+import { pendingOf, type Detection, type Finding } from './disagreements.js';
+import { applyXdpMembers, orderLinks } from './xdp-interface.js';
+import { imageKey, releaseObject } from '../state/blobs.js';
+
+export interface RepairOutcome {
+  finding: Finding;
+  /** what was done, or why it could not be */
+  done: string;
+  ok: boolean;
+}
+
+/**
+ * Applies what detect() found; the caller holds the writer lock. Store changes go in one
+ * transaction first (so a crash half-way leaves the old records, and the next command finds the
+ * same disagreements again), then pins, then dispatchers. Pending restores are left alone:
+ * only `bpfd system restore` resolves them.
+ */
+export function repair(ctx: Context, d: Detection): RepairOutcome[] {
+  const store = ctx.store();
+  const outcomes: RepairOutcome[] = [];
+  const records = d.findings.filter((f) => f.kind === 'program-gone' || f.kind === 'previous-boot' || f.kind === 'previous-boot-persisted');
+  if (records.length) {
+    store.root.transactionSync(() => {
+      for (const f of records) {
+        const { program, links } = f;
+        store.programs.remove(program.id);
+        store.blobs.remove(imageKey(program.id));
+        for (const l of links) store.links.remove(l.id);
+        if (f.kind === 'previous-boot-persisted') {
+          const pending = pendingOf(program, links);
+          store.pending.put(pending.key, pending);
+        } else if (program.persist && 'sha256' in program.bytecode) releaseObject(store, program.bytecode.sha256);
+      }
+    });
+    for (const f of records) {
+      outcomes.push({ finding: f, ok: true, done: f.kind === 'previous-boot-persisted' ? 'kept for bpfd system restore' : 'record removed' });
+    }
+  }
+  for (const f of d.findings) {
+    if (f.kind === 'orphan-pin' || f.kind === 'temp-dir' || f.kind === 'empty-interface') {
+      outcomes.push(attempt(f, () => {
+        rmSync(f.path, { recursive: true, force: true });
+        return f.kind === 'empty-interface' ? 'link unpinned, dispatcher detached' : 'removed';
+      }));
+    } else if (f.kind === 'dispatcher-diverged') {
+      outcomes.push(attempt(f, () => {
+        applyXdpMembers(ctx, f.iface, orderLinks(f.links), f.links[0].mode);
+        return `recomposed with links ${f.links.map((l) => l.id).sort((a, b) => a - b).join(', ')}`;
+      }));
+    }
+  }
+  return outcomes;
+}
+
+function attempt(finding: Finding, fn: () => string): RepairOutcome {
+  try {
+    return { finding, ok: true, done: fn() };
+  } catch (e) {
+    return { finding, ok: false, done: (e as Error).message };
+  }
+}

@@ -1,0 +1,125 @@
+import { type Context, requireRoot } from './context.js';
+import { BpfdError, failedError } from './errors.js';
+import { attachLocked, list, loadObject, programIn, removeProgram } from './programs.js';
+import { checkpoint } from './test-hooks.js';
+import { reconcile } from './reconcile.js';
+import type { XdpAttachOptions } from './attach-options.js';
+import type { ProgramView } from './view.js';
+import { parseBpfElf, type BpfElf } from '../loader/elf.js';
+import { objectKey } from '../state/blobs.js';
+import type { LinkRecord, PendingRestore } from '../state/records.js';
+
+export interface RestoreReport {
+  restored: Array<{ key: string; previous_id: number; id: number; name: string; links: ProgramView['links'] }>;
+  failed: Array<{ key: string; previous_id: number; name: string; reason: string; details: string[] }>;
+}
+
+/**
+ * Loads and attaches again the programs persisted in earlier boots (`load --persist`), from the
+ * object bytes the store kept, with their name, globals, metadata, application, owner, and each
+ * link's interface, netns, priority, proceed-on, mode, id and place in attach order. Each is
+ * asked of the policy again, as a load by whoever runs restore (root at boot): the rules in
+ * force now decide, not those of the boot it was loaded in. One that fails is undone and stays
+ * pending, and the others go on.
+ */
+export async function restore(ctx: Context): Promise<RestoreReport> {
+  requireRoot('bpfd system restore');
+  return ctx.exclusive(async () => {
+    // moves the persisted records of earlier boots aside, as pending
+    const state = reconcile(ctx, true);
+    /** pending key -> kernel id of the program restored from it (map owners, restores cut short) */
+    const restoredIds = new Map(state.programs.filter((p) => p.restored_from).map((p) => [p.restored_from!, p.id]));
+    const failed: RestoreReport['failed'] = [];
+    const done: Array<{ pending: PendingRestore; id: number }> = [];
+    for (const pending of inDependencyOrder([...ctx.store().pending.getRange()].map((e) => e.value))) {
+      const { program } = pending;
+      try {
+        const ownerKey = program.maps.owner_id === null ? null : `${program.boot_id}/${program.maps.owner_id}`;
+        const ownerId = ownerKey === null ? undefined : restoredIds.get(ownerKey);
+        if (ownerKey !== null && ownerId === undefined) throw failedError(`it shares the maps of program ${program.maps.owner_id}, which was not restored`);
+        const id = await restoreOne(ctx, pending, ownerId);
+        restoredIds.set(pending.key, id);
+        done.push({ pending, id });
+      } catch (e) {
+        const err = e instanceof BpfdError ? e : failedError((e as Error).message);
+        failed.push({ key: pending.key, previous_id: program.id, name: program.name, reason: err.message, details: err.details });
+      }
+    }
+    // positions once everything is back: a later restore may have gone in front of an earlier one
+    const views = new Map((await list(ctx)).map((v) => [v.id, v]));
+    const restored = done.map(({ pending, id }) => ({ key: pending.key, previous_id: pending.program.id, id, name: pending.program.name, links: views.get(id)?.links ?? [] }));
+    return { restored, failed };
+  });
+}
+
+/** Map owners before the programs that share their maps; otherwise in the order they were loaded. */
+function inDependencyOrder(all: PendingRestore[]): PendingRestore[] {
+  const byLoad = [...all].sort((a, b) => a.program.loaded_at.localeCompare(b.program.loaded_at) || a.program.id - b.program.id);
+  const out: PendingRestore[] = [];
+  const placed = new Set<string>();
+  while (out.length < byLoad.length) {
+    const next = byLoad.find((p) => !placed.has(p.key) && (p.program.maps.owner_id === null || !byLoad.some((o) => !placed.has(o.key) && o.key === `${p.program.boot_id}/${p.program.maps.owner_id}`)));
+    // a cycle cannot be recorded (an owner exists before its users); take the rest as they come
+    const take = next ?? byLoad.find((p) => !placed.has(p.key))!;
+    placed.add(take.key);
+    out.push(take);
+  }
+  return out;
+}
+
+/**
+ * Restores one program with all its links. A restore killed half-way left a program whose
+ * record names this pending entry: it is completed, not loaded a second time. The pending entry
+ * goes only once every link is back.
+ */
+async function restoreOne(ctx: Context, pending: PendingRestore, mapOwnerId: number | undefined): Promise<number> {
+  const { program: rec } = pending;
+  const links = [...pending.links].sort((a, b) => a.seq - b.seq);
+  let id = reconcile(ctx, false).programs.find((p) => p.restored_from === pending.key)?.id;
+  const loadedNow = id === undefined;
+  try {
+    if (id === undefined) {
+      const elf = storedObject(ctx, pending);
+      const loaded = await loadObject(ctx, reconcile(ctx, false), {
+        elf,
+        name: rec.name,
+        program: programIn(elf, rec.name, rec.type, links.length > 0),
+        metadata: rec.metadata,
+        globals: Object.fromEntries(Object.entries(rec.globals).map(([k, hex]) => [k, Buffer.from(hex, 'hex')])),
+        mapOwnerId,
+        application: rec.application,
+        persist: true,
+        owner: rec.owner,
+        attach: links[0] && attachOptionsOf(links[0]),
+        linkIdentity: links[0] && { id: links[0].id, seq: links[0].seq },
+        restoredFrom: pending.key,
+      });
+      if ('dry_run' in loaded) throw new Error('restore never asks for a dry run');
+      id = loaded.id;
+      checkpoint('restore:after-load');
+    }
+    for (const l of links) {
+      const state = reconcile(ctx, false);
+      if (!state.links.some((x) => x.id === l.id)) await attachLocked(ctx, state, id, attachOptionsOf(l), { id: l.id, seq: l.seq });
+    }
+  } catch (e) {
+    if (id !== undefined && loadedNow) {
+      const state = reconcile(ctx, false);
+      removeProgram(ctx, state, state.programs.find((p) => p.id === id)!);
+    }
+    throw e;
+  }
+  ctx.store().pending.removeSync(pending.key);
+  return id;
+}
+
+function storedObject(ctx: Context, { program: rec }: PendingRestore): BpfElf {
+  if (!('sha256' in rec.bytecode)) throw failedError('it was loaded from an image, which restore cannot load yet');
+  const bytes = ctx.store().blobs.get(objectKey(rec.bytecode.sha256));
+  if (!bytes) throw failedError(`the store has no copy of its object (sha256 ${rec.bytecode.sha256})`, ['load it again from its file with --persist']);
+  const elf = parseBpfElf(rec.bytecode.path, bytes);
+  if (elf.sha256 !== rec.bytecode.sha256) throw failedError(`the stored copy of its object is damaged (sha256 ${elf.sha256}, recorded ${rec.bytecode.sha256})`);
+  return elf;
+}
+
+const attachOptionsOf = (l: LinkRecord): XdpAttachOptions => ({ iface: l.iface, netns: l.netns, priority: l.priority, proceedOn: l.proceed_on, mode: l.mode });
