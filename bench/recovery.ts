@@ -8,7 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
  * What being daemonless and crash-safe costs a command:
  *  - the writer lock under contention: N `bpfd load` processes started at once on one interface,
  *    each one's wait for the lock beside the time its critical section holds it
- *    (BPFD_LOCK_TIMING makes bpfd print both);
+ *    (BPFD_TIMINGS makes bpfd print both);
  *  - the recovery check every command runs first (reconcile) when there is nothing to recover,
  *    with 0 and 50 programs (5 interfaces x 10), timed in-process around the call, first call in
  *    a fresh process and warm (target < 5 ms).
@@ -67,15 +67,16 @@ async function lockContention(): Promise<string[]> {
       new Promise<{ wait: number; held: number; wall: number }>((resolve, reject) => {
         const t0 = performance.now();
         const child = spawn(process.execPath, [BPFD, 'load', 'file', '--path', OBJ, '--name', 'xdp_pass', '--iface', l.ifaces[0], '--netns', l.nsPath, '--priority', String(10 + i), '-o', 'json'], {
-          env: { ...l.env, BPFD_LOCK_TIMING: '1' },
+          env: { ...l.env, BPFD_TIMINGS: '1' },
           stdio: ['ignore', 'ignore', 'pipe'],
         });
         let err = '';
         child.stderr.on('data', (d) => (err += d));
         child.on('close', (code) => {
-          const m = /bpfd: lock: waited ([\d.]+) ms, held ([\d.]+) ms/.exec(err);
-          if (code !== 0 || !m) return reject(new Error(`contending load failed (${code}): ${err}`));
-          resolve({ wait: Number(m[1]), held: Number(m[2]), wall: performance.now() - t0 });
+          const wait = /lock wait ([\d.]+) ms/.exec(err);
+          const held = /lock held ([\d.]+) ms/.exec(err);
+          if (code !== 0 || !wait || !held) return reject(new Error(`contending load failed (${code}): ${err}`));
+          resolve({ wait: Number(wait[1]), held: Number(held[1]), wall: performance.now() - t0 });
         });
       }),
     );

@@ -93,7 +93,10 @@ await build({
   platform: 'node',
   target: 'node20',
   // koffi's addons for other platforms: required at run time only where they apply.
-  external: ['@koromix/*'],
+  // ordered-binary (lmdb's key codec) compiles a string reader with new Function from the source
+  // text of one of its own functions, which must keep its original variable names: bundling
+  // renames them, and string keys then never decode (an endless loop). It loads from node_modules.
+  external: ['@koromix/*', 'ordered-binary'],
   plugins: [shimPlugin],
   minifyWhitespace: true,
   minifySyntax: true,

@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty';
 import { bpfdCommand, outputOption, parseId, parsePairs, type OptionSpec, type Parsed } from './command.js';
-import { dryRunText, pendingTable, printJson, programDetail, programsTable, writeOut } from './output.js';
+import { dryRunText, pendingTable, printJson, programDetail, programsTable, table, writeOut } from './output.js';
 import { parseXdpAttach } from '../core/attach-options.js';
 import { failedError, usageError } from '../core/errors.js';
 import type { ProgramType } from '../state/records.js';
@@ -177,7 +177,7 @@ export const listCommand = bpfdCommand({
     ...outputOption,
   },
   async run(p) {
-    const { list, listPending, dispatcherProgIds } = await import('../core/programs.js');
+    const { list, listPending, dispatcherProgIds } = await import('../core/read.js');
     const ctx = await createContext({ what: 'bpfd list' });
     const filter = {
       type: p.values.type as string | undefined,
@@ -192,11 +192,10 @@ export const listCommand = bpfdCommand({
     const views = await list(ctx, filter);
     if (p.values.all) {
       const { unmanagedPrograms } = await import('../core/kernel-programs.js');
-      const others = unmanagedPrograms(new Set([...views.map((v) => v.id), ...dispatcherProgIds(ctx)]));
+      const others = unmanagedPrograms(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))]));
       if (isJson(p)) return printJson([...views, ...others]);
       writeOut(programsTable(views));
       if (others.length) {
-        const { table } = await import('./output.js');
         writeOut('\nNot managed by bpfd:\n' + table(['ID', 'NAME', 'TYPE', 'TAG'], others.map((o) => [String(o.id), o.name, o.type, o.kernel.tag])));
       }
       return;
@@ -213,7 +212,7 @@ export const getCommand = bpfdCommand({
   options: { ...outputOption },
   async run(p) {
     const id = parseId(p.positionals[0]);
-    const { get } = await import('../core/programs.js');
+    const { get } = await import('../core/read.js');
     const view = await get(await createContext({ what: `bpfd get ${id}` }), id);
     if (isJson(p)) printJson(view);
     else writeOut(programDetail(view));

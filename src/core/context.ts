@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { resolvePaths, type Paths } from './config.js';
 import { failedError } from './errors.js';
-import { acquireHostLock, type HostLock } from './lock.js';
+import type { HostLock } from './lock.js';
+import { record } from './timings.js';
 import { bootIdOverride } from './test-hooks.js';
 import { openStore, type Store } from '../state/store.js';
 
@@ -79,6 +80,8 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
   };
   async function withLock<T>(timeoutMs: number, fn: () => Promise<T>): Promise<{ value: T } | null> {
       if (held) return { value: await fn() };
+      // lock.ts loads koffi (flock): only commands that take the lock pay for it
+      const { acquireHostLock } = await import('./lock.js');
       const lock = acquireHostLock(paths.runtimeDir, timeoutMs, ctx.what);
       if (!lock) return null;
       held = lock;
@@ -88,9 +91,8 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
       } finally {
         held = null;
         lock.release();
-        if (process.env.BPFD_LOCK_TIMING) {
-          process.stderr.write(`bpfd: lock: waited ${lock.waitedMs.toFixed(1)} ms, held ${(performance.now() - since).toFixed(1)} ms\n`);
-        }
+        record('lock wait', lock.waitedMs);
+        record('lock held', performance.now() - since);
       }
   }
   return ctx;

@@ -1,9 +1,9 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from './context.js';
-import { TMP_MAPS_DIR } from '../loader/object.js';
+import { TMP_MAPS_DIR } from '../loader/pin-names.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from '../state/records.js';
-import { ifaceKeyString, keyOfLink, runningLinkIds, type IfaceKey } from './xdp-interface.js';
+import { ifaceKeyString, keyOfLink, type IfaceKey } from './iface-key.js';
 
 /**
  * Where store, pins and kernel disagree. Detection only reads; src/core/repair.ts applies what
@@ -38,11 +38,16 @@ export interface Detection {
   findings: Finding[];
 }
 
+/** The link ids an interface's dispatcher runs, read from the kernel (xdp-interface.ts). */
+export type RunningLinks = (ctx: Context, key: IfaceKey) => number[];
+
 /**
- * Sorts the records into live and stale. `deep` also looks at pins and dispatchers, which only
- * a writer (or doctor) needs: a read that cannot repair has no use for them.
+ * Sorts the records into live and stale. `deep` also looks at pins, which only a writer (or
+ * doctor, or a read deciding whether it may skip the writer's work) needs; given `dispatchers`,
+ * it also asks the kernel which links each dispatcher runs. That is passed in rather than
+ * imported so that this module, and a read that never reaches the kernel, do not load koffi.
  */
-export function detect(ctx: Context, opts: { deep: boolean }): Detection {
+export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: RunningLinks }): Detection {
   const store = ctx.store();
   const bootId = ctx.bootId();
   const allLinks = [...store.links.getRange()].map((e) => e.value);
@@ -64,7 +69,7 @@ export function detect(ctx: Context, opts: { deep: boolean }): Detection {
   for (const { value } of store.pending.getRange()) findings.push({ kind: 'pending-restore', pending: value });
   if (opts.deep) {
     findings.push(...strayPins(ctx.paths.bpffs, pinned, live, programs));
-    findings.push(...divergedDispatchers(ctx, links));
+    if (opts.dispatchers) findings.push(...divergedDispatchers(ctx, links, opts.dispatchers));
     findings.push(...emptyInterfaces(ctx.paths.bpffs, links));
   }
   return { programs, links, findings };
@@ -102,7 +107,7 @@ function strayPins(bpffs: string, pinned: Set<string>, live: Set<number>, progra
  * running a membership the store does not know; so does a member whose program vanished. The
  * dispatcher's counter map names the links it runs.
  */
-function divergedDispatchers(ctx: Context, links: LinkRecord[]): Finding[] {
+function divergedDispatchers(ctx: Context, links: LinkRecord[], runningLinkIds: RunningLinks): Finding[] {
   const out: Finding[] = [];
   const byIface = new Map<string, LinkRecord[]>();
   for (const l of links) byIface.set(ifaceKeyString(l), [...(byIface.get(ifaceKeyString(l)) ?? []), l]);

@@ -6,13 +6,10 @@ import { failedError, notFoundError, usageError } from './errors.js';
 import { checkpoint } from './test-hooks.js';
 import { timed } from './timings.js';
 import { reconcile, type Reconciled } from './reconcile.js';
-import { pendingView, positions, programView, type KernelView, type PendingView, type ProgramView } from './view.js';
-import { pendingRestores } from './disagreements.js';
-import { applyXdpMembers, ifaceKeyString, keyOfLink, memberCounters, orderLinks, type IfaceKey } from './xdp-interface.js';
+import type { ProgramView } from './view.js';
+import { viewOf } from './program-view.js';
+import { applyXdpMembers, ifaceKeyString, keyOfLink, orderLinks, type IfaceKey } from './xdp-interface.js';
 import { encodeImage, extractImage, type RelocatableImage } from '../dispatcher/image.js';
-import { dispatcherInfo } from '../dispatcher/xdp-iface.js';
-import type { ActionCounts } from '../dispatcher/counters.js';
-import { closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
 import { ensureBpffs } from '../loader/bpffs.js';
 import { programTypeOfSection, readBpfElf, type BpfElf } from '../loader/elf.js';
 import { inNetns, currentNetnsIno, ifindexOf, netnsIno } from '../loader/netns.js';
@@ -274,105 +271,6 @@ export function removeProgram(ctx: Context, state: Reconciled, prog: ProgramReco
   checkpoint('unload:after-store');
   rmSync(progPinPath(ctx.paths.bpffs, id), { force: true });
   if (prog.maps.owner_id === null) rmSync(mapsDirPath(ctx.paths.bpffs, id), { recursive: true, force: true });
-}
-
-export interface ListFilter {
-  type?: string;
-  iface?: string;
-  metadata?: Record<string, string>;
-}
-
-/** Programs bpfd manages, ordered by interface, then position of their first link. */
-export async function list(ctx: Context, filter: ListFilter = {}): Promise<ProgramView[]> {
-  const state = await readState(ctx);
-  const pos = positions(state.links);
-  const views = state.programs.map((p) => programView(p, state.links, pos)).filter((v) => matches(v, filter));
-  const sortKey = (v: ProgramView) => {
-    const l = v.links[0];
-    return l ? [0, `${l.netns ?? ''}\u0000${l.iface}`, l.position, v.id] : [1, '', 0, v.id];
-  };
-  return views.sort((a, b) => {
-    const ka = sortKey(a);
-    const kb = sortKey(b);
-    for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] < kb[i] ? -1 : 1;
-    return 0;
-  });
-}
-
-/** Persisted programs of earlier boots that `bpfd system restore` would load (list --pending). */
-export async function listPending(ctx: Context, filter: ListFilter = {}): Promise<PendingView[]> {
-  const views = pendingRestores(await readState(ctx)).map(pendingView).filter((v) => matches(v, filter));
-  const sortKey = (v: PendingView) => {
-    const l = v.links[0];
-    return l ? `0${l.netns ?? ''}\u0000${l.iface}\u0000${String(l.priority).padStart(4, '0')}\u0000${String(l.id).padStart(10, '0')}` : `1${v.key}`;
-  };
-  return views.sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0));
-}
-
-function matches(v: { type: string; links: Array<{ iface: string }>; metadata: Record<string, string> }, filter: ListFilter): boolean {
-  if (filter.type && v.type !== filter.type) return false;
-  if (filter.iface && !v.links.some((l) => l.iface === filter.iface)) return false;
-  return Object.entries(filter.metadata ?? {}).every(([k, val]) => v.metadata[k] === val);
-}
-
-/** Kernel ids of the dispatchers bpfd runs: bpfd's own, though not programs a user loaded. */
-export function dispatcherProgIds(ctx: Context): number[] {
-  const ids = new Set<number>();
-  for (const { value: l } of ctx.store().links.getRange()) {
-    const d = dispatcherInfo({ bpffs: ctx.paths.bpffs, ifindex: l.ifindex, netnsIno: l.netns_ino });
-    if (d) ids.add(d.progId);
-  }
-  return [...ids];
-}
-
-export async function get(ctx: Context, id: number): Promise<ProgramView> {
-  const state = await readState(ctx);
-  if (!state.programs.some((p) => p.id === id)) {
-    const earlier = pendingRestores(state).find((p) => p.program.id === id);
-    if (earlier) {
-      throw notFoundError(`no program with id ${id} is loaded by bpfd: ${earlier.program.name} had that id in an earlier boot and waits to be restored (see: bpfd list --pending; bpfd system restore)`);
-    }
-    throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
-  }
-  return viewOf(ctx, id, state);
-}
-
-/** Reads repair when the lock is free right now, and never wait for it. */
-async function readState(ctx: Context): Promise<Reconciled> {
-  if (process.getuid?.() === 0) {
-    const repaired = await ctx.tryExclusive(async () => reconcile(ctx, true));
-    if (repaired) return repaired;
-  }
-  return reconcile(ctx, false);
-}
-
-function viewOf(ctx: Context, id: number, state = reconcile(ctx, false)): ProgramView {
-  const prog = state.programs.find((p) => p.id === id)!;
-  const counters = new Map<number, ActionCounts>();
-  for (const l of state.links.filter((x) => x.prog_id === id)) {
-    const c = memberCounters(ctx, keyOfLink(l)).get(l.id);
-    if (c) counters.set(l.id, c);
-  }
-  return programView(prog, state.links, positions(state.links), kernelView(id), counters);
-}
-
-function kernelView(id: number): KernelView | undefined {
-  const fd = tryProgFdById(id);
-  if (fd < 0) return undefined;
-  try {
-    const i = progInfo(fd);
-    return {
-      tag: i.tag,
-      gpl_compatible: i.gplCompatible,
-      map_ids: i.mapIds,
-      btf_id: i.btfId,
-      bytes_xlated: i.xlatedLen,
-      bytes_jited: i.jitedLen,
-      verified_insns: i.verifiedInsns,
-    };
-  } finally {
-    closeFd(fd);
-  }
 }
 
 function resolveInterface(opts: XdpAttachOptions): IfaceKey {

@@ -1,6 +1,7 @@
 import type { Context } from './context.js';
 import { detect, type Finding } from './disagreements.js';
 import { repair as applyRepairs, type RepairOutcome } from './repair.js';
+import { runningLinkIds } from './xdp-interface.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
 export interface Reconciled {
@@ -18,7 +19,7 @@ export interface Reconciled {
  * stale records are only hidden from the answer.
  */
 export function reconcile(ctx: Context, repair: boolean): Reconciled {
-  const d = detect(ctx, { deep: repair });
+  const d = detect(ctx, repair ? { deep: true, dispatchers: runningLinkIds } : { deep: false });
   const repairs = repair ? applyRepairs(ctx, d) : [];
   for (const r of repairs) {
     if (!r.ok) process.stderr.write(`bpfd: warning: could not repair (${r.finding.kind}): ${r.done}\n`);

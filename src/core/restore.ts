@@ -1,6 +1,7 @@
 import { type Context, requireRoot } from './context.js';
 import { BpfdError, failedError } from './errors.js';
-import { attachLocked, list, loadObject, programIn, removeProgram } from './programs.js';
+import { attachLocked, loadObject, programIn, removeProgram } from './programs.js';
+import { list } from './read.js';
 import { checkpoint } from './test-hooks.js';
 import { reconcile } from './reconcile.js';
 import type { XdpAttachOptions } from './attach-options.js';

@@ -14,8 +14,13 @@ export async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } finally {
-    spans.set(name, (spans.get(name) ?? 0) + performance.now() - start);
+    record(name, performance.now() - start);
   }
+}
+
+/** Adds a duration measured elsewhere (the lock's wait, for one). */
+export function record(name: string, ms: number): void {
+  if (enabled) spans.set(name, (spans.get(name) ?? 0) + ms);
 }
 
 if (enabled) {

@@ -1,5 +1,5 @@
 import type { LinkRecord, PendingRestore, ProgramRecord, XdpAction } from '../state/records.js';
-import { orderLinks } from './xdp-interface.js';
+import { orderLinks } from './iface-key.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 
 /** A program as the CLI prints it and scripts read it (shared/CLI.md). */

@@ -161,8 +161,7 @@ export function internalPinName(elf: BpfElf, mapName: string): string {
 
 export const sectionPinName = (section: string) => section.replace(/^\./, '').replace(/\./g, '_');
 
-/** Temp map directories a crashed load may leave: tmp_<pid>_<stamp>. */
-export const TMP_MAPS_DIR = /^tmp_(\d+)_[0-9a-z]+$/;
+export { TMP_MAPS_DIR } from './pin-names.js';
 
 type GlobalPatch = { name: string; offset: number; bytes: Buffer };
 

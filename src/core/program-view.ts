@@ -1,0 +1,37 @@
+import type { Context } from './context.js';
+import { keyOfLink } from './iface-key.js';
+import { reconcile, type Reconciled } from './reconcile.js';
+import { positions, programView, type KernelView, type ProgramView } from './view.js';
+import { memberCounters } from './xdp-interface.js';
+import type { ActionCounts } from '../dispatcher/counters.js';
+import { closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
+
+/** One program as `get` shows it: the record, with what the kernel and its dispatchers say. */
+export function viewOf(ctx: Context, id: number, state: Pick<Reconciled, 'programs' | 'links'> = reconcile(ctx, false)): ProgramView {
+  const prog = state.programs.find((p) => p.id === id)!;
+  const counters = new Map<number, ActionCounts>();
+  for (const l of state.links.filter((x) => x.prog_id === id)) {
+    const c = memberCounters(ctx, keyOfLink(l)).get(l.id);
+    if (c) counters.set(l.id, c);
+  }
+  return programView(prog, state.links, positions(state.links), kernelView(id), counters);
+}
+
+function kernelView(id: number): KernelView | undefined {
+  const fd = tryProgFdById(id);
+  if (fd < 0) return undefined;
+  try {
+    const i = progInfo(fd);
+    return {
+      tag: i.tag,
+      gpl_compatible: i.gplCompatible,
+      map_ids: i.mapIds,
+      btf_id: i.btfId,
+      bytes_xlated: i.xlatedLen,
+      bytes_jited: i.jitedLen,
+      verified_insns: i.verifiedInsns,
+    };
+  } finally {
+    closeFd(fd);
+  }
+}
