@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BPFD, bpftool, fixture, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
@@ -93,7 +95,10 @@ describe('a bpfd killed at any step leaves nothing inconsistent behind', { skip 
       assert.equal(first.status, 0, first.stderr);
       const r = killedAt(step, args(setup()));
       assert.equal(r.signal, 'SIGKILL', `the hook killed bpfd at ${step} (status ${r.status}, stderr ${r.stderr})`);
+      // the dead writer's name stays in the lock file: that is what sends the next read to the kernel
+      assert.notEqual(readFileSync(path.join(env.dir, 'run', 'lock'), 'utf8'), '', `${step}: the killed writer left its mark`);
       assertConsistent(step);
+      assert.equal(readFileSync(path.join(env.dir, 'run', 'lock'), 'utf8'), '', `${step}: the repair cleared it`);
       reset();
       assert.ok(net.ping(), 'traffic flows once everything is unloaded');
     });

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BPFD, fixture, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
 
@@ -41,8 +43,12 @@ describe('one writer at a time, reads never wait', { skip }, () => {
     assert.equal(read.status, 0, read.stderr);
     assert.ok(holder.running(), 'list answered while the writer still held the lock');
 
+    // The lock file names the holder while it works: reads see a change in progress from it.
+    const lockFile = path.join(env.dir, 'run', 'lock');
+    assert.match(readFileSync(lockFile, 'utf8'), new RegExp(`"pid":${holder.child.pid}`));
     const h = await holder.done;
     assert.equal(h.status, 0, h.stderr);
+    assert.equal(readFileSync(lockFile, 'utf8'), '', 'a holder that finishes empties the lock file');
     const ids = env.run('list', '-o', 'json').json().map((p: { id: number }) => p.id);
     assert.deepEqual(ids, [JSON.parse(h.stdout).id], 'only the holder loaded a program; the waiter left nothing');
     assert.equal(env.run('unload', String(ids[0])).status, 0);
