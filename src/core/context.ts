@@ -29,6 +29,8 @@ export interface Context {
   exclusive<T>(fn: () => Promise<T>): Promise<T>;
   /** Run fn under the writer lock if it is free right now; null when another process holds it. */
   tryExclusive<T>(fn: () => Promise<T>): Promise<T | null>;
+  /** Under the lock: whether the holder before this one died holding it (lock.ts). */
+  previousHolderDied(): boolean;
 }
 
 let bootIdCache: string | null = null;
@@ -73,6 +75,7 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
       if (r === null) throw failedError('the bpfd lock is busy');
       return r.value;
     },
+    previousHolderDied: () => held?.previousHolderDied ?? true,
     async tryExclusive<T>(fn: () => Promise<T>): Promise<T | null> {
       const r = await withLock(0, fn);
       return r === null ? null : r.value;

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, ftruncateSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, ftruncateSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { failedError } from './errors.js';
 import { lastErrno, libc } from '../loader/lib.js';
@@ -13,6 +13,11 @@ export interface HostLock {
   release(): void;
   /** milliseconds spent waiting for it */
   waitedMs: number;
+  /**
+   * The previous holder died holding it (its name was still in the lock file): the kernel may run
+   * what the store does not record, and this holder must look at the kernel before it acts.
+   */
+  previousHolderDied: boolean;
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
@@ -49,11 +54,13 @@ export function acquireHostLock(runtimeDir: string, timeoutMs: number, what: str
     delay = Math.min(delay * 2, 25);
   }
   const waitedMs = performance.now() - start;
+  const previousHolderDied = fstatSync(fd).size > 0;
   ftruncateSync(fd, 0);
   writeSync(fd, JSON.stringify({ pid: process.pid, command: what, since: new Date().toISOString() }), 0);
   let released = false;
   return {
     waitedMs,
+    previousHolderDied,
     release() {
       if (released) return;
       released = true;

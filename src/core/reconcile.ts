@@ -19,7 +19,10 @@ export interface Reconciled {
  * stale records are only hidden from the answer.
  */
 export function reconcile(ctx: Context, repair: boolean): Reconciled {
-  const d = detect(ctx, repair ? { deep: true, dispatchers: runningLinkIds } : { deep: false });
+  // What the kernel's dispatchers run changes behind the records only when a writer dies half-way
+  // (a program that vanished shows in the pins, and its repair recomposes the interface anyway):
+  // the writer after it asks the kernel, the others trust the records. Doctor always asks.
+  const d = detect(ctx, repair ? { deep: true, dispatchers: ctx.previousHolderDied() ? runningLinkIds : undefined } : { deep: false });
   const repairs = repair ? applyRepairs(ctx, d) : [];
   for (const r of repairs) {
     if (!r.ok) process.stderr.write(`bpfd: warning: could not repair (${r.finding.kind}): ${r.done}\n`);
