@@ -4,7 +4,7 @@ import { type Context, requireRoot } from './context.js';
 import type { XdpAttachOptions } from './attach-options.js';
 import { failedError, notFoundError, usageError } from './errors.js';
 import { checkpoint } from './test-hooks.js';
-import { timed } from './timings.js';
+import { timed, timedSync } from './timings.js';
 import { reconcile, type Reconciled } from './reconcile.js';
 import type { ProgramView } from './view.js';
 import { viewOf } from './program-view.js';
@@ -52,9 +52,9 @@ const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 /** Loads a program from an object file and, with attach options, attaches it in the same step. */
 export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<ProgramView | DryRunResult> {
   requireRoot('bpfd load');
-  const elf = readBpfElf(path.resolve(req.path));
+  const elf = timedSync('read object', () => readBpfElf(path.resolve(req.path)));
   const program = programIn(elf, req.name, req.type, req.attach !== undefined);
-  return ctx.exclusive(async () => loadObject(ctx, reconcile(ctx, true), { ...req, elf, program }));
+  return ctx.exclusive(async () => loadObject(ctx, timedSync('recovery check', () => reconcile(ctx, true)), { ...req, elf, program }));
 }
 
 /** The named function of the object and its type, or a usage error saying what is there. */
@@ -120,7 +120,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
   }
   ensureBpffs(ctx.paths.bpffs);
   checkpoint('load:before-kernel');
-  const record = loadProgramObject(
+  const record = timedSync('kernel load and attach', () => loadProgramObject(
     { elf, name: req.name, bpffs: ctx.paths.bpffs, globals: req.globals, shareMapsFrom },
     (loaded) => {
       const rec: ProgramRecord = {
@@ -158,25 +158,26 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
       let link: XdpLinkRecord | null = null;
       if (target && req.attach) {
         link = newLink(ctx, rec.id, target, req.attach, req.linkIdentity);
-        attachMembers(ctx, target, [...existing, link], req.attach.mode, existing, new Map([[rec.id, image!]]));
+        const added = link;
+        timedSync('attach', () => attachMembers(ctx, target, [...existing, added], req.attach!.mode, existing, new Map([[rec.id, image!]])));
         checkpoint('load:after-attach');
       }
       try {
-        store.root.transactionSync(() => {
+        timedSync('store commit', () => store.root.transactionSync(() => {
           store.programs.put(rec.id, rec);
           if (image) store.blobs.put(imageKey(rec.id), encodeImage(image));
           // restore after a reboot loads from these bytes: the file may be gone or changed by then
           if (rec.persist) store.blobs.put(objectKey(elf.sha256), elf.bytes);
           if (link) store.links.put(link.id, link);
-        });
+        }));
       } catch (e) {
         if (target) attachMembers(ctx, target, existing, req.attach?.mode, [...existing, link!]);
         throw e;
       }
       return rec;
     },
-  );
-  return viewOf(ctx, record.id);
+  ));
+  return timedSync('answer', () => viewOf(ctx, record.id));
 }
 
 /** Attaches an already loaded program to (another) interface. */

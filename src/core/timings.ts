@@ -18,6 +18,16 @@ export async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+export function timedSync<T>(name: string, fn: () => T): T {
+  if (!enabled) return fn();
+  const start = performance.now();
+  try {
+    return fn();
+  } finally {
+    record(name, performance.now() - start);
+  }
+}
+
 /** Adds a duration measured elsewhere (the lock's wait, for one). */
 export function record(name: string, ms: number): void {
   if (enabled) spans.set(name, (spans.get(name) ?? 0) + ms);
