@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fixture, kernelProgIds, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
+import { BPFD, fixture, kernelProgIds, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 
 const skip = needsRoot();
@@ -83,5 +84,24 @@ describe('policy decides every change, through the real CLI', { skip }, () => {
         e.cleanup();
       }
     }
+  });
+
+  test('BPFD_TIMINGS=1 reports the policy and the decision-log write of a change, and nothing without it', () => {
+    const args = ['load', 'file', '--path', fixture('xdp_count.o'), '--name', 'xdp_count', ...attachArgs(), '--priority', '30', '--dry-run'];
+    const timed = spawnSync(process.execPath, [BPFD, ...args], { env: { ...env.env, BPFD_TIMINGS: '1' }, encoding: 'utf8' });
+    assert.equal(timed.status, 0, timed.stderr);
+    const line = /^bpfd timings: (.*)$/m.exec(timed.stderr);
+    assert.ok(line, `a timings line on stderr: ${timed.stderr}`);
+    const spans = new Map(line[1].split(', ').map((part) => {
+      const m = /^(.+) ([0-9.]+) ms$/.exec(part);
+      assert.ok(m, `span "${part}" reads NAME N ms`);
+      return [m[1], Number(m[2])] as const;
+    }));
+    for (const name of ['policy', 'policy module', 'decision log', 'lock held', 'process']) assert.ok(spans.has(name), `span ${name} in ${line[1]}`);
+    assert.ok(spans.get('policy')! >= spans.get('decision log')!, 'the decision-log write is inside the policy span');
+    assert.ok(spans.get('process')! > spans.get('lock held')!);
+    const quiet = env.run(...args);
+    assert.equal(quiet.status, 0, quiet.stderr);
+    assert.doesNotMatch(quiet.stderr, /timings/);
   });
 });
