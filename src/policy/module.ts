@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
-import { addFuel, FUEL_EXPORT, hasFuelExport, WasmRewriteError } from './wasm-fuel.js';
+import { addFuel, FUEL_EXPORT, WasmRewriteError } from './wasm-fuel.js';
 
 /**
  * Loading a compiled policy module and its data document. Every way this can go wrong becomes a
@@ -79,15 +79,18 @@ function readModuleFile(path: string): Buffer {
 const sha256Of = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 /**
- * The module with its evaluation budget: added here, or already added when the module was built
- * (npm run policy:build does, so a cold `bpfd load` of the shipped policy skips the rewrite). A
- * module exporting the budget global is trusted to charge it, as it is trusted with everything
- * else it does inside bpfd: it is installed by root, like bpfd itself.
+ * Compiles the module with its evaluation budget: added at build time (npm run policy:build does,
+ * so a cold `bpfd load` of the shipped policy compiles once and rewrites nothing), or added here
+ * and compiled again. Whether it is there is read from the compiled module's exports, which V8
+ * already knows, rather than by walking the bytes. A module exporting the budget global is trusted
+ * to charge it, as it is trusted with everything else it does inside bpfd: it is installed by
+ * root, like bpfd itself.
  */
-function withFuel(path: string, bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+function compileWithFuel(path: string, bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
+  const compiled = compile(path, bytes);
+  if (WebAssembly.Module.exports(compiled).some((e) => e.name === FUEL_EXPORT)) return compiled;
   try {
-    // A file read whole is a Buffer over an ArrayBuffer of its own: compile it without a copy.
-    return hasFuelExport(bytes) ? (bytes as Uint8Array<ArrayBuffer>) : addFuel(bytes, DEFAULT_FUEL).bytes;
+    return compile(path, addFuel(bytes, DEFAULT_FUEL).bytes);
   } catch (e) {
     if (!(e instanceof WasmRewriteError)) throw e;
     if (e.unsupported) throw new PolicyUnavailable(`policy module ${path} cannot be given an evaluation budget: ${e.message}`);
@@ -95,18 +98,21 @@ function withFuel(path: string, bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   }
 }
 
+// Synchronous compile: for a module this size the async version measured ~20 ms here against
+// ~3 ms, waiting on background threads a one-shot CLI does not benefit from.
+function compile(path: string, bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
+  try {
+    return new WebAssembly.Module(bytes);
+  } catch (e) {
+    throw new PolicyUnavailable(`policy module ${path} is not a valid WebAssembly module: ${message(e)}`);
+  }
+}
+
 export async function loadModule(path: string): Promise<PolicyModule> {
   const bytes = readModuleFile(path);
   const sha256 = sha256Of(bytes);
-  // Synchronous compile and instantiate: for a module this size the async versions measured
-  // ~20 ms here against ~3 ms, waiting on background threads a one-shot CLI does not benefit from.
-  let compiled: WebAssembly.Module;
-  try {
-    compiled = new WebAssembly.Module(withFuel(path, bytes));
-  } catch (e) {
-    if (e instanceof PolicyUnavailable) throw e;
-    throw new PolicyUnavailable(`policy module ${path} is not a valid WebAssembly module: ${message(e)}`);
-  }
+  // A file read whole is a Buffer over an ArrayBuffer of its own: compile it without a copy.
+  const compiled = compileWithFuel(path, bytes as Uint8Array<ArrayBuffer>);
   const exports = new Set(WebAssembly.Module.exports(compiled).map((x) => x.name));
   for (const needed of ['opa_eval', 'builtins', 'entrypoints', 'opa_json_dump']) {
     if (!exports.has(needed)) {
