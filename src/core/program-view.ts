@@ -1,13 +1,13 @@
 import type { Context } from './context.js';
 import { keyOfLink } from './iface-key.js';
-import { reconcile, type Reconciled } from './reconcile.js';
+import type { Reconciled } from './reconcile.js';
 import { positions, programView, type KernelView, type ProgramView } from './view.js';
 import { memberCounters } from './xdp-interface.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 import { closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
 
 /** One program as `get` shows it: the record, with what the kernel and its dispatchers say. */
-export function viewOf(ctx: Context, id: number, state: Pick<Reconciled, 'programs' | 'links'> = reconcile(ctx, false)): ProgramView {
+export function viewOf(ctx: Context, id: number, state: Pick<Reconciled, 'programs' | 'links'>): ProgramView {
   const prog = state.programs.find((p) => p.id === id)!;
   const counters = new Map<number, ActionCounts>();
   for (const l of state.links.filter((x) => x.prog_id === id)) {

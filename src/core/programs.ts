@@ -120,6 +120,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
   }
   ensureBpffs(ctx.paths.bpffs);
   checkpoint('load:before-kernel');
+  let added: XdpLinkRecord | null = null;
   const record = timedSync('kernel load and attach', () => loadProgramObject(
     { elf, name: req.name, bpffs: ctx.paths.bpffs, globals: req.globals, shareMapsFrom },
     (loaded) => {
@@ -174,10 +175,13 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
         if (target) attachMembers(ctx, target, existing, req.attach?.mode, [...existing, link!]);
         throw e;
       }
+      added = link;
       return rec;
     },
   ));
-  return timedSync('answer', () => viewOf(ctx, record.id));
+  // The state after this load is the reconciled one plus what it just committed: no second look.
+  const after = { programs: [...state.programs, record], links: added ? [...state.links, added] : state.links };
+  return timedSync('answer', () => viewOf(ctx, record.id, after));
 }
 
 /** Attaches an already loaded program to (another) interface. */
@@ -214,7 +218,7 @@ export async function attachLocked(ctx: Context, state: Reconciled, id: number, 
     attachMembers(ctx, target, existing, opts.mode, [...existing, link]);
     throw e;
   }
-  return viewOf(ctx, id);
+  return viewOf(ctx, id, { programs: state.programs, links: [...state.links, link] });
 }
 
 /** Removes one link; the program stays loaded. */
