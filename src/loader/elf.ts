@@ -1,4 +1,4 @@
-import { sha256Hex } from './sha256.js';
+import { sha256Hex } from '../core/sha256.js';
 import { readFileSync } from 'node:fs';
 import { usageError } from '../core/errors.js';
 

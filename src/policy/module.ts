@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { addFuel, FUEL_EXPORT, WasmRewriteError } from './wasm-fuel.js';
+import { sha256Hex } from '../core/sha256.js';
 
 /**
  * Loading a compiled policy module and its data document. Every way this can go wrong becomes a
@@ -61,7 +61,7 @@ const sdkApi = (m: Sdk): Sdk => (m as Sdk & { default?: Sdk }).default ?? m;
 
 export function readModuleBytes(path: string): { bytes: Buffer; sha256: string } {
   const bytes = readModuleFile(path);
-  return { bytes, sha256: sha256Of(bytes) };
+  return { bytes, sha256: sha256Hex(bytes) };
 }
 
 function readModuleFile(path: string): Buffer {
@@ -75,8 +75,6 @@ function readModuleFile(path: string): Buffer {
   }
   return bytes;
 }
-
-const sha256Of = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 /**
  * Compiles the module with its evaluation budget: added at build time (npm run policy:build does,
@@ -110,7 +108,7 @@ function compile(path: string, bytes: Uint8Array<ArrayBuffer>): WebAssembly.Modu
 
 export async function loadModule(path: string): Promise<PolicyModule> {
   const bytes = readModuleFile(path);
-  const sha256 = sha256Of(bytes);
+  const sha256 = sha256Hex(bytes);
   // A file read whole is a Buffer over an ArrayBuffer of its own: compile it without a copy.
   const compiled = compileWithFuel(path, bytes as Uint8Array<ArrayBuffer>);
   const exports = new Set(WebAssembly.Module.exports(compiled).map((x) => x.name));
