@@ -12,9 +12,11 @@ import path from 'node:path';
  */
 export function lastHolderFinished(runtimeDir: string): boolean {
   try {
-    return statSync(path.join(runtimeDir, 'lock')).size === 0;
+    return statSync(lockFilePath(runtimeDir)).size === 0;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ENOENT';
   }
 }
 
+/** The writer lock's file: flock'ed by the holder, which also writes its pid and command in it. */
+export const lockFilePath = (runtimeDir: string) => path.join(runtimeDir, 'lock');

@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, ftruncateSync, writeSync } from 'node:fs';
-import path from 'node:path';
 import { failedError } from './errors.js';
+import { lockFilePath } from './lock-state.js';
 import { lastErrno, libc } from '../loader/lib.js';
 
 const LOCK_EX = 2;
@@ -29,7 +29,7 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
  */
 export function acquireHostLock(runtimeDir: string, timeoutMs: number, what: string): HostLock | null {
   mkdirSync(runtimeDir, { recursive: true, mode: 0o755 });
-  const file = path.join(runtimeDir, 'lock');
+  const file = lockFilePath(runtimeDir);
   const fd = openSync(file, 'a+', 0o600);
   const start = performance.now();
   let delay = 1;
