@@ -6,6 +6,8 @@ import type { PendingView, ProgramView } from '../core/view.js';
  * Writes straight to a file descriptor. Touching process.stdout builds a stream (and loads
  * node:stream, ~2 ms) that a command printing one answer before it exits does not need.
  */
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
 function writeAll(fd: number, text: string): void {
   let buf = Buffer.from(text);
   while (buf.length > 0) {
@@ -14,7 +16,7 @@ function writeAll(fd: number, text: string): void {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       // a non-blocking pipe that is full: wait for the reader
-      if (code === 'EAGAIN') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      if (code === 'EAGAIN') Atomics.wait(pause, 0, 0, 1);
       // the reader went away (bpfd list | head): nothing more to say
       else if (code === 'EPIPE') return;
       else throw e;
