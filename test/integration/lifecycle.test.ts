@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { bpftool, fixture, kernelProgIds, makeEnv, progGone, needsRoot, type Env } from '../helpers/bpfd.js';
+import { BPFD, bpftool, fixture, kernelProgIds, makeEnv, progGone, needsRoot, type Env } from '../helpers/bpfd.js';
 import { ip, makeVethPair, type VethPair } from '../helpers/netns.js';
 
 const skip = needsRoot();
@@ -140,6 +141,26 @@ describe('load, list, get, unload of a real XDP program', { skip }, () => {
     assert.ok(progGone(id));
     assert.deepEqual(env.run('list', '-o', 'json').json(), []);
     assert.equal(env.run('get', String(id)).status, 4);
+  });
+
+  test('a load whose verifier runs are interrupted by signals (a profiler) still lands: EAGAIN is retried', () => {
+    // The verifier gives up with EAGAIN whenever a signal is pending; node's profiler at a 5 us
+    // interval sends SIGPROF that often. Without the retry most of these loads fail.
+    const profiles = path.join(env.dir, 'profiles');
+    for (let i = 0; i < 3; i++) {
+      const r = spawnSync(
+        process.execPath,
+        ['--cpu-prof', '--cpu-prof-interval', '5', '--cpu-prof-dir', profiles, BPFD, 'load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop', '--iface', net.ifB, '--netns', net.nsPathB, '-o', 'json'],
+        { env: env.env, encoding: 'utf8' },
+      );
+      assert.equal(r.status, 0, `load ${i + 1} under the profiler: ${r.stderr}`);
+      const id = JSON.parse(r.stdout).id as number;
+      assert.equal(net.ping(), false, 'the drop program runs');
+      assert.equal(env.run('unload', String(id)).status, 0);
+      assert.ok(net.ping(), 'traffic flows after unload');
+    }
+    rmSync(profiles, { recursive: true, force: true });
+    assert.deepEqual(env.pins(), []);
   });
 });
 

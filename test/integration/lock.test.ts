@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -69,4 +69,28 @@ describe('one writer at a time, reads never wait', { skip }, () => {
     assert.deepEqual(env.run('list', '-o', 'json').json(), []);
     assert.deepEqual(env.pins(), []);
   });
+
+  test('a read after writers that finished answers without the lock; after a writer died it takes the lock and repairs', () => {
+    const list = () => {
+      const r = spawnSync(process.execPath, [BPFD, 'list', '-o', 'json'], { env: { ...env.env, BPFD_TIMINGS: '1' }, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /^bpfd timings: /m);
+      return { ids: (JSON.parse(r.stdout) as Array<{ id: number }>).map((p) => p.id), locked: /lock held/.test(r.stderr) };
+    };
+    const loaded = env.run('load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', '-o', 'json');
+    assert.equal(loaded.status, 0, loaded.stderr);
+    const id = loaded.json().id as number;
+    assert.deepEqual(list(), { ids: [id], locked: false }, 'clean: the store and the pins answer, no lock');
+
+    const killed = spawnSync(process.execPath, [BPFD, 'load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop'], {
+      env: { ...env.env, BPFD_TEST_HOOK: 'load:after-pin=kill' },
+      encoding: 'utf8',
+    });
+    assert.equal(killed.signal, 'SIGKILL');
+    assert.deepEqual(list(), { ids: [id], locked: true }, 'after the kill: the read takes the lock and removes what the dead load pinned');
+    assert.deepEqual(env.pins().filter((p) => p.startsWith('progs/')), [`progs/${id}`]);
+    assert.deepEqual(list(), { ids: [id], locked: false }, 'repaired: clean again');
+    assert.equal(env.run('unload', String(id)).status, 0);
+  });
 });
+
