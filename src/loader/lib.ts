@@ -57,6 +57,29 @@ export function takeLibbpfLog(): string {
   return log;
 }
 
+const sigfillset = libc.func('int sigfillset(_Out_ uint8_t *set)');
+const pthread_sigmask = libc.func('int pthread_sigmask(int how, const uint8_t *set, _Out_ uint8_t *oldset)');
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+const SIGSET_BYTES = 128;
+const allSignals = Buffer.alloc(SIGSET_BYTES);
+sigfillset(allSignals);
+
+/**
+ * Runs fn with this thread's signals blocked. The verifier gives up with EAGAIN as soon as a
+ * signal is pending for the loading thread (a profiler's SIGPROF, a terminal resize), so program
+ * loads run with signals held back; they are delivered when fn returns. SIGKILL still kills.
+ */
+export function withSignalsBlocked<T>(fn: () => T): T {
+  const previous = Buffer.alloc(SIGSET_BYTES);
+  pthread_sigmask(SIG_BLOCK, allSignals, previous);
+  try {
+    return fn();
+  } finally {
+    pthread_sigmask(SIG_SETMASK, previous, Buffer.alloc(SIGSET_BYTES));
+  }
+}
+
 /** errno of the last failed libc call on this thread. */
 export function lastErrno(): number {
   return koffi.errno();

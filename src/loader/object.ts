@@ -4,7 +4,7 @@ import { BpfdError, failedError, KernelError, usageError } from '../core/errors.
 import { checkpoint } from '../core/test-hooks.js';
 import { objPin, progInfo, type ProgInfo } from './bpf.js';
 import type { BpfElf } from './elf.js';
-import { BpfMapPtr, BpfObjectPtr, BpfProgramPtr, koffi, libbpf, takeLibbpfLog } from './lib.js';
+import { BpfMapPtr, BpfObjectPtr, BpfProgramPtr, koffi, libbpf, takeLibbpfLog, withSignalsBlocked } from './lib.js';
 
 // Only the fields up to object_name: libbpf takes a shorter struct (sz says how long) as given.
 const OpenOpts = koffi.struct('bpf_object_open_opts_head', { sz: 'size_t', object_name: 'const char *' });
@@ -107,7 +107,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
       if (patches) applyGlobals(map, mname, patches);
     }
 
-    const rc = obj_load(obj);
+    const rc = withSignalsBlocked(() => obj_load(obj));
     if (rc < 0) throw loadFailure(name, elf.path, -rc, takeLibbpfLog());
     checkpoint('load:maps-pinned');
 

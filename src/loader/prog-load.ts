@@ -1,5 +1,5 @@
 import { failedError, KernelError } from '../core/errors.js';
-import { koffi, lastErrno, libc } from './lib.js';
+import { koffi, lastErrno, libc, withSignalsBlocked } from './lib.js';
 
 /**
  * The bpf(2) commands the dispatcher needs that libbpf's object API does not cover: loading raw
@@ -21,7 +21,6 @@ export const BPF_MAP_TYPE_ARRAY = 2;
 export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 export const BPF_F_RDONLY_PROG = 1 << 7;
 export const BPF_F_XDP_HAS_FRAGS = 1 << 5;
-const EAGAIN = 11;
 
 /** Returns the syscall's result, or -errno. attr must stay referenced until this returns. */
 export function bpfSyscall(cmd: number, attr: Buffer): number {
@@ -92,11 +91,7 @@ function progLoadOnce(req: ProgLoadRequest, logLevel: number, log: Buffer | null
     attr.writeBigUInt64LE(addr(req.funcInfo), 80);
     attr.writeUInt32LE(req.funcInfo.length / 8, 88);
   }
-  // The verifier gives up with EAGAIN when a signal is pending (a profiler's SIGPROF, a child
-  // exiting); like libbpf, try again a few times before calling it a failure.
-  let fd = bpfSyscall(BPF_PROG_LOAD, attr);
-  for (let attempt = 1; fd === -EAGAIN && attempt < 5; attempt++) fd = bpfSyscall(BPF_PROG_LOAD, attr);
-  return { fd };
+  return { fd: withSignalsBlocked(() => bpfSyscall(BPF_PROG_LOAD, attr)) };
 }
 
 /** Loads BTF data; returns its fd. */
