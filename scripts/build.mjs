@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { build } from 'esbuild';
 
@@ -21,6 +22,18 @@ try {
 rmSync(root + 'build', { recursive: true, force: true });
 execFileSync(process.execPath, [root + 'node_modules/typescript/bin/tsc', '-p', root + 'tsconfig.json'], { stdio: 'inherit' });
 
+// Where the bundle's run-time dependencies are, relative to dist/, found once here: resolving a
+// package by name at run time walks node_modules and parses package.json "exports" (~5 ms for
+// lmdb, its prebuilt addon, koffi's addon and ordered-binary). Each shim tries this path first
+// and resolves by name only when it is gone (bpfd installed with another node_modules layout).
+const resolveHere = createRequire(root + 'package.json').resolve;
+const fromDist = (spec, ...more) => {
+  try {
+    return JSON.stringify(path.join(path.relative(root + 'dist', resolveHere(spec)), ...more));
+  } catch {
+    return 'null'; // not installed for this platform: the shim resolves by name at run time
+  }
+};
 // Modules replaced inside the bundle. Each keeps the original behaviour reachable at run time.
 const shims = {
   // lmdb finds its addon relative to its own file, which no longer exists once bundled, and
@@ -30,11 +43,16 @@ const shims = {
     const path = require('node:path');
     const fs = require('node:fs');
     module.exports = function loadAddon() {
-      const lmdbDir = path.dirname(require.resolve(['lmdb'][0])).replace(/[\\\\/]dist$/, '');
+      const known = ${fromDist('lmdb', '..', '..')};
+      const lmdbDir = known !== null && fs.existsSync(path.join(__dirname, known)) ? path.join(__dirname, known) : path.dirname(require.resolve(['lmdb'][0])).replace(/[\\\\/]dist$/, '');
       const musl = fs.existsSync('/lib/ld-musl-' + (process.arch === 'x64' ? 'x86_64' : process.arch) + '.so.1');
       if (!musl && !fs.existsSync(path.join(lmdbDir, 'build', 'Release'))) {
         try {
-          const prebuilt = path.dirname(require.resolve('@lmdb/lmdb-' + process.platform + '-' + process.arch + '/package.json'));
+          const platform = '@lmdb/lmdb-' + process.platform + '-' + process.arch;
+          const builtFor = ${fromDist(`@lmdb/lmdb-${process.platform}-${process.arch}/package.json`, '..')};
+          const prebuilt = builtFor !== null && builtFor.endsWith(platform) && fs.existsSync(path.join(__dirname, builtFor))
+            ? path.join(__dirname, builtFor)
+            : path.dirname(require.resolve(platform + '/package.json'));
           for (const name of ['node.abi' + process.versions.modules + '.glibc.node', 'node.napi.glibc.node']) {
             const file = path.join(prebuilt, name);
             if (fs.existsSync(file)) return require(file);
@@ -51,14 +69,25 @@ const shims = {
     let addon = null;
     if (!fs.existsSync('/lib/ld-musl-x86_64.so.1')) {
       try {
-        const dir = path.dirname(require.resolve(['@koromix/koffi-linux-x64/package.json'][0]));
-        addon = require(path.join(dir, 'linux_x64', 'koffi.node'));
+        const known = ${fromDist('@koromix/koffi-linux-x64/package.json', '..', 'linux_x64', 'koffi.node')};
+        addon = require(known !== null && fs.existsSync(path.join(__dirname, known))
+          ? path.join(__dirname, known)
+          : path.join(path.dirname(require.resolve(['@koromix/koffi-linux-x64/package.json'][0])), 'linux_x64', 'koffi.node'));
       } catch { /* the package decides */ }
     }
     module.exports = addon ?? require(['@koromix/koffi-linux-x64'][0]);`,
   // msgpackr's optional native string extractor only speeds up large decodes, which bpfd never
   // does; loading it costs the same libc probe.
   'msgpackr-extract': 'module.exports = null;',
+  // lmdb's key codec compiles a string reader with new Function from the source text of one of
+  // its own functions, which must keep its original variable names: bundling renames them, and
+  // string keys then never decode (an endless loop). So it stays a file of its own in node_modules.
+  'ordered-binary': `
+    const path = require('node:path');
+    const known = ${fromDist('ordered-binary')};
+    module.exports = known !== null && require('node:fs').existsSync(path.join(__dirname, known))
+      ? require(path.join(__dirname, known))
+      : require(['ordered-binary'][0]);`,
   // The SDK's yaml builtins load a large parser at import; bpfd's policies compile with
   // wasm-native builtins only, so load it the first time a custom policy really calls one.
   yaml: `
@@ -73,9 +102,21 @@ const msgpackrStream = `
   class Transform { constructor() { throw new Error('msgpackr streams are not available in bpfd'); } }
   module.exports = { Transform };`;
 
+// koffi picks its platform package through a createRequire'd `require`, which the bundler cannot
+// see, so the package was resolved by name at run time and the koffi shim above never applied.
+// Dropping that local `require` leaves plain require calls: the bundler routes the x64 one to the
+// shim and keeps the other platforms' packages external.
+const koffiStatic = /[\\/]koffi[\\/]src[\\/]koffi[\\/]src[\\/]static\.js$/;
+const koffiLocalRequire = 'const require = createRequire(import.meta.url);';
+
 const shimPlugin = {
   name: 'bpfd-shims',
   setup(b) {
+    b.onLoad({ filter: koffiStatic }, (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      if (!source.includes(koffiLocalRequire)) throw new Error(`build: ${args.path} changed; revisit the koffi shim in scripts/build.mjs`);
+      return { contents: source.replace(koffiLocalRequire, ''), loader: 'js' };
+    });
     b.onResolve({ filter: /^stream$/ }, (args) => (/[\\/]msgpackr[\\/]/.test(args.importer) ? { path: 'msgpackr-stream', namespace: 'bpfd-stream-shim' } : undefined));
     b.onLoad({ filter: /.*/, namespace: 'bpfd-stream-shim' }, () => ({ contents: msgpackrStream, loader: 'js' }));
     const filter = new RegExp(`^(${Object.keys(shims).join('|')})$`);
@@ -93,10 +134,7 @@ await build({
   platform: 'node',
   target: 'node20',
   // koffi's addons for other platforms: required at run time only where they apply.
-  // ordered-binary (lmdb's key codec) compiles a string reader with new Function from the source
-  // text of one of its own functions, which must keep its original variable names: bundling
-  // renames them, and string keys then never decode (an endless loop). It loads from node_modules.
-  external: ['@koromix/*', 'ordered-binary'],
+  external: ['@koromix/*'],
   plugins: [shimPlugin],
   minifyWhitespace: true,
   minifySyntax: true,
