@@ -1,4 +1,5 @@
 import koffi from 'koffi';
+import { offerNativeSha256 } from '../core/sha256.js';
 
 /**
  * The one place that opens native libraries. libbpf 1.1 (Debian bookworm) is the system
@@ -6,6 +7,19 @@ import koffi from 'koffi';
  */
 export const libbpf = koffi.load('libbpf.so.1');
 export const libc = koffi.load('libc.so.6');
+
+// Every node binary carries OpenSSL, linked in or as libcrypto loaded with it, so its SHA256 is
+// among the process's own symbols. A node without it leaves sha256Hex on node:crypto.
+try {
+  const SHA256 = koffi.load(null as unknown as string).func('void *SHA256(const uint8_t *d, size_t n, _Out_ uint8_t *md)');
+  offerNativeSha256((data) => {
+    const md = Buffer.alloc(32);
+    SHA256(data, data.length, md);
+    return md;
+  });
+} catch {
+  // no SHA256 symbol in this process
+}
 
 /** Opaque libbpf handles. */
 export const BpfObject = koffi.opaque('bpf_object');
