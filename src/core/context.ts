@@ -3,7 +3,7 @@ import os from 'node:os';
 import { resolvePaths, type Paths } from './config.js';
 import { failedError } from './errors.js';
 import type { HostLock } from './lock.js';
-import { record } from './timings.js';
+import { nowMs, record } from './timings.js';
 import { bootIdOverride } from './test-hooks.js';
 import { openStore, type Store } from '../state/store.js';
 
@@ -88,14 +88,14 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
       const lock = acquireHostLock(paths.runtimeDir, timeoutMs, ctx.what);
       if (!lock) return null;
       held = lock;
-      const since = performance.now();
+      const since = nowMs();
       try {
         return { value: await fn() };
       } finally {
         held = null;
         lock.release();
         record('lock wait', lock.waitedMs);
-        record('lock held', performance.now() - since);
+        record('lock held', nowMs() - since);
       }
   }
   return ctx;

@@ -1,6 +1,7 @@
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, ftruncateSync, writeSync } from 'node:fs';
 import { failedError } from './errors.js';
 import { lockFilePath } from './lock-state.js';
+import { nowMs } from './timings.js';
 import { lastErrno, libc } from '../loader/lib.js';
 
 const LOCK_EX = 2;
@@ -31,7 +32,7 @@ export function acquireHostLock(runtimeDir: string, timeoutMs: number, what: str
   mkdirSync(runtimeDir, { recursive: true, mode: 0o755 });
   const file = lockFilePath(runtimeDir);
   const fd = openSync(file, 'a+', 0o600);
-  const start = performance.now();
+  const start = nowMs();
   let delay = 1;
   for (;;) {
     if (c_flock(fd, LOCK_EX | LOCK_NB) === 0) break;
@@ -40,7 +41,7 @@ export function acquireHostLock(runtimeDir: string, timeoutMs: number, what: str
       closeSync(fd);
       throw failedError(`cannot lock ${file}: errno ${errno}`);
     }
-    const waited = performance.now() - start;
+    const waited = nowMs() - start;
     if (waited >= timeoutMs) {
       closeSync(fd);
       if (timeoutMs === 0) return null;
@@ -53,7 +54,7 @@ export function acquireHostLock(runtimeDir: string, timeoutMs: number, what: str
     Atomics.wait(sleeper, 0, 0, Math.min(delay, timeoutMs - waited));
     delay = Math.min(delay * 2, 25);
   }
-  const waitedMs = performance.now() - start;
+  const waitedMs = nowMs() - start;
   const previousHolderDied = fstatSync(fd).size > 0;
   ftruncateSync(fd, 0);
   writeSync(fd, JSON.stringify({ pid: process.pid, command: what, since: new Date().toISOString() }), 0);

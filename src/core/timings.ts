@@ -6,25 +6,31 @@ import { writeSync } from 'node:fs';
  * which read the policy's share of a real cold `bpfd load` from it. Off, it costs one branch.
  */
 const enabled = !!process.env.BPFD_TIMINGS;
+
+/**
+ * Milliseconds since the process started. Not nowMs(): the first touch of the
+ * `performance` global loads perf_hooks, ~1 ms of a command's start-up.
+ */
+export const nowMs = (): number => process.uptime() * 1000;
 const spans = new Map<string, number>();
 
 export async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
   if (!enabled) return fn();
-  const start = performance.now();
+  const start = nowMs();
   try {
     return await fn();
   } finally {
-    record(name, performance.now() - start);
+    record(name, nowMs() - start);
   }
 }
 
 export function timedSync<T>(name: string, fn: () => T): T {
   if (!enabled) return fn();
-  const start = performance.now();
+  const start = nowMs();
   try {
     return fn();
   } finally {
-    record(name, performance.now() - start);
+    record(name, nowMs() - start);
   }
 }
 
@@ -37,7 +43,7 @@ if (enabled) {
   process.on('exit', () => {
     const parts = [...spans].map(([k, v]) => `${k} ${v.toFixed(2)} ms`);
     // since the process started, node's own start-up included
-    parts.push(`process ${performance.now().toFixed(2)} ms`);
+    parts.push(`process ${nowMs().toFixed(2)} ms`);
     writeSync(2, `bpfd timings: ${parts.join(', ')}\n`);
   });
 }
