@@ -82,11 +82,15 @@ function stamp(path: string): string {
 
 const engineKey = (paths: Pick<Paths, 'policy' | 'policyData'>) => `${paths.policy}\0${paths.policyData}`;
 
-async function engineFor(paths: Pick<Paths, 'policy' | 'policyData'>, fuel: bigint): Promise<Engine> {
-  const key = engineKey(paths);
+/** The engine for these paths when its files were checked under RECHECK_MS ago: no stat, no await. */
+function freshEngine(key: string, now: number): Engine | undefined {
   const cached = engines.get(key);
-  const now = performance.now();
-  if (cached && now - cached.checkedAt < RECHECK_MS) return cached;
+  return cached && now - cached.checkedAt < RECHECK_MS ? cached : undefined;
+}
+
+/** Loads the engine, or checks a cached one against its files' stamps. */
+async function engineFor(key: string, paths: Pick<Paths, 'policy' | 'policyData'>, fuel: bigint, now: number): Promise<Engine> {
+  const cached = engines.get(key);
   const moduleStamp = stamp(paths.policy);
   const dataStamp = stamp(paths.policyData);
   if (cached && cached.moduleStamp === moduleStamp) {
@@ -122,38 +126,38 @@ export function resetEngines(): void {
 
 /** Evaluates without logging: `bpfd policy eval`, and the core of authorize. */
 export async function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 'policy' | 'policyData'>, opts: EvaluateOptions = {}): Promise<Decision> {
-  const started = process.hrtime.bigint();
+  const started = performance.now();
   const json = JSON.stringify(input);
-  const done = (result: PolicyResult, policySha256: string | null): Decision => ({
-    ...result,
-    policySha256,
-    inputJson: json,
-    durationUs: Number(process.hrtime.bigint() - started) / 1000,
-  });
-
   const fuel = opts.fuel ?? fuelFromEnv();
+  const key = engineKey(paths);
   let engine: Engine;
   try {
-    engine = await timed('policy module', () => engineFor(paths, fuel));
+    engine = freshEngine(key, started) ?? (await timed('policy module', () => engineFor(key, paths, fuel, started)));
   } catch (e) {
     const reason = e instanceof PolicyUnavailable ? e.message : `policy module ${paths.policy} failed to load: ${message(e)}`;
-    return done(deny(reason), moduleShaOrNull(paths.policy));
+    return decided(deny(reason), moduleShaOrNull(paths.policy), json, started);
   }
   const sha = engine.module.sha256;
-  if (!engine.data.ok) return done(deny(engine.data.error), sha);
+  if (!engine.data.ok) return decided(deny(engine.data.error), sha, json, started);
 
   let raw: unknown;
   try {
     raw = runPolicy(engine.module, json, fuel);
   } catch (e) {
     // Whatever state the instance was left in, do not evaluate with it again.
-    engines.delete(engineKey(paths));
+    engines.delete(key);
     if (e instanceof WebAssembly.RuntimeError && engine.module.fuel.value === 0n) {
-      return done(deny(outOfFuel(fuel)), sha);
+      return decided(deny(outOfFuel(fuel)), sha, json, started);
     }
-    return done(deny(`policy evaluation failed: ${message(e)}`), sha);
+    return decided(deny(`policy evaluation failed: ${message(e)}`), sha, json, started);
   }
-  return done(checkResult(raw, engine.module.entrypoint), sha);
+  return decided(checkResult(raw, engine.module.entrypoint), sha, json, started);
+}
+
+// A plain function and explicit fields: a closure spreading the result into a new object
+// measured ~2 us more per decision.
+function decided(result: PolicyResult, policySha256: string | null, inputJson: string, started: number): Decision {
+  return { allow: result.allow, reasons: result.reasons, policySha256, inputJson, durationUs: (performance.now() - started) * 1000 };
 }
 
 /** Only `[{result: {allow: boolean, reasons: string[]}}]` counts; the rest is a deny that says why. */
