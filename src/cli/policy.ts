@@ -26,7 +26,7 @@ const evalCommand = bpfdCommand({
     const paths = resolvePaths();
     if (values.data) paths.policyData = values.data as string;
     // Loaded here, not at the top: every bpfd command imports this file for its --help.
-    const { evaluate, policyInfo } = await import('../policy/engine.js');
+    const { evaluate, inputSha256, policyInfo } = await import('../policy/engine.js');
     const decision = await evaluate(input, paths);
     if (values.output === 'json') {
       printJson({
@@ -34,7 +34,7 @@ const evalCommand = bpfdCommand({
         reasons: decision.reasons,
         policy: { path: paths.policy, sha256: decision.policySha256 },
         data: paths.policyData,
-        input_sha256: decision.inputSha256,
+        input_sha256: inputSha256(decision),
         duration_us: Math.round(decision.durationUs),
       });
     } else writeOut(decisionText(decision, paths.policy, paths.policyData, policyInfo));

@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
+import { sha256Hex } from '../../src/core/sha256.js';
 import { authorize } from '../../src/policy/engine.js';
 import { openStore } from '../../src/state/store.js';
 import { example, loadInput, policyEnv, ROOT, SHIPPED_POLICY, subject, type PolicyEnv } from '../helpers/policy.js';
@@ -47,13 +48,15 @@ describe('bpfd policy eval / log', () => {
 
   it('prints a deny with its reasons as JSON and exits 3', () => {
     const file = path.join(env.dir, 'deny.json');
-    writeFileSync(file, JSON.stringify(loadInput({ subject: subject({ groups: ['nobody'] }) })));
+    const input = JSON.stringify(loadInput({ subject: subject({ groups: ['nobody'] }) }));
+    writeFileSync(file, input);
     const r = bpfdPolicy('eval', '--input', file, '-o', 'json');
     assert.equal(r.status, 3);
     const out = JSON.parse(r.stdout);
     assert.equal(out.allow, false);
     assert.match(out.reasons[0], /has no grant/);
     assert.match(out.policy.sha256, /^[0-9a-f]{64}$/);
+    assert.equal(out.input_sha256, sha256Hex(input));
   });
 
   it('tries another data document with --data', () => {

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
+import { setTimeout } from 'node:timers/promises';
 import { BpfdError } from '../../src/core/errors.js';
-import { authorize, checkResult, enforce, evaluate, policyInfo, resetEngines } from '../../src/policy/engine.js';
+import { sha256Hex } from '../../src/core/sha256.js';
+import { authorize, checkResult, enforce, evaluate, inputSha256, policyInfo, RECHECK_MS, resetEngines } from '../../src/policy/engine.js';
 import { loadModule } from '../../src/policy/module.js';
 import { appendDecision, recentDecisions } from '../../src/state/decision-log.js';
 import { openStore } from '../../src/state/store.js';
@@ -104,12 +106,35 @@ describe('policy engine fails closed', () => {
     assert.equal((await evaluate(loadInput(), e.paths)).allow, false);
   });
 
-  it('picks up an edited data document without a restart', async () => {
+  it('picks up an edited data document and a replaced module without a restart, once RECHECK_MS has passed', async () => {
+    const data = make({ data: {} });
+    const mod = make();
+    mod.paths.policy = path.join(mod.dir, 'policy.wasm');
+    copyFileSync(SHIPPED_POLICY, mod.paths.policy);
+    const first = performance.now();
+    assert.equal((await evaluate(loadInput(), data.paths)).allow, false);
+    assert.equal((await evaluate(loadInput({ subject: root }), mod.paths)).allow, true);
+    data.writeData({ grants: [{ name: 'all-netops', groups: ['netops'] }] });
+    copyFileSync(testPolicy('undefined'), mod.paths.policy);
+    const cachedData = await evaluate(loadInput(), data.paths);
+    const cachedModule = await evaluate(loadInput({ subject: root }), mod.paths);
+    // Inside the window the loaded engines decide without looking at the files (unless this
+    // machine stalled for a whole window, when they may already have been reloaded).
+    if (performance.now() - first < RECHECK_MS) {
+      assert.equal(cachedData.allow, false);
+      assert.equal(cachedModule.allow, true);
+    }
+    await setTimeout(RECHECK_MS);
+    assert.deepEqual((await evaluate(loadInput(), data.paths)).reasons, ['allowed by grant "all-netops"']);
+    assert.match((await evaluate(loadInput({ subject: root }), mod.paths)).reasons[0], /^policy result is undefined/);
+  });
+
+  it('picks up an edit at once after resetEngines (a service reloading on SIGHUP)', async () => {
     const e = make({ data: {} });
     assert.equal((await evaluate(loadInput(), e.paths)).allow, false);
     e.writeData({ grants: [{ name: 'all-netops', groups: ['netops'] }] });
-    const d = await evaluate(loadInput(), e.paths);
-    assert.deepEqual(d.reasons, ['allowed by grant "all-netops"']);
+    resetEngines();
+    assert.deepEqual((await evaluate(loadInput(), e.paths)).reasons, ['allowed by grant "all-netops"']);
   });
 
   it('checks the result shape strictly', () => {
@@ -132,7 +157,8 @@ describe('authorize and the decision log', () => {
     assert.deepEqual(older.reasons, denied.reasons);
     assert.deepEqual(older.subject, { uid: 1001, username: 'alice', pid: 4242, via: 'cli' });
     assert.equal(older.action, 'load');
-    assert.equal(older.input_sha256, denied.inputSha256);
+    assert.equal(older.input_sha256, inputSha256(denied));
+    assert.equal(older.input_sha256, sha256Hex(JSON.stringify(loadInput())));
     assert.equal(newest.policy_sha256, policyInfo(e.paths).sha256);
     assert.ok(newest.seq > older.seq);
     assert.ok(Number.isInteger(newest.duration_us) && newest.duration_us >= 0);
