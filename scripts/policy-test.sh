@@ -39,6 +39,11 @@ echo "opa fmt: ok"
 
 if [[ -x $REGAL ]]; then
   "$REGAL" lint "${rego[@]}"
+  echo "regal lint: ok"
+elif [[ -n ${CI:-} ]]; then
+  # scripts/setup.sh builds regal; CI must lint, not skip
+  echo "policy-test: regal not found at $REGAL in CI (scripts/setup.sh installs it)" >&2
+  exit 1
 else
   echo "policy-test: regal not installed, skipping lint (see policies/README.md for how to install it)"
 fi
