@@ -27,13 +27,19 @@ execFileSync(process.execPath, [root + 'node_modules/typescript/bin/tsc', '-p', 
 // lmdb, its prebuilt addon, koffi's addon and ordered-binary). Each shim tries this path first
 // and resolves by name only when it is gone (bpfd installed with another node_modules layout).
 const resolveHere = createRequire(root + 'package.json').resolve;
-const fromDist = (spec, ...more) => {
+
+// An expression for the shims: the absolute path of `spec` (joined with `more`) where the build
+// found it, or null when it is not there (not installed for this platform, or moved since).
+const fixedPath = (spec, ...more) => {
+  let relative;
   try {
-    return JSON.stringify(path.join(path.relative(root + 'dist', resolveHere(spec)), ...more));
+    relative = path.join(path.relative(root + 'dist', resolveHere(spec)), ...more);
   } catch {
-    return 'null'; // not installed for this platform: the shim resolves by name at run time
+    return 'null';
   }
+  return `((p) => (require('node:fs').existsSync(p) ? p : null))(require('node:path').join(__dirname, ${JSON.stringify(relative)}))`;
 };
+
 // Modules replaced inside the bundle. Each keeps the original behaviour reachable at run time.
 const shims = {
   // lmdb finds its addon relative to its own file, which no longer exists once bundled, and
@@ -43,16 +49,13 @@ const shims = {
     const path = require('node:path');
     const fs = require('node:fs');
     module.exports = function loadAddon() {
-      const known = ${fromDist('lmdb', '..', '..')};
-      const lmdbDir = known !== null && fs.existsSync(path.join(__dirname, known)) ? path.join(__dirname, known) : path.dirname(require.resolve(['lmdb'][0])).replace(/[\\\\/]dist$/, '');
+      const lmdbDir = ${fixedPath('lmdb', '..', '..')} ?? path.dirname(require.resolve(['lmdb'][0])).replace(/[\\\\/]dist$/, '');
       const musl = fs.existsSync('/lib/ld-musl-' + (process.arch === 'x64' ? 'x86_64' : process.arch) + '.so.1');
       if (!musl && !fs.existsSync(path.join(lmdbDir, 'build', 'Release'))) {
         try {
           const platform = '@lmdb/lmdb-' + process.platform + '-' + process.arch;
-          const builtFor = ${fromDist(`@lmdb/lmdb-${process.platform}-${process.arch}/package.json`, '..')};
-          const prebuilt = builtFor !== null && builtFor.endsWith(platform) && fs.existsSync(path.join(__dirname, builtFor))
-            ? path.join(__dirname, builtFor)
-            : path.dirname(require.resolve(platform + '/package.json'));
+          const builtFor = ${fixedPath(`@lmdb/lmdb-${process.platform}-${process.arch}/package.json`, '..')};
+          const prebuilt = builtFor?.endsWith(platform) ? builtFor : path.dirname(require.resolve(platform + '/package.json'));
           for (const name of ['node.abi' + process.versions.modules + '.glibc.node', 'node.napi.glibc.node']) {
             const file = path.join(prebuilt, name);
             if (fs.existsSync(file)) return require(file);
@@ -69,10 +72,8 @@ const shims = {
     let addon = null;
     if (!fs.existsSync('/lib/ld-musl-x86_64.so.1')) {
       try {
-        const known = ${fromDist('@koromix/koffi-linux-x64/package.json', '..', 'linux_x64', 'koffi.node')};
-        addon = require(known !== null && fs.existsSync(path.join(__dirname, known))
-          ? path.join(__dirname, known)
-          : path.join(path.dirname(require.resolve(['@koromix/koffi-linux-x64/package.json'][0])), 'linux_x64', 'koffi.node'));
+        addon = require(${fixedPath('@koromix/koffi-linux-x64/package.json', '..', 'linux_x64', 'koffi.node')} ??
+          path.join(path.dirname(require.resolve(['@koromix/koffi-linux-x64/package.json'][0])), 'linux_x64', 'koffi.node'));
       } catch { /* the package decides */ }
     }
     module.exports = addon ?? require(['@koromix/koffi-linux-x64'][0]);`,
@@ -82,12 +83,7 @@ const shims = {
   // lmdb's key codec compiles a string reader with new Function from the source text of one of
   // its own functions, which must keep its original variable names: bundling renames them, and
   // string keys then never decode (an endless loop). So it stays a file of its own in node_modules.
-  'ordered-binary': `
-    const path = require('node:path');
-    const known = ${fromDist('ordered-binary')};
-    module.exports = known !== null && require('node:fs').existsSync(path.join(__dirname, known))
-      ? require(path.join(__dirname, known))
-      : require(['ordered-binary'][0]);`,
+  'ordered-binary': `module.exports = require(${fixedPath('ordered-binary')} ?? ['ordered-binary'][0]);`,
   // The SDK's yaml builtins load a large parser at import; bpfd's policies compile with
   // wasm-native builtins only, so load it the first time a custom policy really calls one.
   yaml: `

@@ -8,7 +8,7 @@ import { writeSync } from 'node:fs';
 const enabled = !!process.env.BPFD_TIMINGS;
 
 /**
- * Milliseconds since the process started. Not nowMs(): the first touch of the
+ * Milliseconds since the process started. Not performance.now(): the first touch of the
  * `performance` global loads perf_hooks, ~1 ms of a command's start-up.
  */
 export const nowMs = (): number => process.uptime() * 1000;
