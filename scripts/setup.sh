@@ -11,7 +11,24 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 OPA_VERSION=v1.22.0
-APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool xdp-tools libxdp-dev iproute2 iputils-ping util-linux linux-libc-dev systemd)
+APT_PACKAGES=(clang llvm xdp-tools libxdp-dev iproute2 iputils-ping util-linux linux-libc-dev systemd sudo docker-registry skopeo apache2-utils)
+
+# libbpf 1.1.2 (bookworm) segfaults in bpf_object__open_mem on some malformed objects and lacks
+# the TCX API; bookworm-backports has libbpf 1.4.6 and bpftool 7.5 on the same Debian mirror.
+BACKPORTS=(libbpf1 libbpf-dev bpftool)
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  [ -n "$uri" ] || uri=http://deb.debian.org/debian
+  echo "setup: adding bookworm-backports ($uri)"
+  printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" \
+    >/etc/apt/sources.list.d/bookworm-backports.sources
+  apt-get update -qq
+fi
+if ! dpkg-query -W -f='${Version}' libbpf1 2>/dev/null | grep -q '1:1\.[4-9]'; then
+  echo "setup: installing ${BACKPORTS[*]} from bookworm-backports"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports "${BACKPORTS[@]}" >/dev/null
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

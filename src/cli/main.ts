@@ -7,7 +7,7 @@ import { policyCommand } from './policy.js';
 import { systemCommand } from './system.js';
 import { doctorCommand } from './doctor.js';
 import { versionCommand } from './version.js';
-import { BpfdError, ExitCode } from '../core/errors.js';
+import { BpfdError, ExitCode, exitCodeOf } from '../core/errors.js';
 import { writeErr } from './output.js';
 
 // The shipped policy and fixtures are found relative to the install, wherever the bundle sits.
@@ -69,7 +69,7 @@ function report(e: unknown): number {
   if (e instanceof BpfdError) {
     writeErr(`bpfd: ${e.message}\n`);
     for (const d of e.details) writeErr(`  ${d}\n`);
-    return e.exitCode;
+    return exitCodeOf(e);
   }
   const err = e as Error & { code?: string };
   // citty's own usage errors (unknown command, missing subcommand)

@@ -1,5 +1,5 @@
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, ftruncateSync, writeSync } from 'node:fs';
-import { failedError } from './errors.js';
+import { busy, failed } from '../base/errors.js';
 import { lockFilePath } from './lock-state.js';
 import { nowMs } from './timings.js';
 import { lastErrno, libc } from '../loader/lib.js';
@@ -39,14 +39,14 @@ export function acquireHostLock(runtimeDir: string, timeoutMs: number, what: str
     const errno = lastErrno();
     if (errno !== EWOULDBLOCK) {
       closeSync(fd);
-      throw failedError(`cannot lock ${file}: errno ${errno}`);
+      throw failed(`cannot lock ${file}: errno ${errno}`);
     }
     const waited = nowMs() - start;
     if (waited >= timeoutMs) {
       closeSync(fd);
       if (timeoutMs === 0) return null;
       const holder = readHolder(file);
-      throw failedError(
+      throw busy(
         `timed out after ${(timeoutMs / 1000).toFixed(1)} s waiting for the bpfd lock ${file}: held by ${holder}`,
         ['another bpfd command is changing programs; wait for it, or raise --lock-timeout'],
       );

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { type Context, requireRoot } from './context.js';
 import type { XdpAttachOptions } from './attach-options.js';
 import { failedError, notFoundError, usageError } from './errors.js';
+import { limitReached } from '../base/errors.js';
 import { checkpoint } from './test-hooks.js';
 import { timed, timedSync } from './timings.js';
 import { reconcile, type Reconciled } from './reconcile.js';
@@ -344,7 +345,7 @@ function removeLinks(ctx: Context, all: LinkRecord[], gone: LinkRecord[]): void 
 }
 
 function tooMany(iface: string, existing: LinkRecord[]) {
-  return failedError(`interface ${iface} already has ${existing.length} XDP programs, the maximum`, [
+  return limitReached(`interface ${iface} already has ${existing.length} XDP programs, the maximum`, [
     `programs there: ${orderLinks(existing).map((l) => `${l.prog_id} (priority ${l.priority})`).join(', ')}`,
     'unload or detach one first',
   ]);

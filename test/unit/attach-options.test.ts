@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parsePriority, parseProceedOn, parseXdpAttach, proceedOnMask } from '../../src/core/attach-options.js';
-import { BpfdError } from '../../src/core/errors.js';
+import { BpfdError, exitCodeOf } from '../../src/core/errors.js';
 import { orderLinks } from '../../src/core/xdp-interface.js';
 
 const usage = (fn: () => unknown, msg: RegExp) =>
-  assert.throws(fn, (e: unknown) => e instanceof BpfdError && e.exitCode === 2 && msg.test(e.message + ' ' + e.details.join(' ')));
+  assert.throws(fn, (e: unknown) => e instanceof BpfdError && exitCodeOf(e) === 2 && msg.test(e.message + ' ' + e.details.join(' ')));
 
 test('priority: 0..1000 whole numbers, default 50', () => {
   assert.equal(parsePriority(undefined), 50);

@@ -38,8 +38,8 @@ describe('dispatcher planner', () => {
     assert.deepEqual(parseProceedOn(undefined), ['pass', 'dispatcher_return']);
     assert.deepEqual(parseProceedOn('drop, PASS,xdp_tx'), ['drop', 'pass', 'tx']);
     assert.deepEqual(parseProceedOn(['pass', 'pass,redirect']), ['pass', 'redirect']);
-    assert.throws(() => parseProceedOn('pass,bogus'), (e: unknown) => e instanceof BpfdError && e.kind === 'usage' && /bogus/.test(e.message));
-    assert.throws(() => parseProceedOn(''), (e: unknown) => e instanceof BpfdError && e.kind === 'usage');
+    assert.throws(() => parseProceedOn('pass,bogus'), (e: unknown) => e instanceof BpfdError && e.kind === 'invalid' && /bogus/.test(e.message));
+    assert.throws(() => parseProceedOn(''), (e: unknown) => e instanceof BpfdError && e.kind === 'invalid');
   });
 
   it('allows 10 programs and refuses the 11th with a clear failure', () => {
@@ -59,8 +59,8 @@ describe('dispatcher planner', () => {
   });
 
   it('refuses priorities outside 0..1000 and duplicate links', () => {
-    assert.throws(() => planSlots('eth0', [m(1, 1001, 1)]), (e: unknown) => e instanceof BpfdError && e.kind === 'usage');
-    assert.throws(() => planSlots('eth0', [m(1, -1, 1)]), (e: unknown) => e instanceof BpfdError && e.kind === 'usage');
+    assert.throws(() => planSlots('eth0', [m(1, 1001, 1)]), (e: unknown) => e instanceof BpfdError && e.kind === 'invalid');
+    assert.throws(() => planSlots('eth0', [m(1, -1, 1)]), (e: unknown) => e instanceof BpfdError && e.kind === 'invalid');
     assert.throws(() => planSlots('eth0', [m(1, 1, 1), m(1, 2, 2)]), /twice/);
   });
 });

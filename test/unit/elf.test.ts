@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { BpfdError } from '../../src/core/errors.js';
+import { BpfdError, exitCodeOf } from '../../src/core/errors.js';
 import { isGplCompatible, parseBpfElf, programTypeOfSection, readBpfElf } from '../../src/loader/elf.js';
 
 const fixture = (n: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'fixtures', 'bytecode', n);
@@ -18,7 +18,7 @@ test('reads programs, globals and license from the counting fixture', () => {
 
 test('refuses what is not a BPF object, saying why', () => {
   const notBpf = (data: Buffer, why: RegExp) =>
-    assert.throws(() => parseBpfElf('x.o', data), (e: unknown) => e instanceof BpfdError && e.exitCode === 2 && why.test(e.message));
+    assert.throws(() => parseBpfElf('x.o', data), (e: unknown) => e instanceof BpfdError && exitCodeOf(e) === 2 && why.test(e.message));
   notBpf(Buffer.from('hello'), /no ELF header/);
   const elf = Buffer.alloc(64);
   elf.writeUInt32BE(0x7f454c46, 0);

@@ -15,10 +15,10 @@ const built = (p: string) => JSON.stringify(pathToFileURL(path.join(ROOT, 'build
 // bare imports (citty) resolve from the cwd, the project root
 const runner = `
 import { runCommand } from 'citty';
-import { BpfdError } from ${built('core/errors.js')};
+import { BpfdError, exitCodeOf } from ${built('core/errors.js')};
 import { policyCommand } from ${built('cli/policy.js')};
 try { await runCommand(policyCommand, { rawArgs: process.argv.slice(1) }); }
-catch (e) { if (!(e instanceof BpfdError)) throw e; process.stderr.write('bpfd: ' + e.message + '\\n'); process.exitCode = e.exitCode; }
+catch (e) { if (!(e instanceof BpfdError)) throw e; process.stderr.write('bpfd: ' + e.message + '\\n'); process.exitCode = exitCodeOf(e); }
 `;
 
 let env: PolicyEnv;

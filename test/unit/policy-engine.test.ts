@@ -3,7 +3,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { setTimeout } from 'node:timers/promises';
-import { BpfdError } from '../../src/core/errors.js';
+import { BpfdError, exitCodeOf } from '../../src/core/errors.js';
 import { sha256Hex } from '../../src/core/sha256.js';
 import { authorize, checkResult, enforce, evaluate, inputSha256, policyInfo, RECHECK_MS, resetEngines } from '../../src/policy/engine.js';
 import { loadModule } from '../../src/policy/module.js';
@@ -196,7 +196,7 @@ describe('authorize and the decision log', () => {
     const d = await evaluate(loadInput(), e.paths);
     assert.throws(
       () => enforce(d),
-      (err: unknown) => err instanceof BpfdError && err.kind === 'denied' && err.exitCode === 3 && err.details[0] === d.reasons[0],
+      (err: unknown) => err instanceof BpfdError && err.kind === 'denied' && exitCodeOf(err) === 3 && err.details[0] === d.reasons[0],
     );
     enforce(await evaluate(loadInput({ subject: root }), e.paths));
   });
