@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { type Context, requireRoot } from './context.js';
 import type { XdpAttachOptions } from './attach-options.js';
-import { failedError, notFoundError, usageError } from './errors.js';
+import { notFoundError, usageError } from './errors.js';
 import { limitReached } from '../base/errors.js';
 import { checkpoint } from './test-hooks.js';
 import { timed, timedSync } from './timings.js';
@@ -14,7 +14,8 @@ import { encodeImage, extractImage, type RelocatableImage } from '../dispatcher/
 import { ensureBpffs } from '../loader/bpffs.js';
 import { programTypeOfSection, readBpfElf, type BpfElf } from '../loader/elf.js';
 import { inNetns, currentNetnsIno, ifindexOf, netnsIno } from '../loader/netns.js';
-import { loadProgramObject, mapsDirPath, progPinPath } from '../loader/object.js';
+import { loadProgramObject, progPinPath } from '../loader/object.js';
+import { syncAppMounts, warnSyncProblems } from './app-mount-sync.js';
 import { imageKey, objectKey, releaseObject } from '../state/blobs.js';
 import { nextCounter } from '../state/store.js';
 import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../state/records.js';
@@ -182,6 +183,8 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
   ));
   // The state after this load is the reconciled one plus what it just committed: no second look.
   const after = { programs: [...state.programs, record], links: added ? [...state.links, added] : state.links };
+  // an application's bpffs that shares this program's application gets its maps now
+  timedSync('application bpffs', () => warnSyncProblems(syncAppMounts(ctx, after.programs)));
   return timedSync('answer', () => viewOf(ctx, record.id, after));
 }
 
@@ -249,10 +252,6 @@ export async function unload(ctx: Context, id: number): Promise<void> {
     const state = reconcile(ctx, true);
     const prog = state.programs.find((p) => p.id === id);
     if (!prog) throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
-    const users = state.programs.filter((p) => p.maps.owner_id === id);
-    if (users.length) {
-      throw failedError(`program ${id} owns maps that programs ${users.map((u) => u.id).join(', ')} share`, ['unload those first']);
-    }
     await gate(ctx, {
       action: 'unload',
       program: { record: prog, name: prog.name, type: prog.type, section: prog.section },
@@ -276,7 +275,11 @@ export function removeProgram(ctx: Context, state: Reconciled, prog: ProgramReco
   });
   checkpoint('unload:after-store');
   rmSync(progPinPath(ctx.paths.bpffs, id), { force: true });
-  if (prog.maps.owner_id === null) rmSync(mapsDirPath(ctx.paths.bpffs, id), { recursive: true, force: true });
+  // As in bpfman, shared maps live while any program that uses them remains: the owner's unload
+  // leaves them to its users, and the last one out unpins them.
+  const others = state.programs.filter((p) => p.id !== id);
+  if (!others.some((p) => p.maps.pin_path === prog.maps.pin_path)) rmSync(prog.maps.pin_path, { recursive: true, force: true });
+  warnSyncProblems(syncAppMounts(ctx, others));
 }
 
 function resolveInterface(opts: XdpAttachOptions): IfaceKey {

@@ -8,6 +8,8 @@ import type { XdpAttachOptions } from './attach-options.js';
 import type { ProgramView } from './view.js';
 import { parseBpfElf, type BpfElf } from '../loader/elf.js';
 import { objectKey } from '../state/blobs.js';
+import { retargetProgramShares } from '../state/mounts.js';
+import { syncAppMounts, warnSyncProblems } from './app-mount-sync.js';
 import type { LinkRecord, PendingRestore } from '../state/records.js';
 
 export interface RestoreReport {
@@ -110,6 +112,9 @@ async function restoreOne(ctx: Context, pending: PendingRestore, mapOwnerId: num
     }
     throw e;
   }
+  // shares of this program into applications' bpffs follow it to its new id
+  retargetProgramShares(ctx.store(), { program: rec.id, boot_id: rec.boot_id }, { program: id, boot_id: ctx.bootId() });
+  warnSyncProblems(syncAppMounts(ctx, reconcile(ctx, false).programs));
   ctx.store().pending.removeSync(pending.key);
   return id;
 }
