@@ -9,7 +9,7 @@ import { checkpoint } from './test-hooks.js';
 import { mountAppBpffs } from '../loader/app-bpffs.js';
 import { isBpffs } from '../loader/bpffs.js';
 import { mountAt } from '../loader/mountinfo.js';
-import { getAppMount, listAppMounts, listShares, putAppMount, putShare, removeAppMount, removeShares, type AppMountRecord, type ShareRecord } from '../state/mounts.js';
+import { getAppMount, listAppMounts, listShares, putAppMount, putShare, removeAppMount, removeShares, shareKey, type AppMountRecord, type ShareRecord } from '../state/mounts.js';
 import type { ProgramRecord } from '../state/records.js';
 import type { Reconciled } from './reconcile.js';
 
@@ -134,7 +134,8 @@ export async function shareIntoAppBpffs(ctx: Context, req: ShareRequest): Promis
       maps: req.maps,
       except: [],
       mode: req.mode,
-      created_at: nowIso(),
+      // to the millisecond: the newest of two shares of one map decides its mode
+      created_at: new Date().toISOString(),
       created_by: { uid: ctx.subject.uid, username: ctx.subject.username },
     };
     await gate(ctx, {
@@ -144,8 +145,10 @@ export async function shareIntoAppBpffs(ctx: Context, req: ShareRequest): Promis
       metadata: program?.metadata ?? {},
       share: { path: where, owner: { uid: mount.uid, gid: mount.gid }, mode: octal(req.mode), maps: req.maps, mount_application: mount.application },
     });
-    const others = listShares(store).filter((s) => !(s.mount === share.mount && JSON.stringify(s.source) === JSON.stringify(share.source)));
-    const clash = wantedPins(listAppMounts(store), [...others, share], state.programs).conflicts.filter((c) => sharesProgram(share, c.refused.program) && c.refused.mount.path === where);
+    const others = listShares(store).filter((s) => shareKey(s) !== shareKey(share));
+    const clash = wantedPins(listAppMounts(store), [...others, share], state.programs).conflicts.filter(
+      (c) => c.refused.mount.path === where && (sharesProgram(share, c.refused.program) || sharesProgram(share, c.kept.program)),
+    );
     if (clash.length) {
       throw invalidInput(`${where} already holds maps of those names from other programs: ${clash.map((c) => `${c.kept.name} (program ${c.kept.program.id})`).join(', ')}`, [
         'share the other maps with --maps, or this program into a bpffs of its own',
@@ -172,16 +175,17 @@ export async function unshareFromAppBpffs(ctx: Context, req: { path: string; map
       const pinned = new Set(wantedPins([mount], shares, state.programs).pins.map((p) => p.name));
       const unknown = req.maps.filter((m) => !pinned.has(m));
       if (unknown.length) throw invalidInput(`no map named ${unknown.join(', ')} is shared at ${where}`, [`shared there: ${[...pinned].join(', ') || 'nothing'}`]);
-      const gone: ShareRecord[] = [];
+      // a share's key holds its map list: the narrowed share replaces the old one
+      const narrowed: ShareRecord[] = [];
       for (const s of shares) {
-        if (s.maps === null) putShare(store, { ...s, except: [...new Set([...s.except, ...req.maps])] });
-        else {
+        if (s.maps === null) narrowed.push({ ...s, except: [...new Set([...s.except, ...req.maps])] });
+        else if (s.maps.some((m) => req.maps!.includes(m))) {
           const left = s.maps.filter((m) => !req.maps!.includes(m));
-          if (left.length) putShare(store, { ...s, maps: left });
-          else gone.push(s);
-        }
+          if (left.length) narrowed.push({ ...s, maps: left });
+        } else continue;
+        removeShares(store, [s]);
       }
-      removeShares(store, gone);
+      for (const s of narrowed) putShare(store, s);
     }
     warnSyncProblems(syncAppMounts(ctx, state.programs));
     return viewOf(ctx, mount, state);

@@ -66,7 +66,9 @@ export function wantedPins(mountRecs: AppMountRecord[], shares: ShareRecord[], p
   const ordered = [...programs].sort((a, b) => a.id - b.id);
   for (const mount of mountRecs) {
     if (mount.removing) continue;
-    for (const share of shares.filter((s) => s.mount === mount.path)) {
+    // the newest share of a map decides its mode
+    const mine = shares.filter((s) => s.mount === mount.path).sort((a, b) => b.created_at.localeCompare(a.created_at));
+    for (const share of mine) {
       for (const program of ordered.filter((p) => sharesProgram(share, p))) {
         for (const name of program.map_names.filter((n) => sharesMap(share, n))) {
           const pin: WantedPin = { mount, name, path: path.join(mount.path, name), source: path.join(program.maps.pin_path, name), program, mode: share.mode };

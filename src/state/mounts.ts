@@ -9,7 +9,7 @@ import type { Store } from './store.js';
  *
  * Two sub-databases of the store, opened on first use:
  *   app_mounts  mount path -> AppMountRecord
- *   app_shares  `<mount path>\0<source>` -> ShareRecord
+ *   app_shares  `<mount path>\0<source>\0<maps>` -> ShareRecord
  */
 export interface AppMountRecord {
   path: string;
@@ -43,7 +43,8 @@ export interface ShareRecord {
 }
 
 const sourceKey = (s: ShareSource) => ('program' in s ? `program:${s.boot_id}/${s.program}` : `application:${s.application}`);
-export const shareKey = (s: Pick<ShareRecord, 'mount' | 'source'>) => `${s.mount}\u0000${sourceKey(s.source)}`;
+/** One share per mount, source and map selection: sharing the same again changes its mode. */
+export const shareKey = (s: Pick<ShareRecord, 'mount' | 'source' | 'maps'>) => `${s.mount}\u0000${sourceKey(s.source)}\u0000${s.maps ? [...s.maps].sort().join(',') : '*'}`;
 
 interface Dbs {
   mounts: Database<AppMountRecord, string>;
