@@ -2,7 +2,7 @@ import { defineCommand } from 'citty';
 import { bpfdCommand, outputOption, parseId, type Parsed } from './command.js';
 import { printJson, table, writeOut } from './output.js';
 import { ctxFor, lockOption } from './programs.js';
-import { usageError } from '../core/errors.js';
+import { invalidInput } from '../base/errors.js';
 import type { AppMountView } from '../core/app-bpffs.js';
 
 // bpfd bpffs …: applications' own bpffs mounts, where bpfd shares the maps of the programs it
@@ -12,25 +12,25 @@ const core = () => import('../core/app-bpffs.js');
 
 function parseOwner(s: string | undefined): { uid: number; gid: number } {
   const m = s === undefined ? null : /^(\d+)(?::(\d+))?$/.exec(s);
-  if (!m) throw usageError(`--owner ${s ?? ''}: give the application's numeric UID, or UID:GID (e.g. --owner 1000:1000)`);
+  if (!m) throw invalidInput(`--owner ${s ?? ''}: give the application's numeric UID, or UID:GID (e.g. --owner 1000:1000)`);
   const uid = Number(m[1]);
   const gid = m[2] === undefined ? uid : Number(m[2]);
-  if (uid > 0xfffffffe || gid > 0xfffffffe) throw usageError(`--owner ${s}: ids go up to 4294967294`);
+  if (uid > 0xfffffffe || gid > 0xfffffffe) throw invalidInput(`--owner ${s}: ids go up to 4294967294`);
   return { uid, gid };
 }
 
 function parseMode(s: string | undefined, fallback: number, flag: string, noExec: boolean): number {
   if (s === undefined) return fallback;
-  if (!/^0?[0-7]{3}$/.test(s)) throw usageError(`${flag} ${s}: give permission bits in octal, e.g. ${flag} ${fallback.toString(8).padStart(4, '0')}`);
+  if (!/^0?[0-7]{3}$/.test(s)) throw invalidInput(`${flag} ${s}: give permission bits in octal, e.g. ${flag} ${fallback.toString(8).padStart(4, '0')}`);
   const mode = parseInt(s, 8);
-  if (noExec && mode & 0o111) throw usageError(`${flag} ${s}: a pin has no use for execute bits; give read (4) and write (2) bits, e.g. 0660 or 0440`);
+  if (noExec && mode & 0o111) throw invalidInput(`${flag} ${s}: a pin has no use for execute bits; give read (4) and write (2) bits, e.g. 0660 or 0440`);
   return mode;
 }
 
 function parseMaps(s: unknown): string[] | null {
   if (s === undefined) return null;
   const names = String(s).split(',').map((x) => x.trim()).filter(Boolean);
-  if (names.length === 0) throw usageError('--maps: give map names separated by commas, e.g. --maps xdp_stats,config');
+  if (names.length === 0) throw invalidInput('--maps: give map names separated by commas, e.g. --maps xdp_stats,config');
   return names;
 }
 
@@ -87,8 +87,8 @@ const shareCommand = bpfdCommand({
   },
   async run(p) {
     const v = p.values;
-    if ((v.program === undefined) === (v.application === undefined)) throw usageError('give one of --program ID or --application NAME: whose maps to share');
-    if (v.application !== undefined && !String(v.application)) throw usageError('--application: give the application name');
+    if ((v.program === undefined) === (v.application === undefined)) throw invalidInput('give one of --program ID or --application NAME: whose maps to share');
+    if (v.application !== undefined && !String(v.application)) throw invalidInput('--application: give the application name');
     const ctx = await ctxFor(p, `bpfd bpffs share ${p.positionals[0]}`);
     const view = await (await core()).shareIntoAppBpffs(ctx, {
       path: p.positionals[0],

@@ -5,7 +5,7 @@ import { invalidInput, notFound } from '../base/errors.js';
 import { octal, sharesProgram, wantedPins } from './app-mount-check.js';
 import { finishRemoval, syncAppMounts, warnSyncProblems } from './app-mount-sync.js';
 import { reconcile } from './reconcile.js';
-import { checkpoint } from './test-hooks.js';
+import { checkpoint } from '../base/test-hooks.js';
 import { mountAppBpffs } from '../loader/app-bpffs.js';
 import { isBpffs } from '../loader/bpffs.js';
 import { mountAt } from '../loader/mountinfo.js';

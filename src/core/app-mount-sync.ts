@@ -2,7 +2,7 @@ import { mkdirSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Context } from './context.js';
 import { checkAppMounts, pendingKeys, type AppMountFinding } from './app-mount-check.js';
-import { checkpoint } from './test-hooks.js';
+import { checkpoint } from '../base/test-hooks.js';
 import { mountAppBpffs, pinMapAt, pinnedMapId, setOwnerMode, unmountAppBpffs } from '../loader/app-bpffs.js';
 import { mountAt } from '../loader/mountinfo.js';
 import { removeAppMount, removeShares, type AppMountRecord } from '../state/mounts.js';
