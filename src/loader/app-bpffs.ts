@@ -1,16 +1,9 @@
 import { chmodSync, chownSync, rmSync } from 'node:fs';
-import { KernelError } from '../base/errors.js';
 import { closeFd, mapInfo, objGet, objPin, tryObjGet, withFd } from './bpf.js';
-import { lastErrno, libc } from './lib.js';
+import { makeShared, mountBpffs, unmount } from './bpffs.js';
 
 // Kernel side of applications' bpffs mounts (bpfd bpffs create/share): a bpffs of its own per
 // application, owned by it, where bpfd pins the maps it shares with that application.
-
-const MS_SHARED = 1 << 20;
-const MNT_DETACH = 2;
-
-const c_mount = libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)');
-const c_umount2 = libc.func('int umount2(const char *target, int flags)');
 
 export interface AppMountOptions {
   uid: number;
@@ -20,19 +13,18 @@ export interface AppMountOptions {
 
 /**
  * Mounts a bpffs at path, with its root owned by uid:gid and the given mode, and makes the mount
- * shared: a bind mount of it into a container (a pod's hostPath volume) then joins its peer
- * group and sees the pins bpfd makes afterwards, not only those that existed at bind time.
+ * shared (mount --make-shared). Pins live in the one bpffs instance, so every bind of it (a pod's
+ * hostPath volume) shows pins made after the bind; being shared, such a bind also joins the
+ * mount's peer group, so what happens to the mount later propagates to it instead of leaving
+ * the container a private copy.
  */
 export function mountAppBpffs(path: string, o: AppMountOptions): void {
-  const data = `uid=${o.uid},gid=${o.gid},mode=${o.mode.toString(8).padStart(4, '0')}`;
-  if (c_mount('bpffs', path, 'bpf', 0, data) !== 0) {
-    const errno = lastErrno();
-    throw new KernelError(`mount a bpffs at ${path}`, errno, errno === 1 ? ['mounting a bpffs needs root (CAP_SYS_ADMIN)'] : []);
-  }
-  if (c_mount('none', path, null as unknown as string, MS_SHARED, null as unknown as string) !== 0) {
-    const errno = lastErrno();
-    c_umount2(path, MNT_DETACH);
-    throw new KernelError(`make the bpffs at ${path} a shared mount`, errno);
+  mountBpffs(path, o);
+  try {
+    makeShared(path);
+  } catch (e) {
+    unmount(path, { lazyWhenBusy: true });
+    throw e;
   }
 }
 
@@ -43,12 +35,7 @@ export function setOwnerMode(path: string, o: AppMountOptions): void {
 }
 
 export function unmountAppBpffs(path: string): void {
-  if (c_umount2(path, 0) !== 0) {
-    const errno = lastErrno();
-    // EBUSY: a process has its cwd or an open file there; detach lazily, the kernel frees it later
-    if (errno === 16 && c_umount2(path, MNT_DETACH) === 0) return;
-    throw new KernelError(`unmount the bpffs at ${path}`, errno);
-  }
+  unmount(path, { lazyWhenBusy: true });
 }
 
 /**

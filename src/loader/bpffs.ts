@@ -28,6 +28,11 @@ export function ensureBpffs(path: string, opts: { mode?: number; uid?: number; g
   } catch (e) {
     throw failed(`cannot create ${path} for bpfd's bpffs: ${(e as Error).message}`);
   }
+  mountBpffs(path, opts);
+}
+
+/** Mounts a bpffs at path (mode 0700 unless given); its root belongs to uid:gid when given. */
+export function mountBpffs(path: string, opts: { mode?: number; uid?: number; gid?: number } = {}): void {
   const data = [
     opts.mode !== undefined ? `mode=${opts.mode.toString(8)}` : 'mode=700',
     opts.uid !== undefined ? `uid=${opts.uid}` : '',
@@ -46,6 +51,13 @@ export function makeShared(path: string): void {
   }
 }
 
-export function unmount(path: string): void {
-  if (c_umount2(path, 0) !== 0) throw new KernelError(`unmount ${path}`, lastErrno());
+const MNT_DETACH = 2;
+const EBUSY = 16;
+
+/** Unmounts path; with lazyWhenBusy, a mount a process still uses (its cwd, an open pin) is detached and freed later. */
+export function unmount(path: string, opts: { lazyWhenBusy?: boolean } = {}): void {
+  if (c_umount2(path, 0) === 0) return;
+  const errno = lastErrno();
+  if (opts.lazyWhenBusy && errno === EBUSY && c_umount2(path, MNT_DETACH) === 0) return;
+  throw new KernelError(`unmount ${path}`, errno);
 }
