@@ -78,3 +78,14 @@ export function unprivilegedBpfDisabled(): () => void {
   spawnSync('sysctl', ['-q', '-w', 'kernel.unprivileged_bpf_disabled=2']);
   return () => void spawnSync('sysctl', ['-q', '-w', `kernel.unprivileged_bpf_disabled=${before}`]);
 }
+
+/** The kernel frees a map after its last reference goes, a little later: wait (bounded) until the id is gone. */
+export function mapGone(id: number, timeoutMs = 3000): boolean {
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  while (Date.now() < deadline) {
+    if (spawnSync('bpftool', ['map', 'show', 'id', String(id)]).status !== 0) return true;
+    Atomics.wait(pause, 0, 0, 20);
+  }
+  return false;
+}
