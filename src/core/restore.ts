@@ -34,14 +34,20 @@ export async function restore(ctx: Context): Promise<RestoreReport> {
     const restoredIds = new Map(state.programs.filter((p) => p.restored_from).map((p) => [p.restored_from!, p.id]));
     const failures: RestoreReport['failed'] = [];
     const done: Array<{ pending: PendingRestore; id: number }> = [];
-    for (const pending of inDependencyOrder([...ctx.store().pending.getRange()].map((e) => e.value))) {
+    const all = [...ctx.store().pending.getRange()].map((e) => e.value);
+    const waiting = new Set(all.map((p) => p.key));
+    for (const pending of inDependencyOrder(all)) {
       const { program } = pending;
       try {
         const ownerKey = program.maps.owner_id === null ? null : `${program.boot_id}/${program.maps.owner_id}`;
         const ownerId = ownerKey === null ? undefined : restoredIds.get(ownerKey);
-        if (ownerKey !== null && ownerId === undefined) throw failed(`it shares the maps of program ${program.maps.owner_id}, which was not restored`);
+        // An owner unloaded before the reboot left its maps to its users (bpfman's semantics):
+        // the first user restored gets fresh maps, and the other users share them.
+        const ownerGone = ownerKey !== null && ownerId === undefined && !waiting.has(ownerKey);
+        if (ownerKey !== null && ownerId === undefined && !ownerGone) throw failed(`it shares the maps of program ${program.maps.owner_id}, which was not restored`);
         const id = await restoreOne(ctx, pending, ownerId);
         restoredIds.set(pending.key, id);
+        if (ownerGone) restoredIds.set(ownerKey, id);
         done.push({ pending, id });
       } catch (e) {
         const err = e instanceof BpfdError ? e : failed((e as Error).message);

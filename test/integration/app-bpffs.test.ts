@@ -308,6 +308,30 @@ describe("applications read and update bpfd's maps through a bpffs of their own"
     assert.ok(mapGone(mapId), 'the map is freed');
   });
 
+  test('users of a map owner unloaded before a reboot come back sharing one set of maps, and in the application mount', () => {
+    create();
+    share('--application', 'web', '--maps', 'gate_config');
+    const first = loadGate('--application', 'web', '--persist');
+    const userA = loadGate('--application', 'web', '--persist', '--map-owner-id', String(first.id));
+    const userB = loadGate('--application', 'web', '--persist', '--map-owner-id', String(first.id));
+    ok('unload', String(first.id));
+    spawnSync('umount', [app]);
+    simulateReboot(env, [userA.id, userB.id]);
+
+    const restored = ok('system', 'restore', '-o', 'json').json() as { restored: Array<{ previous_id: number; id: number }>; failed: unknown[] };
+    assert.deepEqual(restored.failed, []);
+    const idOf = (prev: number) => restored.restored.find((r) => r.previous_id === prev)!.id;
+    const a = ok('get', String(idOf(userA.id)), '-o', 'json').json() as Program;
+    const b = ok('get', String(idOf(userB.id)), '-o', 'json').json() as Program;
+    assert.equal(a.maps.owner_id, null, 'the first user restored owns fresh maps');
+    assert.equal(b.maps.owner_id, a.id, 'the other shares them');
+    assert.deepEqual(b.maps.used_by, [a.id, b.id].sort((x, y) => x - y));
+    const pins = (ok('bpffs', 'list', '-o', 'json').json() as MountView[])[0].pins;
+    assert.deepEqual(pins.map((p) => [p.name, p.present]), [['gate_config', true]]);
+    assert.equal(mapTool(owner, 'set', path.join(app, 'gate_config'), '0', XDP_DROP).status, 0);
+    assert.equal(bpftool('map', 'lookup', 'pinned', path.join(b.maps.pin_path, 'gate_config'), 'key', '0', '0', '0', '0').formatted.value, 1, 'one map for both');
+  });
+
   test('a crash mid-share or mid-remove leaves what the next command explains and completes; doctor --fix repairs pins changed by hand', () => {
     create();
     const prog = loadGate('--application', 'web');
