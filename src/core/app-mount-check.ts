@@ -85,7 +85,7 @@ export function wantedPins(mountRecs: AppMountRecord[], shares: ShareRecord[], p
 
 /** Keys (`<boot_id>/<id>`) of the programs a share may name although they are not loaded now. */
 export function pendingKeys(ctx: Context): Set<string> {
-  return new Set([...ctx.store().pending.getKeys()]);
+  return new Set(ctx.store().pendingRestores().map((p) => p.key));
 }
 
 export const isStale = (s: ShareRecord, programs: ProgramRecord[], pending: Set<string>) =>

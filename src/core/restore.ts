@@ -7,7 +7,6 @@ import { reconcile } from './reconcile.js';
 import type { XdpAttachOptions } from './attach-options.js';
 import type { ProgramView } from './view.js';
 import { parseBpfElf, type BpfElf } from '../loader/elf.js';
-import { objectKey } from '../state/blobs.js';
 import { retargetProgramShares } from '../state/mounts.js';
 import { syncAppMounts, warnSyncProblems } from './app-mount-sync.js';
 import type { LinkRecord, PendingRestore } from '../state/records.js';
@@ -34,7 +33,7 @@ export async function restore(ctx: Context): Promise<RestoreReport> {
     const restoredIds = new Map(state.programs.filter((p) => p.restored_from).map((p) => [p.restored_from!, p.id]));
     const failures: RestoreReport['failed'] = [];
     const done: Array<{ pending: PendingRestore; id: number }> = [];
-    const all = [...ctx.store().pending.getRange()].map((e) => e.value);
+    const all = ctx.store().pendingRestores();
     const waiting = new Set(all.map((p) => p.key));
     for (const pending of inDependencyOrder(all)) {
       const { program } = pending;
@@ -121,13 +120,13 @@ async function restoreOne(ctx: Context, pending: PendingRestore, mapOwnerId: num
   // shares of this program into applications' bpffs follow it to its new id
   retargetProgramShares(ctx.store(), { program: rec.id, boot_id: rec.boot_id }, { program: id, boot_id: ctx.bootId() });
   warnSyncProblems(syncAppMounts(ctx, reconcile(ctx, false).programs));
-  ctx.store().pending.removeSync(pending.key);
+  ctx.store().removePending(pending.key);
   return id;
 }
 
 function storedObject(ctx: Context, { program: rec }: PendingRestore): BpfElf {
   if (!('sha256' in rec.bytecode)) throw failed('it was loaded from an image, which restore cannot load yet');
-  const bytes = ctx.store().blobs.get(objectKey(rec.bytecode.sha256));
+  const bytes = ctx.store().storedObject(rec.bytecode.sha256);
   if (!bytes) throw failed(`the store has no copy of its object (sha256 ${rec.bytecode.sha256})`, ['load it again from its file with --persist']);
   const elf = parseBpfElf(rec.bytecode.path, bytes);
   if (elf.sha256 !== rec.bytecode.sha256) throw failed(`the stored copy of its object is damaged (sha256 ${elf.sha256}, recorded ${rec.bytecode.sha256})`);

@@ -1,5 +1,5 @@
 import { chmodSync, chownSync, rmSync } from 'node:fs';
-import { closeFd, mapInfo, objGet, objPin, tryObjGet, withFd } from './bpf.js';
+import { closeFd, mapIdOf, objGet, objPin, tryObjGet } from './bpf.js';
 import { makeShared, mountBpffs, unmount } from './bpffs.js';
 
 // Kernel side of applications' bpffs mounts (bpfd bpffs create/share): a bpffs of its own per
@@ -44,10 +44,13 @@ export function unmountAppBpffs(path: string): void {
  * live map. A pin left by a crash at the target is replaced.
  */
 export function pinMapAt(source: string, target: string, o: AppMountOptions): void {
-  withFd(objGet(source), (fd) => {
+  const fd = objGet(source);
+  try {
     rmSync(target, { force: true });
     objPin(fd, target);
-  });
+  } finally {
+    closeFd(fd);
+  }
   try {
     setOwnerMode(target, o);
   } catch (e) {
@@ -61,7 +64,7 @@ export function pinnedMapId(path: string): number | null {
   const fd = tryObjGet(path);
   if (fd < 0) return null;
   try {
-    return mapInfo(fd).id;
+    return mapIdOf(fd);
   } catch {
     return null;
   } finally {

@@ -1,5 +1,5 @@
 import type { Database } from 'lmdb';
-import type { Store } from './store.js';
+import { handlesOf, type Store } from './store.js';
 
 /**
  * Records of applications' bpffs mounts (bpfd bpffs create) and of what is shared into them
@@ -56,9 +56,10 @@ const opened = new WeakMap<Store, Dbs>();
 function dbs(store: Store): Dbs {
   let d = opened.get(store);
   if (!d) {
+    const { root } = handlesOf(store);
     d = {
-      mounts: store.root.openDB<AppMountRecord, string>({ name: 'app_mounts' }),
-      shares: store.root.openDB<ShareRecord, string>({ name: 'app_shares' }),
+      mounts: root.openDB<AppMountRecord, string>({ name: 'app_mounts' }),
+      shares: root.openDB<ShareRecord, string>({ name: 'app_shares' }),
     };
     opened.set(store, d);
   }
@@ -89,7 +90,7 @@ export function putShare(store: Store, rec: ShareRecord): void {
 
 export function removeShares(store: Store, shares: ShareRecord[]): void {
   const { shares: db } = dbs(store);
-  store.root.transactionSync(() => {
+  handlesOf(store).root.transactionSync(() => {
     for (const s of shares) db.remove(shareKey(s));
   });
 }
@@ -97,7 +98,7 @@ export function removeShares(store: Store, shares: ShareRecord[]): void {
 /** Drops a mount's record and every share into it, in one transaction. */
 export function removeAppMount(store: Store, path: string): void {
   const d = dbs(store);
-  store.root.transactionSync(() => {
+  handlesOf(store).root.transactionSync(() => {
     for (const s of listShares(store, path)) d.shares.remove(shareKey(s));
     d.mounts.remove(path);
   });
@@ -109,7 +110,7 @@ export function removeAppMount(store: Store, path: string): void {
  */
 export function retargetProgramShares(store: Store, from: { program: number; boot_id: string }, to: { program: number; boot_id: string }): void {
   const d = dbs(store);
-  store.root.transactionSync(() => {
+  handlesOf(store).root.transactionSync(() => {
     for (const s of listShares(store)) {
       if (!('program' in s.source) || s.source.program !== from.program || s.source.boot_id !== from.boot_id) continue;
       d.shares.remove(shareKey(s));
