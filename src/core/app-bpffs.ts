@@ -115,12 +115,9 @@ export interface ShareRequest {
 
 /** Pins maps of one program, or of every program of an application now and later, into the mount. */
 export async function shareIntoAppBpffs(ctx: Context, req: ShareRequest): Promise<AppMountView> {
-  requireRoot('bpfd bpffs share', WHY_ROOT);
-  const where = path.resolve(req.path);
-  return ctx.exclusive(async () => {
-    const state = reconcile(ctx, true);
+  return onMount(ctx, 'bpfd bpffs share', req.path, async (mount, state) => {
+    const where = mount.path;
     const store = ctx.store();
-    const mount = recordedMount(ctx, where);
     let program: ProgramRecord | undefined;
     if (req.program !== undefined) {
       program = state.programs.find((p) => p.id === req.program);
@@ -163,12 +160,9 @@ export async function shareIntoAppBpffs(ctx: Context, req: ShareRequest): Promis
 
 /** Takes maps (or every share) out of the mount again. */
 export async function unshareFromAppBpffs(ctx: Context, req: { path: string; maps: string[] | null }): Promise<AppMountView> {
-  requireRoot('bpfd bpffs unshare', WHY_ROOT);
-  const where = path.resolve(req.path);
-  return ctx.exclusive(async () => {
-    const state = reconcile(ctx, true);
+  return onMount(ctx, 'bpfd bpffs unshare', req.path, async (mount, state) => {
+    const where = mount.path;
     const store = ctx.store();
-    const mount = recordedMount(ctx, where);
     const shares = listShares(store, where);
     if (req.maps === null) removeShares(store, shares);
     else {
@@ -194,11 +188,7 @@ export async function unshareFromAppBpffs(ctx: Context, req: { path: string; map
 
 /** Unpins everything, unmounts, and forgets the mount. */
 export async function removeAppBpffs(ctx: Context, where: string): Promise<void> {
-  requireRoot('bpfd bpffs remove', WHY_ROOT);
-  const at = path.resolve(where);
-  await ctx.exclusive(async () => {
-    reconcile(ctx, true);
-    const mount = recordedMount(ctx, at);
+  await onMount(ctx, 'bpfd bpffs remove', where, async (mount) => {
     // marked first: a crash half-way is finished by the next command, not undone
     putAppMount(ctx.store(), { ...mount, removing: true });
     checkpoint('bpffs-remove:after-mark');
@@ -212,10 +202,16 @@ export async function listAppBpffs(ctx: Context): Promise<AppMountView[]> {
   return listAppMounts(ctx.store()).filter((m) => !m.removing).map((m) => viewOf(ctx, m, state));
 }
 
-function recordedMount(ctx: Context, where: string): AppMountRecord {
-  const m = getAppMount(ctx.store(), where);
-  if (!m || m.removing) throw notFound(`bpfd created no bpffs at ${where} (see: bpfd bpffs list; create one with: bpfd bpffs create ${where} --owner UID)`);
-  return m;
+/** Runs fn under the writer lock, with store and kernel reconciled, on the mount recorded at path. */
+async function onMount<T>(ctx: Context, action: string, at: string, fn: (mount: AppMountRecord, state: Reconciled) => Promise<T>): Promise<T> {
+  requireRoot(action, WHY_ROOT);
+  const where = path.resolve(at);
+  return ctx.exclusive(async () => {
+    const state = reconcile(ctx, true);
+    const m = getAppMount(ctx.store(), where);
+    if (!m || m.removing) throw notFound(`bpfd created no bpffs at ${where} (see: bpfd bpffs list; create one with: bpfd bpffs create ${where} --owner UID)`);
+    return fn(m, state);
+  });
 }
 
 function viewOf(ctx: Context, m: AppMountRecord, state: Pick<Reconciled, 'programs'>): AppMountView {
