@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import type { Context } from './context.js';
 import { pendingOf, type Detection, type Finding } from './disagreements.js';
-import { applyXdpMembers, orderLinks } from './xdp-interface.js';
+import { applyXdpMembers, orderLinks } from './dispatcher-members.js';
 import { isAppMountFinding } from './app-mount-check.js';
 import { syncAppMounts } from './app-mount-sync.js';
 
