@@ -4,7 +4,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here}
-CC=${CC:-cc}
+# clang: scripts/setup.sh installs it for the BPF fixtures already
+CC=${CC:-clang}
 mkdir -p "$out"
 "$CC" -O2 -Wall -Werror -o "$out/bpf-map" "$here/bpf-map.c" -lbpf
 echo "built $out/bpf-map"

@@ -179,8 +179,17 @@ describe("applications read and update bpfd's maps through a bpffs of their own"
     assert.match(noMap.stderr, /has no map named nope/);
     const badMode = env.run('bpffs', 'share', app, '--program', String(prog.id), '--mode', '0755');
     assert.equal(badMode.status, 2);
+    // the policy decides: a data document whose grants leave out "share" (root_allowed false)
+    writeFileSync(env.env.BPFD_POLICY_DATA!, JSON.stringify({ root_allowed: false, grants: [{ name: 'ops', uids: [0], actions: ['load', 'unload'] }] }));
+    const denied = env.run('bpffs', 'share', app, '--program', String(prog.id));
+    assert.equal(denied.status, 3, denied.stderr);
+    assert.match(denied.stderr, /grant "ops": action "share" is not granted/);
+    assert.deepEqual((ok('bpffs', 'list', '-o', 'json').json() as MountView[])[0].shares, [], 'nothing recorded');
+    assert.equal(existsSync(path.join(app, 'gate_config')), false, 'nothing pinned');
+    writeFileSync(env.env.BPFD_POLICY_DATA!, JSON.stringify({ root_allowed: false, grants: [{ name: 'ops', uids: [0], share_paths: [`${dir}/*`] }] }));
     share('--program', String(prog.id));
     assert.equal((ok('bpffs', 'list', '-o', 'json').json() as MountView[])[0].pins.length, 2);
+    rmSync(env.env.BPFD_POLICY_DATA!);
 
     ok('bpffs', 'remove', app);
     assert.deepEqual(mountsUnder(dir), [], 'unmounted');
@@ -356,6 +365,15 @@ describe("applications read and update bpfd's maps through a bpffs of their own"
     assert.ok(existsSync(path.join(app, 'gate_stats')));
     assert.equal(existsSync(path.join(app, 'extra')), false);
 
+    // killed between the first pin and the second: the next command pins the rest
+    ok('bpffs', 'unshare', app);
+    assert.deepEqual(ok('bpffs', 'list', '-o', 'json').json<MountView[]>()[0].pins, []);
+    const halfway = makeEnvLike(env, { BPFD_TEST_HOOK: 'bpffs-share:after-first-pin=kill' }).run('bpffs', 'share', app, '--program', String(prog.id));
+    assert.notEqual(halfway.status, 0);
+    assert.deepEqual((env.run('doctor', '-o', 'json').json() as { findings: Array<{ kind: string }> }).findings.map((f) => f.kind), ['app-pin-missing']);
+    ok('load', 'file', '--path', fixture('xdp_gate.o'), '--name', 'xdp_gate', '--application', 'db');
+    assert.deepEqual(ok('bpffs', 'list', '-o', 'json').json<MountView[]>()[0].pins.map((p) => p.present), [true, true], 'a later change completed the share');
+
     const cut = makeEnvLike(env, { BPFD_TEST_HOOK: 'bpffs-remove:after-unpin=kill' }).run('bpffs', 'remove', app);
     assert.notEqual(cut.status, 0);
     const half = (env.run('doctor', '-o', 'json').json() as { findings: Array<{ kind: string }> }).findings.map((f) => f.kind);
@@ -363,6 +381,15 @@ describe("applications read and update bpfd's maps through a bpffs of their own"
     ok('list'); // any command completes it (a read repairs when the lock is free)
     assert.deepEqual(mountsUnder(dir), []);
     assert.deepEqual(ok('bpffs', 'list', '-o', 'json').json(), []);
+
+    // killed after recording a create, before mounting: the next command mounts it
+    const early = makeEnvLike(env, { BPFD_TEST_HOOK: 'bpffs-create:after-record=kill' }).run('bpffs', 'create', app, '--owner', String(owner));
+    assert.notEqual(early.status, 0);
+    assert.deepEqual(mountsUnder(dir), []);
+    assert.deepEqual((env.run('doctor', '-o', 'json').json() as { findings: Array<{ kind: string }> }).findings.map((f) => f.kind), ['app-mount-missing']);
+    assert.equal(env.run('doctor', '--fix').status, 0);
+    assert.deepEqual(mountsUnder(dir), [app]);
+    assert.equal(statSync(app).uid, owner);
   });
 });
 
