@@ -1,6 +1,3 @@
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
 import { attachCommand, detachCommand, getCommand, listCommand, loadCommand, unloadCommand } from './programs.js';
 import { policyCommand } from './policy.js';
@@ -9,13 +6,6 @@ import { doctorCommand } from './doctor.js';
 import { versionCommand } from './version.js';
 import { BpfdError, ExitCode, exitCodeOf } from '../core/errors.js';
 import { writeErr } from './output.js';
-
-// The shipped policy and fixtures are found relative to the install, wherever the bundle sits.
-if (!process.env.BPFD_HOME) {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (dir !== '/' && !existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
-  process.env.BPFD_HOME = dir;
-}
 
 const main = defineCommand({
   meta: {
@@ -49,7 +39,7 @@ async function resolve(cmd: CommandDef, args: string[]): Promise<[CommandDef, Co
   return [cmd, parent];
 }
 
-/** Runs one command line and returns its exit code; src/cli/launcher.cjs calls it. */
+/** Runs one command line and returns its exit code; the executable's entry (entry.ts) calls it. */
 export async function cli(argv: string[]): Promise<number> {
   if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
     const [cmd, parent] = await resolve(main, argv);
