@@ -91,7 +91,12 @@ function progLoadOnce(req: ProgLoadRequest, logLevel: number, log: Buffer | null
     attr.writeBigUInt64LE(addr(req.funcInfo), 80);
     attr.writeUInt32LE(req.funcInfo.length / 8, 88);
   }
-  return { fd: withSignalsBlocked(() => bpfSyscall(BPF_PROG_LOAD, attr)) };
+  // A signal that loads cannot hold back (see withSignalsBlocked) makes the verifier give up with
+  // EAGAIN: try again, as libbpf does for its own loads (5 attempts).
+  const EAGAIN = 11;
+  let fd = -EAGAIN;
+  for (let attempt = 0; attempt < 5 && fd === -EAGAIN; attempt++) fd = withSignalsBlocked(() => bpfSyscall(BPF_PROG_LOAD, attr));
+  return { fd };
 }
 
 /** Loads BTF data; returns its fd. */
