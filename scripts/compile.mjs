@@ -60,6 +60,8 @@ const traceName = (file) => {
 const plugin = {
   name: 'bpfd',
   setup(b) {
+    // src/cli/entry.ts names the shipped policy without a path: src/ imports nothing outside it
+    b.onResolve({ filter: /^bpfd:shipped-policy$/ }, () => ({ path: path.join(root, 'wasm', 'bpfd.wasm') }));
     b.onResolve({ filter: /^@koromix\// }, (args) =>
       args.path in shims ? { path: args.path, namespace: 'bpfd-shim' } : { path: args.path, external: true },
     );

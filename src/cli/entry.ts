@@ -2,12 +2,13 @@
 // --compile` (scripts/compile.mjs) starts here. Everything below it is portable TypeScript
 // that node's test runner imports as it is.
 import { readFileSync, writeSync } from 'node:fs';
-import shippedPolicy from '../../wasm/bpfd.wasm' with { type: 'file' };
-import { useEmbeddedPolicy } from '../core/config.js';
+import shippedPolicy from 'bpfd:shipped-policy' with { type: 'file' };
+import { useEmbeddedPolicy } from '../base/paths.js';
 import { cli } from './main.js';
 
-// The shipped policy rides inside the executable (a path in Bun's embedded file system), so a
-// copied bpfd needs nothing beside it; BPFD_POLICY and /etc/bpfd/policy.wasm still win.
+// The shipped policy (wasm/bpfd.wasm: scripts/compile.mjs resolves the name) rides inside the
+// executable, as a path in Bun's embedded file system, so a copied bpfd needs nothing beside it;
+// BPFD_POLICY and /etc/bpfd/policy.wasm still win.
 useEmbeddedPolicy(shippedPolicy);
 
 // BPFD_TRACE_MODULES=1: on exit, say which bundled modules this command evaluated (each notes

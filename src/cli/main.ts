@@ -4,7 +4,8 @@ import { policyCommand } from './policy.js';
 import { systemCommand } from './system.js';
 import { doctorCommand } from './doctor.js';
 import { versionCommand } from './version.js';
-import { BpfdError, ExitCode, exitCodeOf } from '../core/errors.js';
+import { BpfdError } from '../base/errors.js';
+import { ExitCode, exitCodeOf } from './exit-codes.js';
 import { writeErr, writeOut } from './output.js';
 import { renderHelp } from './help.js';
 
