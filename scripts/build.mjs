@@ -3,17 +3,24 @@
 // the toolchain; Bun is only the runtime inside the executable, from the exactly pinned npm
 // package @oven/bun-linux-x64, so `npm ci` brings it and nothing downloads anything else.
 //
-// What the compile keeps, and why (figures from `npm run bench`, which builds the variants with
-// the switches of scripts/compile.mjs and prints them side by side):
-// - bytecode (`--bytecode`, which needs the CommonJS output format): JavaScriptCore starts from
-//   precompiled bytecode instead of parsing ~1 MB of bundled source each run.
-// - whitespace and syntax minification, not identifiers (ordered-binary needs its own names):
-//   less source to embed and to scan for the functions that bytecode does not cover.
+// What the compile keeps, and why. Measured by building each variant with the switches of
+// scripts/compile.mjs and running them interleaved, medians of 21 whole processes on the shared
+// 2-core machine (loaded by other test runs, so the absolute figures are high; the differences
+// are what counts): version / list / load --dry-run in ms.
+//   all steps                      40 /  54 / 111
+//   --no-bytecode                 103 / 141 / 249
+//   --no-minify                    42 /  69 / 123
+//   --no-shims (the yaml shim)     39 /  62 / 145
+// - bytecode (which needs the CommonJS output format): JavaScriptCore starts from precompiled
+//   bytecode instead of parsing ~1 MB of bundled source in every command. The largest step.
+// - whitespace and syntax minification, not identifiers (ordered-binary compiles code from the
+//   source of one of its own functions, which must keep its variable names): less to load.
 // - the yaml shim: the policy SDK's yaml builtins otherwise evaluate a large parser in every
-//   command that consults the policy.
+//   command that consults the policy, though no shipped rule calls them.
 // Dropped with Node: the V8 code-cache launcher (bytecode does its job), the build-time paths
-// into node_modules (the addons are inside the executable), msgpackr's stream placeholder (Bun's
-// node:stream is part of the runtime, not loaded from files).
+// into node_modules and the resolve-by-name fallbacks (the addons are inside the executable,
+// required by fixed paths at build time), and msgpackr's stream placeholder (node:stream is part
+// of Bun's runtime, not files to read).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
