@@ -4,12 +4,24 @@
 import { readFileSync, writeSync } from 'node:fs';
 import shippedPolicy from 'bpfd:shipped-policy' with { type: 'file' };
 import { useEmbeddedPolicy } from '../base/paths.js';
+import { useNativeSha256 } from '../base/sha256.js';
 import { cli } from './main.js';
 
 // The shipped policy (wasm/bpfd.wasm: scripts/compile.mjs resolves the name) rides inside the
 // executable, as a path in Bun's embedded file system, so a copied bpfd needs nothing beside it;
 // BPFD_POLICY and /etc/bpfd/policy.wasm still win.
 useEmbeddedPolicy(shippedPolicy);
+
+// Bun hashes in native code (Bun.SHA256); node:crypto would first evaluate its JavaScript and the
+// streams it builds on, ~2 ms of `bpfd version`, which hashes the policy and nothing else.
+interface BunHash {
+  SHA256: { hash(data: Uint8Array): Uint8Array };
+}
+const { SHA256 } = (globalThis as unknown as { Bun: BunHash }).Bun;
+useNativeSha256((data) => {
+  const md = SHA256.hash(data);
+  return Buffer.from(md.buffer, md.byteOffset, md.byteLength);
+});
 
 // BPFD_TRACE_MODULES=1: on exit, say which bundled modules this command evaluated (each notes
 // itself, scripts/compile.mjs) and which shared objects the process mapped (native addons,
