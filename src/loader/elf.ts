@@ -1,6 +1,8 @@
 import { sha256Hex } from '../core/sha256.js';
 import { readFileSync } from 'node:fs';
 import { usageError } from '../core/errors.js';
+import { checkBpfObject } from './elf-gate.js';
+import { timedSync } from '../core/timings.js';
 
 /**
  * Just enough ELF to judge a BPF object before libbpf sees it: whether it is one at all, which
@@ -91,6 +93,8 @@ export function parseBpfElf(path: string, data: Buffer): BpfElf {
   if (data[5] !== 1) throw notBpf('not little-endian (big-endian BPF objects do not run on this host)');
   const machine = data.readUInt16LE(18);
   if (machine !== EM_BPF) throw notBpf(`ELF machine is ${machine}, not BPF (${EM_BPF})`);
+  // Everything below indexes the buffer with the file's own numbers: the gate checked them all.
+  timedSync('object gate', () => checkBpfObject(path, data));
 
   const shoff = Number(data.readBigUInt64LE(40));
   const shentsize = data.readUInt16LE(58);

@@ -80,7 +80,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
   const openErr = Number(get_error(obj));
   if (!obj || openErr) {
     if (ownsMapsDir) rmSync(tmpDir, { recursive: true, force: true });
-    throw failedError(`libbpf could not open ${elf.path}: ${new KernelError('open', -openErr || 22).message.replace(/^open: /, '')}`, logLines(takeLibbpfLog()));
+    throw libbpfRefused(elf, openErr);
   }
   let progPin: string | null = null;
   let finalMapsDir: string | null = null;
@@ -144,6 +144,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
  * name is the one libbpf derives from a path, so internal map names stay the same.
  */
 function openObject(elf: BpfElf): unknown {
+  takeLibbpfLog();
   const name = path.basename(elf.path).replace(/\..*$/, '');
   return open_mem(elf.bytes, elf.bytes.length, { sz: koffi.sizeof(OpenOpts), object_name: name });
 }
@@ -196,6 +197,17 @@ function applyGlobals(map: unknown, mname: string, patches: GlobalPatch[]) {
   if (rc < 0) throw new KernelError(`set initial value of ${mname}`, -rc);
 }
 
+/**
+ * libbpf refusing to open an object is bad input like any other malformed object: exit 2 with
+ * libbpf's own words, which say what it found wrong.
+ */
+function libbpfRefused(elf: BpfElf, err: number): BpfdError {
+  const words = logLines(takeLibbpfLog()).map((l) => l.replace(/^libbpf: /, ''));
+  const reason = words.find((l) => /error|invalid|corrupt|missing|fail|unsupported|bad/i.test(l)) ?? words[words.length - 1];
+  const errno = new KernelError('', -err || 22).message.slice(2);
+  return usageError(`${elf.path} is not a valid BPF object: libbpf refused it (${errno})${reason ? `: ${reason}` : ''}`, words.slice(-20));
+}
+
 function logLines(log: string): string[] {
   return log.split('\n').filter((l) => l.trim() !== '');
 }
@@ -244,7 +256,7 @@ export interface MapDescription {
 export function describeMaps(elf: BpfElf): MapDescription[] {
   const obj = openObject(elf);
   const err = Number(get_error(obj));
-  if (!obj || err) throw failedError(`libbpf could not open ${elf.path}`, logLines(takeLibbpfLog()));
+  if (!obj || err) throw libbpfRefused(elf, err);
   try {
     const out: MapDescription[] = [];
     let map: unknown = null;
