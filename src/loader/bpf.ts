@@ -1,5 +1,6 @@
 import { KernelError } from '../core/errors.js';
 import { koffi, libbpf, libc } from './lib.js';
+import { LinkCreateOpts, LinkUpdateOpts } from './libbpf-opts.js';
 
 /** Thin, typed wrappers over libbpf's low-level (syscall) API. Negative returns are -errno. */
 
@@ -17,9 +18,7 @@ const obj_get = libbpf.func('int bpf_obj_get(const char *path)');
 const obj_get_info_by_fd = libbpf.func('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *len)');
 const prog_get_next_id = libbpf.func('int bpf_prog_get_next_id(uint32_t start, _Out_ uint32_t *next)');
 const link_get_next_id = libbpf.func('int bpf_link_get_next_id(uint32_t start, _Out_ uint32_t *next)');
-const LinkCreateOpts = koffi.struct('bpf_link_create_opts_head', { sz: 'size_t', flags: 'uint32_t' });
-const link_create = libbpf.func('int bpf_link_create(int prog_fd, int target, int attach_type, const bpf_link_create_opts_head *opts)');
-const LinkUpdateOpts = koffi.struct('bpf_link_update_opts', { sz: 'size_t', flags: 'uint32_t', old_prog_fd: 'uint32_t' });
+const link_create = libbpf.func('int bpf_link_create(int prog_fd, int target, int attach_type, const bpf_link_create_opts *opts)');
 const link_update = libbpf.func('int bpf_link_update(int link_fd, int new_prog_fd, const bpf_link_update_opts *opts)');
 const link_detach = libbpf.func('int bpf_link_detach(int link_fd)');
 const map_lookup_elem = libbpf.func('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)');
@@ -180,11 +179,12 @@ function walkIds(next: (start: number, out: number[]) => number): number[] {
 }
 
 export function linkCreate(progFd: number, target: number, attachType: number, flags: number): number {
-  return link_create(progFd, target, attachType, { sz: 16, flags });
+  return link_create(progFd, target, attachType, { sz: koffi.sizeof(LinkCreateOpts), flags });
 }
 
 export function linkUpdate(linkFd: number, newProgFd: number, oldProgFd?: number): void {
-  const opts = oldProgFd === undefined ? { sz: 16, flags: 0, old_prog_fd: 0 } : { sz: 16, flags: BPF_F_REPLACE, old_prog_fd: oldProgFd };
+  const sz = koffi.sizeof(LinkUpdateOpts);
+  const opts = oldProgFd === undefined ? { sz, flags: 0, old_prog_fd: 0 } : { sz, flags: BPF_F_REPLACE, old_prog_fd: oldProgFd };
   check('replace the program behind a BPF link', link_update(linkFd, newProgFd, opts));
 }
 

@@ -1,11 +1,15 @@
 import koffi from 'koffi';
 import { offerNativeSha256 } from '../core/sha256.js';
+import { libbpfVersionOf, unsupportedLibbpf } from './libbpf-version.js';
 
 /**
- * The one place that opens native libraries. libbpf 1.1 (Debian bookworm) is the system
- * library; everything else in src/loader declares its functions against these handles.
+ * The one place that opens native libraries. libbpf 1.4 (bookworm-backports) or newer is
+ * required; everything else in src/loader declares its functions against these handles.
  */
 export const libbpf = koffi.load('libbpf.so.1');
+// Refuse an older libbpf before any of its functions is declared or called (see libbpf-version.ts).
+const loadedLibbpf = libbpfVersionOf(libbpf);
+if (!loadedLibbpf.supported) throw unsupportedLibbpf(loadedLibbpf);
 export const libc = koffi.load('libc.so.6');
 
 // Every node binary carries OpenSSL, linked in or as libcrypto loaded with it, so its SHA256 is

@@ -4,11 +4,10 @@ import { BpfdError, failedError, KernelError, usageError } from '../core/errors.
 import { checkpoint } from '../core/test-hooks.js';
 import { objPin, progInfo, type ProgInfo } from './bpf.js';
 import type { BpfElf } from './elf.js';
+import { ObjectOpenOpts } from './libbpf-opts.js';
 import { BpfMapPtr, BpfObjectPtr, BpfProgramPtr, koffi, libbpf, takeLibbpfLog, withSignalsBlocked } from './lib.js';
 
-// Only the fields up to object_name: libbpf takes a shorter struct (sz says how long) as given.
-const OpenOpts = koffi.struct('bpf_object_open_opts_head', { sz: 'size_t', object_name: 'const char *' });
-const open_mem = libbpf.func('bpf_object *bpf_object__open_mem(const void *buf, size_t size, const bpf_object_open_opts_head *opts)');
+const open_mem = libbpf.func('bpf_object *bpf_object__open_mem(const void *buf, size_t size, const bpf_object_open_opts *opts)');
 const obj_load = libbpf.func('int bpf_object__load(bpf_object *obj)');
 const obj_close = libbpf.func('void bpf_object__close(bpf_object *obj)');
 const next_program = libbpf.func('bpf_program *bpf_object__next_program(bpf_object *obj, bpf_program *prev)');
@@ -146,7 +145,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
 function openObject(elf: BpfElf): unknown {
   takeLibbpfLog();
   const name = path.basename(elf.path).replace(/\..*$/, '');
-  return open_mem(elf.bytes, elf.bytes.length, { sz: koffi.sizeof(OpenOpts), object_name: name });
+  return open_mem(elf.bytes, elf.bytes.length, { sz: koffi.sizeof(ObjectOpenOpts), object_name: name });
 }
 
 /**
