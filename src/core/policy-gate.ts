@@ -2,7 +2,8 @@ import type { Context } from './context.js';
 import type { BpfElf } from '../loader/elf.js';
 import { describeMaps } from '../loader/object.js';
 import { authorize, enforce, type Decision } from '../policy/engine.js';
-import { elfProgramFacts, groupNames } from '../policy/facts.js';
+import { groupNames } from '../policy/facts.js';
+import { requestFacts } from '../policy/request-facts.js';
 import type { PolicyInput, PolicyProgram } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
@@ -15,6 +16,8 @@ export interface GateRequest {
   existing?: Array<{ link: LinkRecord; program: ProgramRecord | undefined }>;
   application?: string | null;
   metadata?: Record<string, string>;
+  /** the program whose maps a load shares (--map-owner-id) */
+  mapOwner?: ProgramRecord;
 }
 
 /** Facts about a program already loaded: what was recorded at load, for later decisions. */
@@ -33,7 +36,11 @@ function recordFacts(r: ProgramRecord): PolicyProgram {
 }
 
 export function programFacts(elf: BpfElf, name: string): PolicyProgram {
-  return elfProgramFacts(elf, name, describeMaps(elf));
+  return requestFacts(elf, name, describeMaps(elf));
+}
+
+function mapOwnerFacts(r: ProgramRecord): NonNullable<PolicyInput['map_owner']> {
+  return { id: r.id, name: r.name, owner: r.owner, application: r.application, maps: r.map_names };
 }
 
 export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
@@ -59,6 +66,7 @@ export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
     ...(p?.record ? { owner: p.record.owner } : {}),
     application: req.application ?? null,
     metadata: req.metadata ?? {},
+    ...(req.mapOwner ? { map_owner: mapOwnerFacts(req.mapOwner) } : {}),
   };
 }
 

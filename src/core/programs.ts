@@ -87,8 +87,10 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
   const { elf, program: { section, type } } = req;
   const store = ctx.store();
   let shareMapsFrom: string | undefined;
+  let mapOwner: ProgramRecord | undefined;
   if (req.mapOwnerId !== undefined) {
     const owner = state.programs.find((p) => p.id === req.mapOwnerId);
+    mapOwner = owner;
     if (!owner) throw usageError(`--map-owner-id ${req.mapOwnerId}: no program with that id is loaded by bpfd`);
     if (req.persist && !owner.persist) {
       throw usageError(`--persist with --map-owner-id ${req.mapOwnerId}: program ${req.mapOwnerId} is not persisted, so after a reboot there would be no maps to share`, [
@@ -107,6 +109,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
     existing: existing.map((link) => ({ link, program: state.programs.find((p) => p.id === link.prog_id) })),
     application: req.application ?? null,
     metadata: req.metadata,
+    mapOwner,
   });
 
   if (req.dryRun) {
