@@ -1,4 +1,4 @@
-import { KernelError } from '../core/errors.js';
+import { KernelError } from '../base/errors.js';
 import { koffi, libbpf, libc } from './lib.js';
 import { LinkCreateOpts, LinkUpdateOpts } from './libbpf-opts.js';
 

@@ -1,5 +1,4 @@
 import koffi from 'koffi';
-import { offerNativeSha256 } from '../core/sha256.js';
 import { libbpfVersionOf, unsupportedLibbpf } from './libbpf-version.js';
 
 /**
@@ -12,18 +11,23 @@ const loadedLibbpf = libbpfVersionOf(libbpf);
 if (!loadedLibbpf.supported) throw unsupportedLibbpf(loadedLibbpf);
 export const libc = koffi.load('libc.so.6');
 
-// Every node binary carries OpenSSL, linked in or as libcrypto loaded with it, so its SHA256 is
-// among the process's own symbols. A node without it leaves sha256Hex on node:crypto.
-try {
-  const SHA256 = koffi.load(null as unknown as string).func('void *SHA256(const uint8_t *d, size_t n, _Out_ uint8_t *md)');
-  offerNativeSha256((data) => {
-    const md = Buffer.alloc(32);
-    SHA256(data, data.length, md);
-    return md;
-  });
-} catch {
-  // no SHA256 symbol in this process
-}
+/**
+ * OpenSSL's one-shot SHA256, for base/sha256's useNativeSha256: every node binary carries OpenSSL,
+ * linked in or as libcrypto loaded with it, so its SHA256 is among the process's own symbols.
+ * null in a node without it (sha256Hex then stays on node:crypto).
+ */
+export const opensslSha256: ((data: Uint8Array) => Buffer) | null = (() => {
+  try {
+    const SHA256 = koffi.load(null as unknown as string).func('void *SHA256(const uint8_t *d, size_t n, _Out_ uint8_t *md)');
+    return (data: Uint8Array) => {
+      const md = Buffer.alloc(32);
+      SHA256(data, data.length, md);
+      return md;
+    };
+  } catch {
+    return null; // no SHA256 symbol in this process
+  }
+})();
 
 /** Opaque libbpf handles. */
 export const BpfObject = koffi.opaque('bpf_object');

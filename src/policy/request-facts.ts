@@ -1,5 +1,4 @@
-import type { BpfElf } from '../loader/elf.js';
-import { elfProgramFacts } from './facts.js';
+import { elfProgramFacts, type BytecodeObject } from './facts.js';
 import type { PolicyMap, PolicyProgram, PolicyTailCall } from './input.js';
 
 /**
@@ -10,7 +9,12 @@ import type { PolicyMap, PolicyProgram, PolicyTailCall } from './input.js';
  * merged with every target's, and each target is listed by name with its own facts: a
  * forbidden-helper rule sees a helper whichever of them calls it.
  */
-export function requestFacts(elf: BpfElf, name: string, maps: PolicyMap[] = []): PolicyProgram {
+/** An object as the loader sees it: with the tail-call targets its prog arrays name. */
+export interface LoadableObject extends BytecodeObject {
+  progArrayTargets: readonly string[];
+}
+
+export function requestFacts(elf: LoadableObject, name: string, maps: PolicyMap[] = []): PolicyProgram {
   const own = elfProgramFacts(elf, name, maps);
   const targets = [...new Set(elf.progArrayTargets)].filter((t) => t !== name && elf.programs.some((p) => p.name === t));
   if (targets.length === 0) return { ...own, tail_calls: [] };
