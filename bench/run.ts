@@ -1,5 +1,6 @@
 import { benchCli } from './cli.js';
 import { benchDispatcher } from './dispatcher.js';
+import { benchElfGate } from './elf-gate.js';
 import { benchPolicy } from './policy.js';
 import { benchRecovery } from './recovery.js';
 
@@ -10,6 +11,7 @@ if (process.getuid?.() !== 0) {
 }
 const sections: Array<[string, () => Promise<string[]>]> = [
   ['CLI', () => benchCli()],
+  ['Strict ELF gate', () => benchElfGate()],
   ['XDP dispatcher', () => benchDispatcher()],
   ['Policy', () => benchPolicy()],
   ['Lock and recovery check', () => benchRecovery()],

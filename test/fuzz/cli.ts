@@ -26,7 +26,11 @@ if (process.getuid?.() !== 0) {
   console.error('fuzz: run as root (sudo npm run fuzz): mutants that pass are loaded into the kernel');
   process.exit(2);
 }
+// Ctrl-C stops after the mutants at hand, so every worker still unloads and cleans up.
+const stop = { requested: false };
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => (stop.requested = true));
 const report = await runFuzz({
+  stop,
   seed: opt('seed', 2026),
   count: opt('count', 2000),
   concurrency: opt('concurrency', 3),

@@ -41,6 +41,8 @@ export interface FuzzOptions {
   /** keep failing mutants under fixtures/hostile/ (the CLI does; a test run prints them) */
   keepFailures?: boolean;
   log?: (line: string) => void;
+  /** set to stop early: workers finish the mutant at hand, check and clean up */
+  stop?: { requested: boolean };
 }
 
 export interface FuzzFailure {
@@ -174,7 +176,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     let sinceCheck = 0;
     const loadedIds: number[] = [];
     try {
-      for (let i = next++; i < opts.count; i = next++) {
+      for (let i = next++; i < opts.count && !opts.stop?.requested; i = next++) {
         const { fx, m } = mutantOf(all, opts.seed, i);
         const st = report.byStrategy[m.strategy];
         st.mutants++;
