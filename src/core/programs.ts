@@ -20,6 +20,7 @@ import { opensslSha256 } from '../loader/lib.js';
 import { imageKey, objectKey, releaseObject } from '../state/blobs.js';
 import { nextCounter } from '../state/store.js';
 import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../state/records.js';
+import { checkMetadata } from './request-checks.js';
 
 export const MAX_XDP_PER_INTERFACE = 10;
 
@@ -59,6 +60,7 @@ const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 /** Loads a program from an object file and, with attach options, attaches it in the same step. */
 export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<ProgramView | DryRunResult> {
   requireRoot('bpfd load');
+  checkMetadata(req.metadata);
   const elf = timedSync('read object', () => readBpfElf(path.resolve(req.path)));
   const program = programIn(elf, req.name, req.type, req.attach !== undefined);
   return ctx.exclusive(async () => loadObject(ctx, timedSync('recovery check', () => reconcile(ctx, true)), { ...req, elf, program }));

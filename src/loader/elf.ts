@@ -1,8 +1,8 @@
 import { sha256Hex } from '../base/sha256.js';
-import { readFileSync } from 'node:fs';
 import { invalidInput } from '../base/errors.js';
 import { timedSync } from '../base/timings.js';
 import { checkBpfObject } from './elf-gate.js';
+import { readObjectFile } from './object-file.js';
 
 /**
  * Just enough ELF to judge a BPF object before libbpf sees it: whether it is one at all, which
@@ -75,16 +75,7 @@ export interface BpfElf {
 }
 
 export function readBpfElf(path: string): BpfElf {
-  let data: Buffer;
-  try {
-    data = readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw invalidInput(`bytecode file ${path} does not exist`, ['give the path of a compiled BPF object (.o) with --path']);
-    if (code === 'EISDIR') throw invalidInput(`bytecode path ${path} is a directory, not a BPF object file`);
-    throw invalidInput(`cannot read bytecode file ${path}: ${(e as Error).message}`);
-  }
-  return parseBpfElf(path, data);
+  return parseBpfElf(path, readObjectFile(path));
 }
 
 export function parseBpfElf(path: string, data: Buffer): BpfElf {
