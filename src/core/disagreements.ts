@@ -49,16 +49,16 @@ export type RunningLinks = (ctx: Context, key: IfaceKey) => number[];
  * imported so that this module, and a read that never reaches the kernel, do not load koffi.
  */
 /** A record read for reconcile, or the error naming what is wrong with it (state/record-check.ts). */
-function checkedRecord<T>(ctx: Context, what: string, key: number, value: T, problem: (v: unknown, k: number) => string | null): T {
-  const why = problem(value, key);
-  if (why) throw damagedRecord(ctx.paths.stateDir, what, key, why);
+function checkedRecord<T>(ctx: Context, what: string, value: T, problem: (v: unknown) => string | null): T {
+  const why = problem(value);
+  if (why) throw damagedRecord(ctx.paths.stateDir, what, (value as { id?: unknown } | null)?.id, why);
   return value;
 }
 
 export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: RunningLinks }): Detection {
   const store = ctx.store();
   const bootId = ctx.bootId();
-  const allLinks = [...store.links.getRange()].map((e) => checkedRecord(ctx, 'link', e.key, e.value, linkRecordProblem));
+  const allLinks = store.links().map((l) => checkedRecord(ctx, 'link', l, linkRecordProblem));
   const byProgram = new Map<number, LinkRecord[]>();
   for (const l of allLinks) byProgram.set(l.prog_id, [...(byProgram.get(l.prog_id) ?? []), l]);
   const linksOf = (id: number) => byProgram.get(id) ?? [];
@@ -67,15 +67,15 @@ export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: Runnin
   // A program's pin is what keeps it alive, and bpfd pins every program it loads: one readdir
   // answers for all records, where asking the kernel would take a bpf() call each.
   const pinned = new Set(listDir(path.join(ctx.paths.bpffs, 'progs')));
-  for (const { key, value } of store.programs.getRange()) {
-    const p = checkedRecord(ctx, 'program', key, value, programRecordProblem);
+  for (const raw of store.programs()) {
+    const p = checkedRecord(ctx, 'program', raw, programRecordProblem);
     if (p.boot_id !== bootId) findings.push({ kind: p.persist ? 'previous-boot-persisted' : 'previous-boot', program: p, links: linksOf(p.id) });
     else if (!pinned.has(String(p.id))) findings.push({ kind: 'program-gone', program: p, links: linksOf(p.id) });
     else programs.push(p);
   }
   const live = new Set(programs.map((p) => p.id));
   const links = allLinks.filter((l) => live.has(l.prog_id));
-  for (const { value } of store.pending.getRange()) findings.push({ kind: 'pending-restore', pending: value });
+  for (const value of store.pendingRestores()) findings.push({ kind: 'pending-restore', pending: value });
   if (opts.deep) {
     findings.push(...strayPins(ctx.paths.bpffs, pinned, live, programs));
     if (opts.dispatchers) findings.push(...divergedDispatchers(ctx, links, opts.dispatchers));

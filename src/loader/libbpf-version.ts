@@ -4,7 +4,7 @@ import { failed } from '../base/errors.js';
 /**
  * The libbpf bpfd dlopens, and whether bpfd works with it. bpfd needs 1.4: older libbpf (1.1, as
  * Debian bookworm ships it) crashes on some malformed objects inside bpf_object__open_mem, lacks
- * the TCX API, and takes shorter option structs than src/loader/libbpf-opts.ts declares.
+ * the TCX API, and takes shorter option structs than src/loader/abi.ts declares.
  */
 export const MIN_LIBBPF = { major: 1, minor: 4 } as const;
 

@@ -1,10 +1,10 @@
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { BpfdError, failed, KernelError, invalidInput } from '../base/errors.js';
+import { BpfdError, Errno, failed, KernelError, invalidInput } from '../base/errors.js';
 import { checkpoint } from '../base/test-hooks.js';
+import { ObjectOpenOpts } from './abi.js';
 import { objPin, progInfo, type ProgInfo } from './bpf.js';
 import type { BpfElf } from './elf.js';
-import { ObjectOpenOpts } from './libbpf-opts.js';
 import { BpfMapPtr, BpfObjectPtr, BpfProgramPtr, koffi, libbpf, takeLibbpfLog, withSignalsBlocked } from './lib.js';
 
 const open_mem = libbpf.func('bpf_object *bpf_object__open_mem(const void *buf, size_t size, const bpf_object_open_opts *opts)');
@@ -222,7 +222,7 @@ function loadFailure(name: string, file: string, errno: number, log: string): Bp
     const tail = verifier.length > 60 ? ['…', ...verifier.slice(-60)] : verifier;
     return failed(`the kernel verifier rejected program ${name} from ${file} (${new KernelError('', errno).message.slice(2)})`, tail);
   }
-  if (errno === 1) {
+  if (errno === Errno.EPERM) {
     return failed(`loading ${name} from ${file} was not permitted (EPERM): bpfd needs root (CAP_BPF and CAP_NET_ADMIN)`, lines.slice(-20));
   }
   return failed(`libbpf failed to load ${name} from ${file}: ${new KernelError('', errno).message.slice(2)}`, lines.slice(-20));

@@ -49,19 +49,18 @@ const LINK: Check[] = [
   ['seq', isInt, 'a whole number'],
 ];
 
-function problem(rec: unknown, checks: Check[], key: number): string | null {
+function problem(rec: unknown, checks: Check[]): string | null {
   if (!isObj(rec)) return `it is ${rec === null ? 'null' : typeof rec}, not a record`;
   const r = rec as Record<string, unknown>;
   for (const [field, ok, want] of checks) if (!ok(r[field])) return `${field} is ${JSON.stringify(r[field]) ?? 'missing'}, not ${want}`;
-  if (r.id !== key) return `its id ${JSON.stringify(r.id)} is not its key ${key}`;
   return null;
 }
 
-export const programRecordProblem = (rec: unknown, key: number) => problem(rec, PROGRAM, key);
-export const linkRecordProblem = (rec: unknown, key: number) => problem(rec, LINK, key);
+export const programRecordProblem = (rec: unknown) => problem(rec, PROGRAM);
+export const linkRecordProblem = (rec: unknown) => problem(rec, LINK);
 
-export function damagedRecord(stateDir: string, what: string, key: number, why: string): BpfdError {
-  return failed(`the store's record of ${what} ${key} in ${stateDir} is damaged or was edited by hand: ${why}`, [
+export function damagedRecord(stateDir: string, what: string, id: unknown, why: string): BpfdError {
+  return failed(`the store's record of ${what} ${typeof id === 'number' ? id : '(no id)'} in ${stateDir} is damaged or was edited by hand: ${why}`, [
     'bpfd does not guess at records: put back the record from a backup of the store,',
     `or move the store aside (mv ${stateDir} ${stateDir}.damaged): the next bpfd command starts an empty store and removes the programs it finds pinned`,
   ]);

@@ -3,8 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { openStore } from '../../src/state/store.js';
-import type { ProgramRecord } from '../../src/state/records.js';
+import { editProgramRecord } from '../helpers/store-edit.js';
 import { fixture, kernelProgIds, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
 import { newProgramsNamed } from '../helpers/kernel-leaks.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
@@ -189,16 +188,7 @@ describe('hostile input at every door', { skip }, () => {
     const ok = env.run(...load('-o', 'json'));
     assert.equal(ok.status, 0, ok.stderr);
     const id = ok.json().id as number;
-    const edit = (patch: Record<string, unknown>) => {
-      const store = openStore(env.env.BPFD_STATE_DIR!);
-      try {
-        const rec = store.programs.get(id) as ProgramRecord;
-        store.programs.putSync(id, { ...rec, ...patch });
-        return rec;
-      } finally {
-        store.close();
-      }
-    };
+    const edit = (patch: Record<string, unknown>) => editProgramRecord(env.env.BPFD_STATE_DIR!, id, (r) => ({ ...r, ...patch }));
     const original = edit({ name: 42 });
     try {
       for (const args of [['list'], ['get', String(id)], ['doctor']]) {
@@ -210,7 +200,7 @@ describe('hostile input at every door', { skip }, () => {
       edit({ name: original.name, owner: null });
       assert.match(env.run('list').stderr, /owner is null, not an owner \(uid, username\)/);
     } finally {
-      edit(original as unknown as Record<string, unknown>);
+      editProgramRecord(env.env.BPFD_STATE_DIR!, id, () => original);
     }
     assert.equal(env.run('unload', String(id)).status, 0);
     assert.ok(progGone(id));

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { openStore } from '../../src/state/store.js';
-import type { ProgramRecord } from '../../src/state/records.js';
 import { fixture, kernelProgIds, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
 import { newProgramsNamed } from '../helpers/kernel-leaks.js';
+import { editProgramRecord, readProgramRecord } from '../helpers/store-edit.js';
 
 // The two ways around the policy issue #12 found, through the executable: a forbidden helper in
 // a tail-call target, and sharing another owner's maps. Both must be denied (exit 3) with a
@@ -43,13 +42,8 @@ describe('the policy sees everything a load runs', { skip: needsRoot() }, () => 
     const ok = env.run('load', 'file', '--path', fixture('innocent.o'), '--name', 'innocent', '-o', 'json');
     assert.equal(ok.status, 0, ok.stderr);
     const id = ok.json().id as number;
-    const store = openStore(env.env.BPFD_STATE_DIR!);
-    try {
-      // later decisions about the program (attach) see the target's helpers too
-      assert.ok((store.programs.get(id) as ProgramRecord).facts?.helpers.includes('bpf_redirect'), 'recorded facts cover the target');
-    } finally {
-      store.close();
-    }
+    // later decisions about the program (attach) see the target's helpers too
+    assert.ok(readProgramRecord(env.env.BPFD_STATE_DIR!, id)?.facts?.helpers.includes('bpf_redirect'), 'recorded facts cover the target');
     assert.equal(env.run('unload', String(id)).status, 0);
     assert.ok(progGone(id));
   });
@@ -61,13 +55,7 @@ describe('the policy sees everything a load runs', { skip: needsRoot() }, () => 
     const ownerId = owner.json().id as number;
     // Another tenant's program: the service (issue #9) records callers other than root; here the
     // record is given another owner in the store, as such a load would have left it.
-    const store = openStore(env.env.BPFD_STATE_DIR!);
-    try {
-      const rec = store.programs.get(ownerId) as ProgramRecord;
-      store.programs.putSync(ownerId, { ...rec, owner: { uid: 1002, username: 'bob' }, application: 'billing' });
-    } finally {
-      store.close();
-    }
+    editProgramRecord(env.env.BPFD_STATE_DIR!, ownerId, (r) => ({ ...r, owner: { uid: 1002, username: 'bob' }, application: 'billing' }));
     const grant = { name: 'ops', uids: [0], actions: ['load', 'unload', 'attach', 'detach'] };
     data({ root_allowed: false, grants: [grant] });
     const share = ['load', 'file', '--path', fixture('xdp_tailcall.o'), '--name', 'xdp_tailcall', '--map-owner-id', String(ownerId)];

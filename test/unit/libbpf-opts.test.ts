@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { koffi } from '../../src/loader/lib.js';
-import { LIBBPF_1_4_SIZES, LinkCreateOpts, LinkUpdateOpts, ObjectOpenOpts } from '../../src/loader/libbpf-opts.js';
+import { LIBBPF_1_4_SIZES, LinkCreateOpts, LinkUpdateOpts, ObjectOpenOpts } from '../../src/loader/abi.js';
 import { isSupported } from '../../src/loader/libbpf-version.js';
 
 test("option structs have libbpf 1.4's sizes", () => {
