@@ -19,6 +19,7 @@ import { loadProgramObject, mapsDirPath, progPinPath } from '../loader/object.js
 import { opensslSha256 } from '../loader/lib.js';
 import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../state/records.js';
 import { checkMetadata } from './request-checks.js';
+import { checkMapSizes } from './map-limits.js';
 
 export const MAX_XDP_PER_INTERFACE = 10;
 
@@ -117,6 +118,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
     metadata: req.metadata,
     mapOwner,
   });
+  checkMapSizes(input.program?.maps ?? [], elf.path);
 
   if (req.dryRun) {
     const pending = { id: 0, priority: req.attach?.priority ?? 0, seq: Number.MAX_SAFE_INTEGER };

@@ -28,7 +28,7 @@ describe('regression mutants from the fuzzer', { skip: needsRoot() }, () => {
       if (c.expect) {
         assert.equal(r.status, c.expect.status, r.stderr);
         assert.match(r.stderr, new RegExp(c.expect.message));
-        assert.match(r.stderr, /is not a valid BPF object: /);
+        if (c.expect.gate !== false) assert.match(r.stderr, /is not a valid BPF object: /);
       }
       if (r.status === 0) assert.equal(env.run('unload', String(r.json().id)).status, 0);
       assert.deepEqual(env.pins(), [], 'no pins left');
