@@ -1,5 +1,6 @@
 import { invalidInput, type BpfdError } from '../base/errors.js';
 import { checkBtf, checkBtfExt } from './btf-gate.js';
+import type { ElfSection } from './elf.js';
 
 /**
  * The strict gate every object passes before anything else reads it, bpfd's own ELF reader and
@@ -19,13 +20,16 @@ const SHDR = 64;
 const SYM = 24;
 const REL = 16;
 const ET_REL = 1;
-const EM_BPF = 247;
+export const EM_BPF = 247;
 const SHN_LORESERVE = 0xff00;
 const SHN_ABS = 0xfff1;
 const SHN_COMMON = 0xfff2;
 
+/** ELF constants (elf.h) the gate and the reader share. */
 export const SHT = { NULL: 0, PROGBITS: 1, SYMTAB: 2, STRTAB: 3, RELA: 4, NOBITS: 8, REL: 9, DYNSYM: 11 } as const;
-const SHF_EXECINSTR = 0x4;
+export const SHF_EXECINSTR = 0x4;
+export const STT = { OBJECT: 1, FUNC: 2 } as const;
+export const STB_GLOBAL = 1;
 
 /** A malformed object: the message CLI.md promises, naming what is wrong and where. */
 export function malformed(path: string, what: string): BpfdError {
@@ -37,15 +41,9 @@ export function malformed(path: string, what: string): BpfdError {
 /** Unsigned 64-bit little-endian as a number; values past 2^53 lose precision but stay huge. */
 export const u64 = (d: Buffer, o: number) => d.readUInt32LE(o) + d.readUInt32LE(o + 4) * 4294967296;
 
-export interface GateSection {
-  index: number;
+/** A section header as the gate decodes it: the reader's ElfSection before names are resolved. */
+export interface GateSection extends Omit<ElfSection, 'name'> {
   nameOff: number;
-  type: number;
-  flags: number;
-  offset: number;
-  size: number;
-  link: number;
-  info: number;
   entsize: number;
 }
 
@@ -161,14 +159,14 @@ export function checkBpfObject(path: string, data: Buffer): CheckedElf {
       if (shndx === 0 || shndx === SHN_ABS || shndx === SHN_COMMON) continue;
       if (shndx >= shnum) throw bad(`${where}: section index ${shndx} is not one of the ${shnum} sections`);
       const symType = data[o + 4] & 0xf;
-      if (symType !== 1 && symType !== 2) continue; // only objects and functions have extents
+      if (symType !== STT.OBJECT && symType !== STT.FUNC) continue; // only objects and functions have extents
       const value = u64(data, o + 8);
       const size = u64(data, o + 16);
       const sec = sections[shndx];
       if (value > sec.size || size > sec.size - value) {
         throw bad(`${where}: [${value}, +${size}) lies outside ${at(sec)} of ${sec.size} bytes`);
       }
-      if (symType === 2 && sec.flags & SHF_EXECINSTR && (value % 8 !== 0 || size % 8 !== 0)) {
+      if (symType === STT.FUNC && sec.flags & SHF_EXECINSTR && (value % 8 !== 0 || size % 8 !== 0)) {
         throw bad(`${where}: function at byte ${value}, ${size} bytes, does not start and end on an instruction boundary in ${at(sec)}`);
       }
     }

@@ -1,7 +1,7 @@
 import { sha256Hex } from '../base/sha256.js';
 import { invalidInput } from '../base/errors.js';
 import { timedSync } from '../base/timings.js';
-import { checkBpfObject } from './elf-gate.js';
+import { checkBpfObject, EM_BPF, SHF_EXECINSTR, SHT, STB_GLOBAL, STT } from './elf-gate.js';
 import { readObjectFile } from './object-file.js';
 
 /**
@@ -11,13 +11,10 @@ import { readObjectFile } from './object-file.js';
  * state, and keeps policy facts available without loading anything.
  */
 
-const EM_BPF = 247;
-const SHT_SYMTAB = 2;
-const SHT_REL = 9;
-const SHF_EXECINSTR = 0x4;
-const STT_OBJECT = 1;
-const STT_FUNC = 2;
-const STB_GLOBAL = 1;
+const SHT_SYMTAB = SHT.SYMTAB;
+const SHT_REL = SHT.REL;
+const STT_OBJECT = STT.OBJECT;
+const STT_FUNC = STT.FUNC;
 
 export interface ElfSection {
   index: number;
