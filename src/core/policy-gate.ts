@@ -1,6 +1,6 @@
 import type { Context } from './context.js';
 import type { BpfElf } from '../loader/elf.js';
-import { describeMaps } from '../loader/object.js';
+import type { MapDescription } from '../loader/object.js';
 import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
 import { groupNames } from '../policy/facts.js';
@@ -12,7 +12,7 @@ export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
 
 export interface GateRequest {
   action: Action;
-  program?: { record?: ProgramRecord; elf?: BpfElf; name: string; type: string; section: string };
+  program?: { record?: ProgramRecord; elf?: BpfElf; maps?: MapDescription[]; name: string; type: string; section: string };
   attach?: { iface: string; netns: string | null; priority: number; proceed_on: string[] };
   existing?: Array<{ link: LinkRecord; program: ProgramRecord | undefined }>;
   application?: string | null;
@@ -36,18 +36,11 @@ function recordFacts(r: ProgramRecord): PolicyProgram {
   };
 }
 
-export function programFacts(elf: BpfElf, name: string): PolicyProgram {
-  return requestFacts(elf, name, describeMaps(elf));
-}
-
-function mapOwnerFacts(r: ProgramRecord): NonNullable<PolicyInput['map_owner']> {
-  return { id: r.id, name: r.name, owner: r.owner, application: r.application, maps: r.map_names };
-}
 
 export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
   const s = ctx.subject;
   const p = req.program;
-  const program = p?.elf ? programFacts(p.elf, p.name) : p?.record ? recordFacts(p.record) : undefined;
+  const program = p?.elf ? requestFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
   return {
     subject: { uid: s.uid, gid: s.gid, groups: groupNames([s.gid, ...s.groups]), username: s.username, pid: s.pid, via: s.via },
     action: req.action,
@@ -69,6 +62,10 @@ export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
     metadata: req.metadata ?? {},
     ...(req.mapOwner ? { map_owner: mapOwnerFacts(req.mapOwner) } : {}),
   };
+}
+
+function mapOwnerFacts(r: ProgramRecord): NonNullable<PolicyInput['map_owner']> {
+  return { id: r.id, name: r.name, owner: r.owner, application: r.application, maps: r.map_names };
 }
 
 /**
