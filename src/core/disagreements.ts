@@ -5,6 +5,7 @@ import { TMP_MAPS_DIR } from '../loader/pin-names.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from '../state/records.js';
 import { ifaceKeyString, keyOfLink, type IfaceKey } from './iface-key.js';
 import { damagedRecord, linkRecordProblem, programRecordProblem } from '../state/record-check.js';
+import { checkAppMounts, type AppMountFinding, type PinIdentity } from './app-mount-check.js';
 
 /**
  * Where store, pins and kernel disagree. Detection only reads; src/core/repair.ts applies what
@@ -27,7 +28,9 @@ export type Finding =
   /** the dispatcher runs other links than the records name: the records win */
   | { kind: 'dispatcher-diverged'; iface: IfaceKey; links: LinkRecord[]; running: number[] }
   /** an interface's dispatcher link with no recorded members */
-  | { kind: 'empty-interface'; path: string };
+  | { kind: 'empty-interface'; path: string }
+  /** applications' bpffs mounts and their pins (src/core/app-mount-check.ts) */
+  | AppMountFinding;
 
 export type FindingKind = Finding['kind'];
 
@@ -55,7 +58,7 @@ function checkedRecord<T>(ctx: Context, what: string, value: T, problem: (v: unk
   return value;
 }
 
-export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: RunningLinks }): Detection {
+export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: RunningLinks; pins?: PinIdentity }): Detection {
   const store = ctx.store();
   const bootId = ctx.bootId();
   const allLinks = store.links().map((l) => checkedRecord(ctx, 'link', l, linkRecordProblem));
@@ -80,6 +83,8 @@ export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: Runnin
     findings.push(...strayPins(ctx.paths.bpffs, pinned, live, programs));
     if (opts.dispatchers) findings.push(...divergedDispatchers(ctx, links, opts.dispatchers));
     findings.push(...emptyInterfaces(ctx.paths.bpffs, links));
+    const waiting = new Set(pendingRestores({ programs, links, findings }).map((p) => p.key));
+    findings.push(...checkAppMounts(ctx, programs, waiting, opts.pins));
   }
   return { programs, links, findings };
 }

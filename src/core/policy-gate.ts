@@ -5,10 +5,10 @@ import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
 import { groupNames } from '../policy/facts.js';
 import { requestFacts } from '../policy/request-facts.js';
-import type { PolicyInput, PolicyProgram } from '../policy/input.js';
+import type { PolicyInput, PolicyProgram, PolicyShare } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
-export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
+export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull' | 'share';
 
 export interface GateRequest {
   action: Action;
@@ -19,6 +19,7 @@ export interface GateRequest {
   metadata?: Record<string, string>;
   /** the program whose maps a load shares (--map-owner-id) */
   mapOwner?: ProgramRecord;
+  share?: PolicyShare;
 }
 
 /** Facts about a program already loaded: what was recorded at load, for later decisions. */
@@ -61,6 +62,7 @@ export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
     application: req.application ?? null,
     metadata: req.metadata ?? {},
     ...(req.mapOwner ? { map_owner: mapOwnerFacts(req.mapOwner) } : {}),
+    ...(req.share ? { share: req.share } : {}),
   };
 }
 
