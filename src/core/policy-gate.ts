@@ -3,7 +3,8 @@ import type { BpfElf } from '../loader/elf.js';
 import type { MapDescription } from '../loader/object.js';
 import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
-import { elfProgramFacts, groupNames } from '../policy/facts.js';
+import { groupNames } from '../policy/facts.js';
+import { requestFacts } from '../policy/request-facts.js';
 import type { PolicyInput, PolicyProgram, PolicyShare } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
@@ -16,6 +17,8 @@ export interface GateRequest {
   existing?: Array<{ link: LinkRecord; program: ProgramRecord | undefined }>;
   application?: string | null;
   metadata?: Record<string, string>;
+  /** the program whose maps a load shares (--map-owner-id) */
+  mapOwner?: ProgramRecord;
   share?: PolicyShare;
 }
 
@@ -38,7 +41,7 @@ function recordFacts(r: ProgramRecord): PolicyProgram {
 export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
   const s = ctx.subject;
   const p = req.program;
-  const program = p?.elf ? elfProgramFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
+  const program = p?.elf ? requestFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
   return {
     subject: { uid: s.uid, gid: s.gid, groups: groupNames([s.gid, ...s.groups]), username: s.username, pid: s.pid, via: s.via },
     action: req.action,
@@ -58,8 +61,13 @@ export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
     ...(p?.record ? { owner: p.record.owner } : {}),
     application: req.application ?? null,
     metadata: req.metadata ?? {},
+    ...(req.mapOwner ? { map_owner: mapOwnerFacts(req.mapOwner) } : {}),
     ...(req.share ? { share: req.share } : {}),
   };
+}
+
+function mapOwnerFacts(r: ProgramRecord): NonNullable<PolicyInput['map_owner']> {
+  return { id: r.id, name: r.name, owner: r.owner, application: r.application, maps: r.map_names };
 }
 
 /**
