@@ -8,23 +8,36 @@ type PolicyInfo = typeof import('../policy/engine.js').policyInfo;
 import type { DecisionRecord } from '../state/decision-log.js';
 import { bpfdCommand, outputOption } from './command.js';
 import { printJson, table, writeOut } from './output.js';
+import { inputFromFlags, requestFlagsGiven, requestOptions } from './policy-eval-flags.js';
 
 /** `bpfd policy eval` and `bpfd policy log`: see what the policy decides, and what it decided. */
 
 const evalCommand = bpfdCommand({
   name: 'policy eval',
-  description: 'Evaluate the active policy on an input document and print the decision, without acting (exit 0 allowed, 3 denied)',
+  description:
+    'Evaluate the policy on a request and print the decision, without acting (exit 0 allowed, 3 denied). ' +
+    'Describe the request with --object/--name and request flags: the input is built as a real load, attach, detach, unload or pull builds it, ' +
+    'bytecode facts read from the object, --as/--group standing in for the caller, --existing for the programs already on the interface. ' +
+    'Needs neither root nor a kernel. Or give a whole input with --input.',
   options: {
-    input: { type: 'string', description: 'policy input as JSON (see policies/README.md); - reads stdin', valueHint: 'FILE' },
+    ...requestOptions,
+    input: { type: 'string', description: 'a whole policy input as JSON instead of a request (see policies/README.md); - reads stdin', valueHint: 'FILE' },
     data: { type: 'string', description: 'data document to use instead of BPFD_POLICY_DATA, to try an edit before installing it', valueHint: 'FILE' },
+    policy: { type: 'string', description: 'policy module to use instead of the active one (BPFD_POLICY, /etc/bpfd/policy.wasm)', valueHint: 'FILE.wasm' },
+    explain: { type: 'boolean', description: 'also print the input that was evaluated' },
     ...outputOption,
   },
   async run({ values }) {
     const file = values.input as string | undefined;
-    if (!file) throw usageError('missing --input FILE (see: bpfd policy eval --help)', ['policies/examples/input-load.json is an example input']);
-    const input = readInput(file);
+    let input: unknown;
+    if (file) {
+      const extra = requestFlagsGiven(values);
+      if (extra.length) throw usageError(`--input is the whole input: leave out ${extra.join(', ')}`);
+      input = readInput(file);
+    } else input = await inputFromFlags(values);
     const paths = resolvePaths();
     if (values.data) paths.policyData = values.data as string;
+    if (values.policy) paths.policy = values.policy as string;
     // Loaded here, not at the top: every bpfd command imports this file for its --help.
     const { evaluate, inputSha256, policyInfo } = await import('../policy/engine.js');
     const decision = await evaluate(input, paths);
@@ -36,8 +49,12 @@ const evalCommand = bpfdCommand({
         data: paths.policyData,
         input_sha256: inputSha256(decision),
         duration_us: Math.round(decision.durationUs),
+        ...(values.explain ? { input } : {}),
       });
-    } else writeOut(decisionText(decision, paths.policy, paths.policyData, policyInfo));
+    } else {
+      writeOut(decisionText(decision, paths.policy, paths.policyData, policyInfo));
+      if (values.explain) writeOut(`Input:\n${JSON.stringify(input, null, 2)}\n`);
+    }
     process.exitCode = decision.allow ? ExitCode.ok : ExitCode.denied;
   },
 });

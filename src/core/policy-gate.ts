@@ -1,9 +1,9 @@
-import type { Context } from './context.js';
+import type { Context, Subject } from './context.js';
 import type { BpfElf } from '../loader/elf.js';
 import { describeMaps } from '../loader/object.js';
 import { authorize, enforce, type Decision } from '../policy/engine.js';
 import { elfProgramFacts, groupNames } from '../policy/facts.js';
-import type { PolicyInput, PolicyProgram } from '../policy/input.js';
+import type { PolicyExisting, PolicyInput, PolicyProgram, PolicySubject } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
 export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
@@ -15,6 +15,12 @@ export interface GateRequest {
   existing?: Array<{ link: LinkRecord; program: ProgramRecord | undefined }>;
   application?: string | null;
   metadata?: Record<string, string>;
+  /** `policy eval --existing`: the programs already there, given as facts rather than records */
+  existingFacts?: PolicyExisting[];
+  /** `policy eval --owner`: who loaded the program acted on, when there is no record of it */
+  owner?: { uid: number; username: string };
+  /** a program from a registry: its image (a pull has nothing else) and manifest digest */
+  bytecode?: { image: string; digest?: string };
 }
 
 /** Facts about a program already loaded: what was recorded at load, for later decisions. */
@@ -37,29 +43,50 @@ export function programFacts(elf: BpfElf, name: string): PolicyProgram {
 }
 
 export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
-  const s = ctx.subject;
+  return policyInputFor(subjectFacts(ctx.subject), req);
+}
+
+/** The subject as the policy sees it: group names, the primary group first. */
+export function subjectFacts(s: Subject): PolicySubject {
+  return { uid: s.uid, gid: s.gid, groups: groupNames([s.gid, ...s.groups]), username: s.username, pid: s.pid, via: s.via };
+}
+
+/** A program already on the interface, as the policy sees it. */
+export function existingFacts(link: LinkRecord, program: ProgramRecord | undefined): PolicyExisting {
+  return {
+    name: program?.name ?? `program ${link.prog_id}`,
+    priority: link.priority,
+    owner: program?.owner ?? { uid: -1, username: 'unknown' },
+    application: program?.application ?? null,
+    metadata: program?.metadata ?? {},
+  };
+}
+
+/**
+ * The one way a request becomes policy input: real requests (gate) and `bpfd policy eval|test`
+ * (policy-request.ts, which gives the facts it cannot take from a store) both come here.
+ */
+export function policyInputFor(subject: PolicySubject, req: GateRequest): PolicyInput {
   const p = req.program;
   const program = p?.elf ? programFacts(p.elf, p.name) : p?.record ? recordFacts(p.record) : undefined;
+  const existing = req.existingFacts ?? req.existing?.map(({ link, program: ep }) => existingFacts(link, ep));
+  const owner = p?.record ? p.record.owner : req.owner;
   return {
-    subject: { uid: s.uid, gid: s.gid, groups: groupNames([s.gid, ...s.groups]), username: s.username, pid: s.pid, via: s.via },
+    subject,
     action: req.action,
-    ...(program ? { program } : {}),
+    ...(program ? { program: req.bytecode ? withSource(program, req.bytecode) : program } : req.bytecode ? { program: req.bytecode } : {}),
     ...(req.attach ? { attach: req.attach } : {}),
-    ...(req.existing
-      ? {
-          existing: req.existing.map(({ link, program: ep }) => ({
-            name: ep?.name ?? `program ${link.prog_id}`,
-            priority: link.priority,
-            owner: ep?.owner ?? { uid: -1, username: 'unknown' },
-            application: ep?.application ?? null,
-            metadata: ep?.metadata ?? {},
-          })),
-        }
-      : {}),
-    ...(p?.record ? { owner: p.record.owner } : {}),
+    ...(existing ? { existing } : {}),
+    ...(owner ? { owner } : {}),
     application: req.application ?? null,
     metadata: req.metadata ?? {},
   };
+}
+
+/** Facts of a program that came from a registry: its image and digest stand for the file's sha256. */
+function withSource(program: PolicyProgram, source: { image: string; digest?: string }): PolicyProgram {
+  const { sha256: _file, ...rest } = program;
+  return { ...rest, image: source.image, ...(source.digest ? { digest: source.digest } : {}) };
 }
 
 /**

@@ -150,6 +150,12 @@ function passwdName(uid: number): string | undefined {
   return readColonFile('/etc/passwd').find((f) => Number(f[2]) === uid)?.[0];
 }
 
+/** A user of /etc/passwd by name or uid: `bpfd policy eval --as` stands in for them. */
+export function passwdEntry(user: { name: string } | { uid: number }): { name: string; uid: number; gid: number } | undefined {
+  const f = readColonFile('/etc/passwd').find((e) => ('name' in user ? e[0] === user.name : Number(e[2]) === user.uid));
+  return f ? { name: f[0], uid: Number(f[2]), gid: Number(f[3]) } : undefined;
+}
+
 function readColonFile(file: string): string[][] {
   try {
     return readFileSync(file, 'utf8')
