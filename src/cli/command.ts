@@ -36,6 +36,10 @@ export function bpfdCommand(def: {
   description: string;
   options?: Record<string, OptionSpec>;
   positionals?: PositionalSpec[];
+  /** the -o formats it prints (default table, json); null when -o means something else */
+  outputs?: string[] | null;
+  /** the last positional takes every argument left */
+  variadic?: boolean;
   run: (p: Parsed) => Promise<void>;
 }): CommandDef {
   const args: ArgsDef = {};
@@ -76,11 +80,12 @@ export function bpfdCommand(def: {
       if (parsed.positionals.length < required) {
         throw usageError(`missing ${want[parsed.positionals.length].name.toUpperCase()} (see: bpfd ${def.name} --help)`);
       }
-      if (parsed.positionals.length > want.length) {
+      if (parsed.positionals.length > want.length && !def.variadic) {
         throw usageError(`unexpected argument '${parsed.positionals[want.length]}' (see: bpfd ${def.name} --help)`);
       }
       const out = parsed.values.output;
-      if (out !== undefined && out !== 'table' && out !== 'json') throw usageError(`-o ${String(out)}: give table or json`);
+      const outputs = def.outputs === undefined ? ['table', 'json'] : def.outputs;
+      if (out !== undefined && outputs && !outputs.includes(out as string)) throw usageError(`-o ${String(out)}: give ${outputs.join(' or ')}`);
       await def.run({ values: parsed.values as Parsed['values'], positionals: parsed.positionals });
     },
   });

@@ -9,6 +9,8 @@ import type { DecisionRecord } from '../state/decision-log.js';
 import { bpfdCommand, outputOption } from './command.js';
 import { printJson, table, writeOut } from './output.js';
 import { inputFromFlags, requestFlagsGiven, requestOptions } from './policy-eval-flags.js';
+import { policyBuildCommand, policyCapabilitiesCommand, policyCheckCommand } from './policy-module.js';
+import { policyTestCommand } from './policy-test.js';
 
 /** `bpfd policy eval` and `bpfd policy log`: see what the policy decides, and what it decided. */
 
@@ -79,8 +81,15 @@ const logCommand = bpfdCommand({
 });
 
 export const policyCommand = defineCommand({
-  meta: { name: 'policy', description: 'Inspect the policy: evaluate an input, show recent decisions' },
-  subCommands: { eval: evalCommand, log: logCommand },
+  meta: { name: 'policy', description: 'The policy: evaluate a request, test a table of cases, check or build a module, show recent decisions' },
+  subCommands: {
+    eval: evalCommand,
+    test: policyTestCommand,
+    check: policyCheckCommand,
+    build: policyBuildCommand,
+    capabilities: policyCapabilitiesCommand,
+    log: logCommand,
+  },
 });
 
 function readInput(file: string): unknown {
