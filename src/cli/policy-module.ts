@@ -1,5 +1,5 @@
-import { resolvePaths } from '../core/config.js';
-import { ExitCode } from '../core/errors.js';
+import { resolvePaths } from '../base/paths.js';
+import { ExitCode } from './exit-codes.js';
 import { bpfdCommand, outputOption } from './command.js';
 import { printJson, writeErr, writeOut } from './output.js';
 import type { CheckReport } from '../policy/check.js';

@@ -1,6 +1,6 @@
-import { resolvePaths } from '../core/config.js';
-import { ExitCode } from '../core/errors.js';
-import { nowMs } from '../core/timings.js';
+import { resolvePaths } from '../base/paths.js';
+import { ExitCode } from './exit-codes.js';
+import { nowMs } from '../base/timings.js';
 import { bpfdCommand } from './command.js';
 import { printJson, writeOut } from './output.js';
 import { judge, readCasesFile } from './policy-cases.js';

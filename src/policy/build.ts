@@ -3,7 +3,7 @@ import { accessSync, constants, copyFileSync, mkdirSync, mkdtempSync, readdirSyn
 import os from 'node:os';
 import path from 'node:path';
 import { failed, invalidInput } from '../base/errors.js';
-import { sha256Hex } from '../core/sha256.js';
+import { sha256Hex } from '../base/sha256.js';
 import { DEFAULT_ENTRYPOINT, DEFAULT_FUEL } from './module.js';
 import { addFuel, type FuelStats } from './wasm-fuel.js';
 
