@@ -66,10 +66,11 @@ function text(file: string, results: CaseResult[], failed: number): string {
   for (const r of results) {
     lines.push(`${r.ok ? 'ok  ' : 'FAIL'}  ${r.name}`);
     if (r.ok) continue;
-    for (const p of r.problems) lines.push(`      ${p}`);
-    lines.push(`      expected: ${r.expected.allow ? 'allow' : 'deny'}${r.expected.reasons.length ? `, reasons containing ${r.expected.reasons.map((s) => JSON.stringify(s)).join(', ')}` : ''}`);
+    const wanted = r.expected.reasons.map((s) => JSON.stringify(s)).join(', ');
+    lines.push(`      expected: ${r.expected.allow ? 'allow' : 'deny'}${wanted ? `, with reasons containing ${wanted}` : ''}`);
     lines.push(`      got:      ${decisionWords(r.got)}`);
     for (const reason of r.got.reasons) lines.push(`        ${reason}`);
+    for (const p of r.problems.filter((x) => x.startsWith('expected a reason'))) lines.push(`      ${p}`);
   }
   lines.push(`${file}: ${results.length} cases, ${results.length - failed} hold, ${failed} ${failed === 1 ? 'does' : 'do'} not`);
   return lines.join('\n') + '\n';

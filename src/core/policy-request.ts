@@ -1,9 +1,9 @@
 import path from 'node:path';
-import { invalidInput } from '../base/errors.js';
+import { BpfdError, invalidInput } from '../base/errors.js';
 import { cliSubject } from './context.js';
 import { policyInputFor, subjectFacts, type GateRequest } from './policy-gate.js';
 import { programIn } from './programs.js';
-import { readBpfElf } from '../loader/elf.js';
+import { readBpfElf, type BpfElf } from '../loader/elf.js';
 import { groupNames, passwdEntry, subjectFromCredentials } from '../policy/facts.js';
 import type { PolicyAction, PolicyExisting, PolicyInput, PolicySubject } from '../policy/input.js';
 import type { ProgramType } from '../state/records.js';
@@ -56,7 +56,7 @@ function gateRequest(req: DescribedRequest, label: FieldLabel): GateRequest {
   if ((action === 'attach' || action === 'detach') && !req.attach) {
     throw invalidInput(`${action} needs ${label('iface')} IF: the interface it ${action === 'attach' ? 'attaches to' : 'is detached from'}`);
   }
-  const elf = readBpfElf(path.resolve(req.object));
+  const elf = objectOf(path.resolve(req.object), label);
   const { section, type } = programIn(elf, req.name, req.type, req.attach !== undefined);
   const onLoaded = action !== 'load';
   return {
@@ -70,6 +70,16 @@ function gateRequest(req: DescribedRequest, label: FieldLabel): GateRequest {
     application: req.application ?? null,
     metadata: req.metadata ?? {},
   };
+}
+
+/** The object read as load reads it; its errors name this command's field, not load's --path. */
+function objectOf(file: string, label: FieldLabel): BpfElf {
+  try {
+    return readBpfElf(file);
+  } catch (e) {
+    if (!(e instanceof BpfdError)) throw e;
+    throw new BpfdError(e.kind, `${label('object')}: ${e.message}`, e.details.map((d) => d.split('--path').join(label('object'))));
+  }
 }
 
 function ownerOf(req: DescribedRequest, label: FieldLabel): { uid: number; username: string } {
