@@ -83,6 +83,17 @@ export function defaultEntrypoint(sources: string[]): string {
   return packages.size === 1 && only ? `${only.replace(/\./g, '/')}/decision` : DEFAULT_ENTRYPOINT;
 }
 
+function writeModule(file: string, bytes: Uint8Array): void {
+  try {
+    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    writeFileSync(file, bytes);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENOENT' ? 'no such directory' : (e as Error).message;
+    throw failed(`cannot write ${file}: ${why}`);
+  }
+}
+
 export function buildPolicy(req: BuildRequest): BuildResult {
   const opa = req.opa ?? findOpa();
   if (!opa) {
@@ -119,9 +130,8 @@ export function buildPolicy(req: BuildRequest): BuildResult {
     if (untar.status !== 0) throw failed(`cannot extract policy.wasm from opa's bundle: ${untar.stderr || untar.error?.message}`);
     const raw = readFileSync(path.join(tmp, 'policy.wasm'));
     const { bytes, stats } = addFuel(raw, DEFAULT_FUEL);
-    mkdirSync(path.dirname(path.resolve(req.out)), { recursive: true });
-    writeFileSync(req.out, bytes);
-    if (req.opaOutput) writeFileSync(req.opaOutput, raw);
+    writeModule(req.out, bytes);
+    if (req.opaOutput) writeModule(req.opaOutput, raw);
     return { out: path.resolve(req.out), bytes: bytes.length, sha256: sha256Hex(bytes), entrypoint, sources, opa, fuel: stats };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
