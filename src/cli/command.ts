@@ -40,6 +40,8 @@ export function bpfdCommand(def: {
   outputs?: string[] | null;
   /** the last positional takes every argument left */
   variadic?: boolean;
+  /** printed after the options by --help: worked examples, what to read next */
+  more?: string;
   run: (p: Parsed) => Promise<void>;
 }): CommandDef {
   const args: ArgsDef = {};
@@ -55,7 +57,7 @@ export function bpfdCommand(def: {
       ...(o.default !== undefined ? { default: o.default } : {}),
     } as ArgsDef[string];
   }
-  return defineCommand({
+  const cmd = defineCommand({
     meta: { name: def.name.split(' ').pop(), description: def.description },
     args,
     async run({ rawArgs }) {
@@ -89,7 +91,14 @@ export function bpfdCommand(def: {
       await def.run({ values: parsed.values as Parsed['values'], positionals: parsed.positionals });
     },
   });
+  if (def.more) helpMore.set(cmd, def.more);
+  return cmd;
 }
+
+const helpMore = new WeakMap<CommandDef, string>();
+
+/** The text --help prints after a command's options (bpfdCommand's `more`). */
+export const moreHelp = (cmd: CommandDef): string | undefined => helpMore.get(cmd);
 
 export function parseId(s: string, what = 'ID'): number {
   if (!/^\d+$/.test(s) || Number(s) <= 0 || Number(s) > 0xffffffff) throw invalidInput(`${what} '${s}' is not a valid id: give the number shown by 'bpfd list'`);

@@ -9,7 +9,8 @@ import { doctorCommand } from './doctor.js';
 import { versionCommand } from './version.js';
 import { BpfdError } from '../base/errors.js';
 import { ExitCode, exitCodeOf } from './exit-codes.js';
-import { writeErr } from './output.js';
+import { writeErr, writeOut } from './output.js';
+import { moreHelp } from './command.js';
 
 // The shipped policy and fixtures are found relative to the install, wherever the bundle sits.
 if (!process.env.BPFD_HOME) {
@@ -55,6 +56,8 @@ export async function cli(argv: string[]): Promise<number> {
   if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
     const [cmd, parent] = await resolve(main, argv);
     await showUsage(cmd, parent);
+    const more = moreHelp(cmd);
+    if (more) writeOut(`${more.trim()}\n\n`);
     return argv.length === 0 ? ExitCode.usage : ExitCode.ok;
   }
   if (argv[0] === '--version') argv = ['version'];

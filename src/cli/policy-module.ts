@@ -8,10 +8,16 @@ import type { CheckReport } from '../policy/check.js';
 
 export const policyCheckCommand = bpfdCommand({
   name: 'policy check',
-  description:
-    'Check a policy module the way bpfd will use it: it loads, has the entrypoint bpfd evaluates, needs no builtin bpfd does not provide, ' +
-    'gets the evaluation budget, takes the data document, and answers built-in requests with {allow: bool, reasons: [string]}. ' +
-    'Exit 0 when bpfd will accept it, 1 with the reason when not. Run it before installing a module to /etc/bpfd/policy.wasm.',
+  description: 'Whether bpfd will accept a policy module: run it before installing one to /etc/bpfd/policy.wasm (exit 0 yes, 1 no, with the reason)',
+  more: `
+The module is used as bpfd uses it: it must load, have the entrypoint bpfd evaluates
+(bpfd/authz/decision, or its only one), need no builtin bpfd does not provide, get the evaluation
+budget, take the data document, and answer built-in requests (a load by root, a load by an
+unprivileged user) with {allow: bool, reasons: [string]}.
+
+Examples:
+  bpfd policy check                          # the active module (see bpfd version)
+  bpfd policy check my.wasm --data /etc/bpfd/policy-data.json`,
   positionals: [{ name: 'module', description: 'the module (default: the active one, see bpfd version)', required: false }],
   options: {
     data: { type: 'string', description: 'data document to give it (default BPFD_POLICY_DATA, /etc/bpfd/policy-data.json)', valueHint: 'FILE' },
@@ -42,11 +48,18 @@ function checkText(r: CheckReport): string {
 
 export const policyBuildCommand = bpfdCommand({
   name: 'policy build',
-  description:
-    'Build your own Rego into a module bpfd accepts, as bpfd builds its own: opa build -t wasm with the wasm-only capabilities ' +
-    '(bpfd policy capabilities) and the entrypoint bpfd evaluates, then the evaluation budget added. A directory contributes its *.rego, ' +
-    'tests (*_test.rego) left out. The entrypoint defaults to PACKAGE/decision when the sources declare one package. Needs opa on PATH ' +
-    '(or OPA=/path/to/opa). Then: bpfd policy check FILE.wasm.',
+  description: 'Build your own Rego into a module bpfd accepts, the way bpfd builds its own (needs opa on PATH)',
+  more: `
+Runs opa build -t wasm with the wasm-only capabilities (bpfd policy capabilities) and the entrypoint
+bpfd evaluates, then adds bpfd's evaluation budget to the module. A directory contributes its *.rego
+(tests, *_test.rego, left out). The entrypoint defaults to PACKAGE/decision when the sources declare
+one package; the rule must produce {allow: bool, reasons: [string]}. opa is found as $OPA, on PATH,
+or in ~/go/bin (go install github.com/open-policy-agent/opa@v1.22.0).
+
+Examples:
+  bpfd policy build policies/ -o my.wasm
+  bpfd policy build mycorp.rego -e mycorp/bpf/decision -o my.wasm
+  bpfd policy check my.wasm && sudo install -m 0644 my.wasm /etc/bpfd/policy.wasm`,
   positionals: [{ name: 'sources', description: 'a directory of .rego files, or .rego files' }],
   options: {
     output: { type: 'string', short: 'o', description: 'the module to write (required)', valueHint: 'FILE.wasm' },
@@ -69,9 +82,12 @@ export const policyBuildCommand = bpfdCommand({
 
 export const policyCapabilitiesCommand = bpfdCommand({
   name: 'policy capabilities',
-  description:
-    'Print the capabilities file bpfd builds policies with: the builtins OPA\'s wasm target implements inside the module, so bpfd provides none. ' +
-    'For running opa yourself: bpfd policy capabilities > caps.json; opa build -t wasm -e PKG/decision --capabilities caps.json …',
+  description: 'Print the capabilities file bpfd builds policies with: the builtins a module may use',
+  more: `
+These are the builtins OPA's wasm target implements inside the module, so bpfd provides none and
+refuses a module that asks for one (sprintf, for example). To run opa yourself:
+  bpfd policy capabilities > caps.json
+  opa build -t wasm -e mycorp/bpf/decision --capabilities caps.json mycorp.rego`,
   async run() {
     const { capabilitiesText } = await import('../policy/capabilities.js');
     writeOut(await capabilitiesText());

@@ -23,12 +23,23 @@ interface CaseResult {
 
 export const policyTestCommand = bpfdCommand({
   name: 'policy test',
-  description:
-    'Run a table of cases against the policy: each case is a request (the fields of policy eval\'s flags, paths relative to the cases file) ' +
-    'and the decision it must get, {allow, reasons: [substring…]}. Exit 0 when every case holds, 1 when one does not (each failure names ' +
-    'expected against got), 2 when the file is malformed (naming the case and the field). The file is JSON or YAML: a list of ' +
-    '{name, request, expect}, or {data: FILE, policy: FILE.wasm, cases: [...]}. A case\'s own request.data/request.policy win over ' +
-    '--data/--policy, which win over the file\'s, which win over BPFD_POLICY_DATA/BPFD_POLICY. See policies/examples/ci/.',
+  description: 'Run a table of requests against the policy, each with the decision it must get (exit 0 all hold, 1 one does not, 2 malformed file)',
+  more: `
+A cases file (JSON or YAML) is a list of cases, or {data: FILE, policy: FILE.wasm, cases: [...]}:
+
+  data: policy-data.json
+  cases:
+    - name: netops may load a counter on eth0
+      request: {object: xdp_count.o, name: xdp_count, as: alice:1001, groups: [netops],
+                iface: eth0, priority: 150, existing: eth0.json}
+      expect: {allow: true, reasons: ['allowed by grant "netops"']}
+
+A request has the fields of bpfd policy eval's flags (groups for --group, proceed-on a list or
+a comma list, metadata an object); its paths are relative to the cases file. expect.reasons are
+substrings that must each appear in some reason. A case's request.data / request.policy win over
+--data / --policy, which win over the file's, which win over BPFD_POLICY_DATA / BPFD_POLICY.
+No root, no kernel: in CI, one step:  bpfd policy test cases.yaml
+A complete example: policies/examples/ci/ (walked through in policies/README.md).`,
   positionals: [{ name: 'cases', description: 'the cases file (.json, .yaml or .yml)' }],
   options: {
     data: { type: 'string', description: "data document for the cases that do not name their own (instead of the file's, or BPFD_POLICY_DATA)", valueHint: 'FILE' },

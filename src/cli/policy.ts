@@ -17,11 +17,22 @@ import { policyTestCommand } from './policy-test.js';
 
 const evalCommand = bpfdCommand({
   name: 'policy eval',
-  description:
-    'Evaluate the policy on a request and print the decision, without acting (exit 0 allowed, 3 denied). ' +
-    'Describe the request with --object/--name and request flags: the input is built as a real load, attach, detach, unload or pull builds it, ' +
-    'bytecode facts read from the object, --as/--group standing in for the caller, --existing for the programs already on the interface. ' +
-    'Needs neither root nor a kernel. Or give a whole input with --input.',
+  description: 'Ask the policy about a request without making it: the decision and its reasons (exit 0 allowed, 3 denied)',
+  more: `
+The request is described with load's flags and built into policy input by the code a real request
+uses: the bytecode facts are read from --object as load reads them, --as/--group stand in for the
+caller, --existing for the programs already on the interface. Needs neither root nor a kernel.
+
+Examples:
+  bpfd policy eval --object xdp_count.o --name xdp_count --as alice:1001 --group netops \\
+      --iface eth0 --priority 150 --data policy-data.json
+  bpfd policy eval --object xdp_drop.o --name xdp_drop --action detach --owner 0 --as 1001 --iface eth0
+  bpfd policy eval --action pull --image registry.example.com/net/xdp:v1 --as 1001 --group netops
+  bpfd list -o json > eth0.json    # on a host: what is already there, for --existing eth0.json
+  bpfd policy eval --input input.json    # a whole input written by hand (policies/README.md)
+
+--explain prints the input that was evaluated. A table of such requests with the decisions they
+must get is a cases file for bpfd policy test.`,
   options: {
     ...requestOptions,
     input: { type: 'string', description: 'a whole policy input as JSON instead of a request (see policies/README.md); - reads stdin', valueHint: 'FILE' },
