@@ -1,6 +1,7 @@
 import { benchCli } from './cli.js';
 import { benchDispatcher } from './dispatcher.js';
 import { benchPolicy } from './policy.js';
+import { benchPolicyCases } from './policy-cases.js';
 import { benchRecovery } from './recovery.js';
 
 /** `npm run bench`: every benchmark in one run, each printed beside its reference. Needs root. */
@@ -12,6 +13,7 @@ const sections: Array<[string, () => Promise<string[]>]> = [
   ['CLI', () => benchCli()],
   ['XDP dispatcher', () => benchDispatcher()],
   ['Policy', () => benchPolicy()],
+  ['Policy cases (bpfd policy test)', () => benchPolicyCases()],
   ['Lock and recovery check', () => benchRecovery()],
 ];
 for (const [name, run] of sections) {
