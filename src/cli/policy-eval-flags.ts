@@ -33,7 +33,7 @@ export const requestOptions: Record<string, OptionSpec> = {
   },
 };
 
-/** The described request of a command line, as policy input; undefined when it uses --input. */
+/** The request a command line describes, as policy input (the --input path does not come here). */
 export async function inputFromFlags(values: Parsed['values']): Promise<PolicyInput> {
   const fields: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(values)) {

@@ -53,6 +53,9 @@ function gateRequest(req: DescribedRequest, label: FieldLabel): GateRequest {
   }
   if (!req.object) throw invalidInput(`${action} needs ${label('object')} OBJ: the policy decides on facts read from the bytecode`);
   if (!req.name) throw invalidInput(`${action} needs ${label('name')} FUNC: the program's function in ${req.object}`);
+  if (action === 'unload' && req.attach) {
+    throw invalidInput(`an unload is not about one interface: leave out ${label('iface')} (it detaches every link, then unloads)`);
+  }
   if ((action === 'attach' || action === 'detach') && !req.attach) {
     throw invalidInput(`${action} needs ${label('iface')} IF: the interface it ${action === 'attach' ? 'attaches to' : 'is detached from'}`);
   }
@@ -63,7 +66,7 @@ function gateRequest(req: DescribedRequest, label: FieldLabel): GateRequest {
     action,
     program: { elf, name: req.name, type, section },
     ...(req.image ? { bytecode: { image: req.image, ...(req.digest ? { digest: req.digest } : {}) } } : {}),
-    attach: action === 'unload' ? undefined : req.attach,
+    attach: req.attach,
     // a load or an attach sees what is on the interface (nothing, without one); detach and unload do not
     ...(action === 'load' || action === 'attach' ? { existingFacts: req.existing ?? [] } : {}),
     ...(onLoaded ? { owner: ownerOf(req, label) } : {}),
