@@ -19,7 +19,7 @@ node --input-type=module -e '
   const { buildPolicy } = await import(root + "/build/src/policy/build.js");
   const { capabilitiesText } = await import(root + "/build/src/policy/capabilities.js");
   try {
-    const r = buildPolicy({ sources: [src], out, entrypoint, capabilities: await capabilitiesText(), ...(opaOutput ? { opaOutput } : {}) });
+    const r = buildPolicy({ sources: [src], out, entrypoint, capabilities: capabilitiesText(), ...(opaOutput ? { opaOutput } : {}) });
     console.log(`built ${r.out} (${r.bytes} bytes, entrypoint ${r.entrypoint}, sha256 ${r.sha256}; ${r.fuel.loops} loops, ${r.fuel.charged} of ${r.fuel.functions} functions charged)`);
   } catch (e) {
     console.error(`policy-build: ${e.message}${e.details?.length ? "\n  " + e.details.join("\n  ") : ""}`);

@@ -74,7 +74,7 @@ Examples:
     if (!out) throw (await import('../base/errors.js')).invalidInput('give the module to write: -o FILE.wasm (see: bpfd policy build --help)');
     const { buildPolicy } = await import('../policy/build.js');
     const { capabilitiesText } = await import('../policy/capabilities.js');
-    const r = buildPolicy({ sources: positionals, out, entrypoint: values.entrypoint as string | undefined, capabilities: await capabilitiesText() });
+    const r = buildPolicy({ sources: positionals, out, entrypoint: values.entrypoint as string | undefined, capabilities: capabilitiesText() });
     if (values.json) printJson(r);
     else writeOut(`built ${r.out} (${r.bytes} bytes, entrypoint ${r.entrypoint}, sha256 ${r.sha256}) from ${r.sources.join(', ')}\n`);
   },
@@ -90,6 +90,6 @@ refuses a module that asks for one (sprintf, for example). To run opa yourself:
   opa build -t wasm -e mycorp/bpf/decision --capabilities caps.json mycorp.rego`,
   async run() {
     const { capabilitiesText } = await import('../policy/capabilities.js');
-    writeOut(await capabilitiesText());
+    writeOut(capabilitiesText());
   },
 });
