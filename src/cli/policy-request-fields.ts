@@ -3,7 +3,7 @@ import path from 'node:path';
 import { invalidInput } from '../base/errors.js';
 import { parsePriority, parseProceedOn } from '../core/attach-options.js';
 import type { DescribedRequest, FieldLabel } from '../core/policy-request.js';
-import { POLICY_ACTIONS, type PolicyAction, type PolicyExisting } from '../policy/input.js';
+import type { PolicyAction, PolicyExisting } from '../policy/input.js';
 import type { ProgramType } from '../state/records.js';
 
 /**
@@ -35,6 +35,7 @@ export interface FieldSource {
   baseDir: string;
 }
 
+const POLICY_ACTIONS: readonly PolicyAction[] = ['load', 'attach', 'detach', 'unload', 'pull'];
 const PROGRAM_TYPES: readonly ProgramType[] = ['xdp', 'tc', 'tcx', 'tracepoint', 'uprobe', 'kprobe'];
 
 export function readRequest(fields: Record<string, unknown>, src: FieldSource): RequestSpec {

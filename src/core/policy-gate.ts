@@ -1,6 +1,6 @@
 import type { Context, Subject } from './context.js';
 import type { BpfElf } from '../loader/elf.js';
-import { describeMaps } from '../loader/object.js';
+import type { MapDescription } from '../loader/object.js';
 import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
 import { elfProgramFacts, groupNames } from '../policy/facts.js';
@@ -11,7 +11,7 @@ export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
 
 export interface GateRequest {
   action: Action;
-  program?: { record?: ProgramRecord; elf?: BpfElf; name: string; type: string; section: string };
+  program?: { record?: ProgramRecord; elf?: BpfElf; maps?: MapDescription[]; name: string; type: string; section: string };
   attach?: { iface: string; netns: string | null; priority: number; proceed_on: string[] };
   existing?: Array<{ link: LinkRecord; program: ProgramRecord | undefined }>;
   application?: string | null;
@@ -39,9 +39,6 @@ function recordFacts(r: ProgramRecord): PolicyProgram {
   };
 }
 
-export function programFacts(elf: BpfElf, name: string): PolicyProgram {
-  return elfProgramFacts(elf, name, describeMaps(elf));
-}
 
 export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
   return policyInputFor(subjectFacts(ctx.subject), req);
@@ -69,7 +66,7 @@ export function existingFacts(link: LinkRecord, program: ProgramRecord | undefin
  */
 export function policyInputFor(subject: PolicySubject, req: GateRequest): PolicyInput {
   const p = req.program;
-  const program = p?.elf ? programFacts(p.elf, p.name) : p?.record ? recordFacts(p.record) : undefined;
+  const program = p?.elf ? elfProgramFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
   const existing = req.existingFacts ?? req.existing?.map(({ link, program: ep }) => existingFacts(link, ep));
   const owner = p?.record ? p.record.owner : req.owner;
   return {

@@ -2,7 +2,8 @@ import path from 'node:path';
 import { BpfdError, invalidInput } from '../base/errors.js';
 import { cliSubject } from './context.js';
 import { policyInputFor, subjectFacts, type GateRequest } from './policy-gate.js';
-import { programIn } from './programs.js';
+import { programIn } from './plan.js';
+import { openBpfObject } from '../loader/object.js';
 import { readBpfElf, type BpfElf } from '../loader/elf.js';
 import { groupNames, passwdEntry, subjectFromCredentials } from '../policy/facts.js';
 import type { PolicyAction, PolicyExisting, PolicyInput, PolicySubject } from '../policy/input.js';
@@ -61,10 +62,18 @@ function gateRequest(req: DescribedRequest, label: FieldLabel): GateRequest {
   }
   const elf = objectOf(path.resolve(req.object), label);
   const { section, type } = programIn(elf, req.name, req.type, req.attach !== undefined);
+  // the map facts as a load takes them: from libbpf's open of the object, no kernel involved
+  const obj = openBpfObject(elf);
+  let maps;
+  try {
+    maps = obj.maps();
+  } finally {
+    obj.close();
+  }
   const onLoaded = action !== 'load';
   return {
     action,
-    program: { elf, name: req.name, type, section },
+    program: { elf, maps, name: req.name, type, section },
     ...(req.image ? { bytecode: { image: req.image, ...(req.digest ? { digest: req.digest } : {}) } } : {}),
     attach: req.attach,
     // a load or an attach sees what is on the interface (nothing, without one); detach and unload do not
