@@ -66,7 +66,11 @@ export function readRequest(fields: Record<string, unknown>, src: FieldSource): 
   }
 
   const action = (str('action') ?? 'load') as PolicyAction;
-  if (!POLICY_ACTIONS.includes(action)) throw invalidInput(`${src.label('action')} ${action}: give one of ${POLICY_ACTIONS.join(', ')}`);
+  if (!POLICY_ACTIONS.includes(action)) {
+    // a share's request (mount, owner, mode) has no flags here yet: its input is given whole
+    const share = (action as string) === 'share' ? ' (a share: give its whole input with --input, policies/README.md shows one)' : '';
+    throw invalidInput(`${src.label('action')} ${action}: give one of ${POLICY_ACTIONS.join(', ')}${share}`);
+  }
   const type = str('type') as ProgramType | undefined;
   if (type !== undefined && !PROGRAM_TYPES.includes(type)) throw invalidInput(`${src.label('type')} ${type}: give one of ${PROGRAM_TYPES.join(', ')}`);
   const via = str('via');

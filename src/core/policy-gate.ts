@@ -4,10 +4,10 @@ import type { MapDescription } from '../loader/object.js';
 import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
 import { elfProgramFacts, groupNames } from '../policy/facts.js';
-import type { PolicyExisting, PolicyInput, PolicyProgram, PolicySubject } from '../policy/input.js';
+import type { PolicyExisting, PolicyInput, PolicyProgram, PolicyShare, PolicySubject } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
-export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
+export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull' | 'share';
 
 export interface GateRequest {
   action: Action;
@@ -22,6 +22,7 @@ export interface GateRequest {
   owner?: { uid: number; username: string };
   /** a program from a registry: its image (a pull has nothing else) and manifest digest */
   bytecode?: { image: string; digest?: string };
+  share?: PolicyShare;
 }
 
 /** Facts about a program already loaded: what was recorded at load, for later decisions. */
@@ -78,6 +79,7 @@ export function policyInputFor(subject: PolicySubject, req: GateRequest): Policy
     ...(owner ? { owner } : {}),
     application: req.application ?? null,
     metadata: req.metadata ?? {},
+    ...(req.share ? { share: req.share } : {}),
   };
 }
 
