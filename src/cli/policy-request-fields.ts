@@ -68,7 +68,7 @@ export function readRequest(fields: Record<string, unknown>, src: FieldSource): 
   const action = (str('action') ?? 'load') as PolicyAction;
   if (!POLICY_ACTIONS.includes(action)) {
     // a share's request (mount, owner, mode) has no flags here yet: its input is given whole
-    const share = (action as string) === 'share' ? ' (a share: give its whole input with --input, policies/README.md shows one)' : '';
+    const share = (action as string) === 'share' ? ' (a share: give its whole input with --input; policies/cases/share.json is one)' : '';
     throw invalidInput(`${src.label('action')} ${action}: give one of ${POLICY_ACTIONS.join(', ')}${share}`);
   }
   const type = str('type') as ProgramType | undefined;
