@@ -11,9 +11,15 @@ import { failed } from '../base/errors.js';
  */
 
 let embedded: string | null = null;
+let embeddedDocument: unknown = null;
 
-export function useCapabilitiesFile(file: string): void {
-  embedded = file;
+/**
+ * The executable's copy: a path in its embedded files, or the document itself (Bun parses a
+ * JSON import whatever its type; scripts/gen-wasm-capabilities.mjs writes it with 2-space JSON).
+ */
+export function useCapabilitiesFile(file: string | object): void {
+  if (typeof file === 'string') embedded = file;
+  else embeddedDocument = file;
 }
 
 export function capabilitiesPath(): string {
@@ -24,6 +30,7 @@ export function capabilitiesPath(): string {
 }
 
 export function capabilitiesText(): string {
+  if (embeddedDocument !== null) return JSON.stringify(embeddedDocument, null, 2) + '\n';
   const file = capabilitiesPath();
   try {
     return readFileSync(file, 'utf8');
