@@ -14,14 +14,15 @@ import YAML from 'yaml';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const EXAMPLE = path.join(ROOT, 'policies', 'examples', 'ci', 'cases.yaml');
-const BPFD = path.join(ROOT, 'dist', 'bpfd.cjs');
+// the shipped executable, as a CI job runs it
+const BPFD = path.join(ROOT, 'dist', 'bpfd');
 const RUNS = 7;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function timeRun(file: string): { ms: number; cases: Array<{ duration_us: number }> } {
   const started = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, [BPFD, 'policy', 'test', file, '-o', 'json'], { encoding: 'utf8' });
+  const r = spawnSync(BPFD, ['policy', 'test', file, '-o', 'json'], { encoding: 'utf8' });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   if (r.status !== 0) throw new Error(`bpfd policy test ${file}: exit ${r.status}: ${r.stderr}`);
   return { ms, cases: JSON.parse(r.stdout).cases };
