@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { BUN, benchCli } from './cli.js';
 import { benchDispatcher } from './dispatcher.js';
 import { benchElfGate } from './elf-gate.js';
+import { benchPolicyCases } from './policy-cases.js';
 import { benchRecovery } from './recovery.js';
 
 /** `npm run bench`: every benchmark in one run, each printed beside its reference. Needs root. */
@@ -40,6 +41,7 @@ const sections: Array<[string, () => Promise<string[]>]> = [
   ['Strict ELF gate', () => benchElfGate()],
   ['XDP dispatcher', () => benchDispatcher()],
   ['Policy', () => benchPolicyUnderBun()],
+  ['Policy cases (bpfd policy test)', () => benchPolicyCases()],
   ['Lock and recovery check', () => benchRecovery()],
 ];
 for (const [name, run] of sections) {

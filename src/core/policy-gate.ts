@@ -1,11 +1,11 @@
-import type { Context } from './context.js';
+import type { Context, Subject } from './context.js';
 import type { BpfElf } from '../loader/elf.js';
 import type { MapDescription } from '../loader/object.js';
 import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
-import { groupNames } from '../policy/facts.js';
+import { groupNames } from '../base/accounts.js';
 import { requestFacts } from '../policy/request-facts.js';
-import type { PolicyInput, PolicyProgram, PolicyShare } from '../policy/input.js';
+import type { PolicyExisting, PolicyInput, PolicyProgram, PolicyShare, PolicySubject } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
 export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull' | 'share';
@@ -19,6 +19,12 @@ export interface GateRequest {
   metadata?: Record<string, string>;
   /** the program whose maps a load shares (--map-owner-id) */
   mapOwner?: ProgramRecord;
+  /** `policy eval --existing`: the programs already there, given as facts rather than records */
+  existingFacts?: PolicyExisting[];
+  /** `policy eval --owner`: who loaded the program acted on, when there is no record of it */
+  owner?: { uid: number; username: string };
+  /** a program from a registry: its image (a pull has nothing else) and manifest digest */
+  bytecode?: { image: string; digest?: string };
   share?: PolicyShare;
 }
 
@@ -39,26 +45,41 @@ function recordFacts(r: ProgramRecord): PolicyProgram {
 
 
 export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
-  const s = ctx.subject;
+  return policyInputFor(subjectFacts(ctx.subject), req);
+}
+
+/** The subject as the policy sees it: group names, the primary group first. */
+export function subjectFacts(s: Subject): PolicySubject {
+  return { uid: s.uid, gid: s.gid, groups: groupNames([s.gid, ...s.groups]), username: s.username, pid: s.pid, via: s.via };
+}
+
+/** A program already on the interface, as the policy sees it. */
+export function existingFacts(link: LinkRecord, program: ProgramRecord | undefined): PolicyExisting {
+  return {
+    name: program?.name ?? `program ${link.prog_id}`,
+    priority: link.priority,
+    owner: program?.owner ?? { uid: -1, username: 'unknown' },
+    application: program?.application ?? null,
+    metadata: program?.metadata ?? {},
+  };
+}
+
+/**
+ * The one way a request becomes policy input: real requests (gate) and `bpfd policy eval|test`
+ * (policy-request.ts, which gives the facts it cannot take from a store) both come here.
+ */
+export function policyInputFor(subject: PolicySubject, req: GateRequest): PolicyInput {
   const p = req.program;
   const program = p?.elf ? requestFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
+  const existing = req.existingFacts ?? req.existing?.map(({ link, program: ep }) => existingFacts(link, ep));
+  const owner = p?.record ? p.record.owner : req.owner;
   return {
-    subject: { uid: s.uid, gid: s.gid, groups: groupNames([s.gid, ...s.groups]), username: s.username, pid: s.pid, via: s.via },
+    subject,
     action: req.action,
-    ...(program ? { program } : {}),
+    ...(program ? { program: req.bytecode ? withSource(program, req.bytecode) : program } : req.bytecode ? { program: req.bytecode } : {}),
     ...(req.attach ? { attach: req.attach } : {}),
-    ...(req.existing
-      ? {
-          existing: req.existing.map(({ link, program: ep }) => ({
-            name: ep?.name ?? `program ${link.prog_id}`,
-            priority: link.priority,
-            owner: ep?.owner ?? { uid: -1, username: 'unknown' },
-            application: ep?.application ?? null,
-            metadata: ep?.metadata ?? {},
-          })),
-        }
-      : {}),
-    ...(p?.record ? { owner: p.record.owner } : {}),
+    ...(existing ? { existing } : {}),
+    ...(owner ? { owner } : {}),
     application: req.application ?? null,
     metadata: req.metadata ?? {},
     ...(req.mapOwner ? { map_owner: mapOwnerFacts(req.mapOwner) } : {}),
@@ -68,6 +89,12 @@ export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
 
 function mapOwnerFacts(r: ProgramRecord): NonNullable<PolicyInput['map_owner']> {
   return { id: r.id, name: r.name, owner: r.owner, application: r.application, maps: r.map_names };
+}
+
+/** Facts of a program that came from a registry: its image and digest stand for the file's sha256. */
+function withSource(program: PolicyProgram, source: { image: string; digest?: string }): PolicyProgram {
+  const { sha256: _file, ...rest } = program;
+  return { ...rest, image: source.image, ...(source.digest ? { digest: source.digest } : {}) };
 }
 
 /**

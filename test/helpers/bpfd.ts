@@ -27,6 +27,8 @@ export interface Env {
   bpffs: string;
   run(...args: string[]): RunResult;
   runAs(uid: number, ...args: string[]): RunResult;
+  /** as uid (and gid) `uid` with no groups and no capabilities at all: what a CI job without root has */
+  runUnprivileged(uid: number, ...args: string[]): RunResult;
   /** pins under the bpffs (programs, maps, interface links), for "nothing left behind" checks */
   pins(): string[];
   cleanup(): void;
@@ -65,6 +67,8 @@ export function makeEnv(extra: NodeJS.ProcessEnv = {}): Env {
     bpffs,
     run: (...args) => run(args),
     runAs: (uid, ...args) => run(args, ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups']),
+    runUnprivileged: (uid, ...args) =>
+      run(args, ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all']),
     pins() {
       const out: string[] = [];
       const walk = (d: string) => {
