@@ -37,6 +37,15 @@ const loadOptions: Record<string, OptionSpec> = {
 const createContext = async (opts: Parameters<typeof import('../core/context.js').createContext>[0]) =>
   (await import('../core/context.js')).createContext(opts);
 
+/** Under sudo, the user who ran it (env overrides refused); otherwise the process itself. */
+async function delegatedSubject() {
+  const { refuseDelegatedEnv, sudoCaller, sudoSubject } = await import('../core/caller.js');
+  const sudo = sudoCaller();
+  if (!sudo) return undefined;
+  refuseDelegatedEnv(process.env, 'sudo');
+  return sudoSubject(sudo);
+}
+
 export async function ctxFor(p: Parsed, what: string) {
   const lt = p.values['lock-timeout'];
   let lockTimeoutMs: number | undefined;
@@ -45,7 +54,7 @@ export async function ctxFor(p: Parsed, what: string) {
     if (!Number.isFinite(s) || s < 0) throw usageError(`--lock-timeout ${lt}: give a number of seconds`);
     lockTimeoutMs = s * 1000;
   }
-  return createContext({ lockTimeoutMs, what });
+  return createContext({ lockTimeoutMs, what, subject: await delegatedSubject() });
 }
 
 const isJson = (p: Parsed) => p.values.output === 'json';
