@@ -93,6 +93,15 @@ missing_permission contains msg if {
 	msg := concat("", ["grant ", quote(grant_name(i)), ": ", problem])
 }
 
+missing_permission contains msg if {
+	input.subject.via == "tcp"
+	count(matching_grants) == 0
+	msg := concat("", [
+		"calls over TCP are anonymous: an administrator can allow them with a grant ",
+		"whose \"via\" lists \"tcp\" in the data document (BPFD_POLICY_DATA)",
+	])
+}
+
 matching_grants contains i if {
 	some i, g in grants
 	grant_names_subject(g)
@@ -121,6 +130,13 @@ grant_names_subject(g) if input.subject.username in g.users
 grant_names_subject(g) if {
 	some group in input.subject.groups
 	group in g.groups
+}
+
+# Callers over TCP are anonymous: nothing proves a uid, a name or a group, so
+# only a grant that lists "tcp" in "via" applies to them.
+grant_names_subject(g) if {
+	input.subject.via == "tcp"
+	"tcp" in g.via
 }
 
 grant_name(i) := grants[i].name if is_string(grants[i].name)
@@ -194,6 +210,29 @@ grant_problems contains [i, msg] if {
 		" and the grant does not allow managing others' programs (manage_others)",
 	])
 }
+
+# A grant that lists "via" applies only to requests that arrive one of those
+# ways, e.g. ["socket"] for a group that may use the service but not sudo.
+grant_problems contains [i, msg] if {
+	some i in matching_grants
+	is_array(grants[i].via)
+	not via_granted(i)
+	msg := concat("", [
+		"requests via ", quote(object.get(input.subject, "via", "unknown")),
+		" are not granted (granted: ", list(grants[i].via), ")",
+	])
+}
+
+grant_problems contains [i, msg] if {
+	input.subject.via == "tcp"
+	some i in matching_grants
+	not tcp_granted(i)
+	msg := "calls over TCP are anonymous and this grant does not list \"tcp\" in \"via\""
+}
+
+via_granted(i) if input.subject.via in grants[i].via
+
+tcp_granted(i) if "tcp" in grants[i].via
 
 # --- constraints for everyone ----------------------------------------------
 
