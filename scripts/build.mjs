@@ -123,7 +123,7 @@ const shimPlugin = {
 
 rmSync(root + 'dist', { recursive: true, force: true });
 await build({
-  entryPoints: [root + 'src/cli/main.ts'],
+  entryPoints: [root + 'src/app/main.ts'],
   outfile: root + 'dist/bpfd-main.cjs',
   bundle: true,
   format: 'cjs',

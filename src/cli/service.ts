@@ -1,5 +1,5 @@
 import { bpfdCommand } from './command.js';
-import { usageError } from '../core/errors.js';
+import { invalidInput as usageError } from '../base/errors.js';
 
 /** The paths a service takes from its command line (never from its environment). */
 const PATH_FLAGS = {
@@ -8,6 +8,20 @@ const PATH_FLAGS = {
   policy: 'BPFD_POLICY',
   'policy-data': 'BPFD_POLICY_DATA',
 } as const;
+
+/** What the service front end (src/api) needs from the command line; src/app wires it in. */
+export interface ServiceRunOptions {
+  address: string;
+  timeoutS: number;
+  socketGroup: string | null;
+  env: NodeJS.ProcessEnv;
+  lockTimeoutMs: number;
+  log(line: string): void;
+}
+let runService: ((opts: ServiceRunOptions) => Promise<number>) | null = null;
+export function provideServiceRunner(run: (opts: ServiceRunOptions) => Promise<number>): void {
+  runService = run;
+}
 
 const seconds = (v: unknown, flag: string, dflt: number): number => {
   if (v === undefined) return dflt;
@@ -47,7 +61,7 @@ export const serviceCommand = bpfdCommand({
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const [flag, name] of Object.entries(PATH_FLAGS)) if (typeof p.values[flag] === 'string') env[name] = p.values[flag] as string;
     if (typeof p.values['test-hook'] === 'string') process.env.BPFD_TEST_HOOK = p.values['test-hook'];
-    const { runService } = await import('../api/service.js');
+    if (!runService) throw usageError('this build of bpfd has no service front end (src/app/main.ts wires it in)');
     const code = await runService({
       address: p.positionals[0] ?? process.env.BPFD_SOCKET ?? 'unix:///var/run/bpfd.sock',
       timeoutS: seconds(p.values.timeout, '--timeout', 15),

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { denied, invalidInput } from '../base/errors.js';
-import type { Paths } from './config.js';
+import type { Paths } from '../base/paths.js';
 import type { Subject } from './context.js';
 
 // Who a request is judged as, when the one asking is not the one who set bpfd up: a user who
