@@ -1,9 +1,9 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { BPFMAN_PROTO } from './bpfman-proto.js';
+import { BPFMAN_PROTO } from '../base/bpfman-proto.js';
 import { kernelInfo, loadType, proceedOnNames, programInfo, unmanagedKernelInfo } from './convert.js';
-import { RpcError, Status, type UnaryMethod } from './grpc.js';
+import { RpcError, Status, VIEW, type CallMeta, type UnaryMethod } from './grpc.js';
 const STATUS_NAMES = Object.fromEntries(Object.entries(Status).map(([k, v]) => [v, k])) as Record<number, string>;
 import { rpcErrorOf } from './status.js';
 import { parseXdpAttach } from '../core/attach-options.js';
@@ -27,15 +27,16 @@ const root = protobuf.parse(BPFMAN_PROTO, { keepCase: true }).root;
 const type = (name: string) => root.lookupType(`bpfman.v1.${name}`);
 
 export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => void): Record<string, UnaryMethod<ServiceCaller>> {
-  const method = (name: string, handle: (req: Record<string, any>, ctx: Context) => Promise<Record<string, unknown>>): UnaryMethod<ServiceCaller> => ({
+  type Handler = (req: Record<string, any>, ctx: Context, meta: CallMeta) => Promise<Record<string, unknown> & { [VIEW]?: unknown }>;
+  const method = (name: string, handle: Handler): UnaryMethod<ServiceCaller> => ({
     request: type(`${name}Request`),
     response: type(`${name}Response`),
-    async handle(req, caller) {
+    async handle(req, caller, meta) {
       const s = caller.subject;
       const who = `uid ${s.uid} (${s.username}, pid ${s.pid}, via ${s.via})`;
       const ctx = contextFor(s, `bpfd service ${name} for ${who}`);
       try {
-        const res = await handle(req, ctx);
+        const res = await handle(req, ctx, meta);
         log(`${name} by ${who}: ok`);
         return res;
       } catch (e) {
@@ -62,7 +63,7 @@ export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => voi
     Get: method('Get', async (req, ctx) => {
       const { get } = await import('../core/read.js');
       const view = await get(ctx, requiredId(req.id, 'GetRequest.id'));
-      return { info: programInfo(view, ctx.store().programs.get(view.id), usedBy(ctx, view)), kernel_info: kernelInfo(view, ctx.store().programs.get(view.id)) };
+      return { info: programInfo(view, ctx.store().programs.get(view.id), usedBy(ctx, view)), kernel_info: kernelInfo(view, ctx.store().programs.get(view.id)), [VIEW]: view };
     }),
     PullBytecode: method('PullBytecode', async () => {
       throw new RpcError(Status.UNIMPLEMENTED, 'pulling bytecode images is not in this bpfd yet (the OCI client, issue #13): load from a file on the host with LoadRequest.bytecode.file');
@@ -108,7 +109,7 @@ async function load(req: Record<string, any>, ctx: Context): Promise<Record<stri
   }
   const { get } = await import('../core/read.js');
   const full = await Promise.all(views.map((v) => get(ctx, v.id)));
-  return { programs: full.map((v) => ({ info: programInfo(v, ctx.store().programs.get(v.id), usedBy(ctx, v)), kernel_info: kernelInfo(v, ctx.store().programs.get(v.id)) })) };
+  return { programs: full.map((v) => ({ info: programInfo(v, ctx.store().programs.get(v.id), usedBy(ctx, v)), kernel_info: kernelInfo(v, ctx.store().programs.get(v.id)) })), [VIEW]: full };
 }
 
 /**
@@ -142,30 +143,36 @@ async function attach(req: Record<string, any>, ctx: Context): Promise<Record<st
   const before = new Set<number>(ctx.store().links.getKeys() as Iterable<number>);
   const view = await attachProgram(ctx, id, opts);
   const link = view.links.find((l) => !before.has(l.id));
-  return { link_id: link?.id ?? 0 };
+  return { link_id: link?.id ?? 0, [VIEW]: view };
 }
 
-async function list(req: Record<string, any>, ctx: Context): Promise<Record<string, unknown>> {
+async function list(req: Record<string, any>, ctx: Context, meta: CallMeta): Promise<Record<string, unknown> & { [VIEW]?: unknown }> {
   const { list: listPrograms, dispatcherProgIds } = await import('../core/read.js');
-  const views = (await listPrograms(ctx, { metadata: req.match_metadata ?? {} })).filter(
+  // bpfd's own filters (bpfd list --type --iface), for the bpfd command line as a client
+  const bpfdFilter = { type: typeof meta.view?.type === 'string' ? meta.view.type : undefined, iface: typeof meta.view?.iface === 'string' ? meta.view.iface : undefined };
+  const views = (await listPrograms(ctx, { metadata: req.match_metadata ?? {}, ...bpfdFilter })).filter(
     (v) => req.program_type === undefined || (kernelInfo(v, undefined).program_type as number) === req.program_type,
   );
   const programs = ctx.store().programs;
+  const others: unknown[] = [];
   const results: Array<Record<string, unknown>> = views.map((v) => {
     const rec = programs.get(v.id);
     return { info: programInfo(v, rec, usedByIn(views, v)), kernel_info: kernelInfo(v, rec) };
   });
   // bpfman lists every program in the kernel unless asked for its own; those have no ProgramInfo
-  if (req.bpfman_programs_only !== true && Object.keys(req.match_metadata ?? {}).length === 0) {
+  if (req.bpfman_programs_only !== true && (Object.keys(req.match_metadata ?? {}).length === 0 || meta.view)) {
     const { unmanagedPrograms, KERNEL_TYPES } = await import('../core/kernel-programs.js');
     const numberOf = new Map(Object.entries(KERNEL_TYPES).map(([n, name]) => [name, Number(n)]));
     const others = unmanagedPrograms(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))]));
     for (const o of others) {
       const n = numberOf.get(o.type) ?? Number(/^type (\d+)$/.exec(o.type)?.[1] ?? 0);
-      if (req.program_type === undefined || n === req.program_type) results.push({ kernel_info: unmanagedKernelInfo(o, n) });
+      if (req.program_type === undefined || n === req.program_type) {
+        results.push({ kernel_info: unmanagedKernelInfo(o, n) });
+        others.push(o);
+      }
     }
   }
-  return { results };
+  return { results, [VIEW]: { views, others } };
 }
 
 /** The programs sharing this program's maps, the owner first (ProgramInfo.map_used_by). */

@@ -1,5 +1,6 @@
 import type { Http2Server, ServerHttp2Stream, IncomingHttpHeaders, ServerHttp2Session } from 'node:http2';
 import type protobuf from 'protobufjs';
+import { BPFD_VIEW_FIELD, BPFD_VIEW_HEADER } from '../base/bpfman-proto.js';
 
 /**
  * Unary gRPC over node:http2, the part of the protocol bpfman.v1 uses: one length-prefixed
@@ -29,10 +30,18 @@ export class RpcError extends Error {
   }
 }
 
+/** A response's bpfd view (BPFD_VIEW_FIELD), under this key of the object a handler returns. */
+export const VIEW = Symbol('bpfd view');
+
+export interface CallMeta {
+  /** the BPFD_VIEW_HEADER request header: the caller wants bpfd's view (JSON options), or null */
+  view: Record<string, unknown> | null;
+}
+
 export interface UnaryMethod<Caller> {
   request: protobuf.Type;
   response: protobuf.Type;
-  handle(req: Record<string, any>, caller: Caller): Promise<Record<string, unknown>>;
+  handle(req: Record<string, any>, caller: Caller, meta: CallMeta): Promise<Record<string, unknown> & { [VIEW]?: unknown }>;
 }
 
 export interface CallHooks<Caller> {
@@ -89,18 +98,32 @@ export function serveGrpc<Caller>(server: Http2Server, service: string, methods:
     });
     stream.on('end', () => {
       answering = true;
-      void answer(stream, method, Buffer.concat(chunks), size, hooks.callerOf(stream.session as ServerHttp2Session)).finally(finish);
+      void answer(stream, method, Buffer.concat(chunks), size, hooks.callerOf(stream.session as ServerHttp2Session), viewOptions(headers)).finally(finish);
     });
   });
 }
 
-async function answer<Caller>(stream: ServerHttp2Stream, method: UnaryMethod<Caller>, body: Buffer, size: number, callerP: Promise<Caller>): Promise<void> {
+function viewOptions(headers: IncomingHttpHeaders): Record<string, unknown> | null {
+  const h = headers[BPFD_VIEW_HEADER];
+  if (typeof h !== 'string') return null;
+  try {
+    const v = JSON.parse(h);
+    return typeof v === 'object' && v !== null ? v : {};
+  } catch {
+    return {};
+  }
+}
+
+async function answer<Caller>(stream: ServerHttp2Stream, method: UnaryMethod<Caller>, body: Buffer, size: number, callerP: Promise<Caller>, view: Record<string, unknown> | null): Promise<void> {
   let reply: Buffer;
   try {
     if (size > MAX_MESSAGE + 5) throw new RpcError(Status.RESOURCE_EXHAUSTED, `request of ${size} bytes is larger than ${MAX_MESSAGE}`);
     const req = decodeRequest(method.request, body);
-    const res = await method.handle(req, await callerP);
-    const out = method.response.encode(method.response.fromObject(res)).finish();
+    const res = await method.handle(req, await callerP, { view });
+    const writer = method.response.encode(method.response.fromObject(res));
+    // unknown to bpfman.v1, skipped by its clients; only for a caller that asked
+    if (view && res[VIEW] !== undefined) writer.uint32((BPFD_VIEW_FIELD << 3) | 2).string(JSON.stringify(res[VIEW]));
+    const out = writer.finish();
     reply = Buffer.alloc(5 + out.length);
     reply.writeUInt32BE(out.length, 1);
     reply.set(out, 5);

@@ -1,8 +1,9 @@
 // The text of proto/bpfman/v1/bpfman.proto, embedded so that the compiled executable needs no
-// file beside it. test/unit/api-proto.test.ts fails when the two differ.
+// file beside it (the service and the CLI client both encode with it). test/unit/api-proto.test.ts
+// fails when the two differ.
 export const BPFMAN_PROTO = `// bpfman.v1: the gRPC interface bpfd serves (bpfd system service), wire-compatible with
 // bpfman's so that clients written for bpfman work unchanged. Written from the wire facts
-// (field numbers and types); src/api/bpfman-proto.ts embeds this exact text in the executable.
+// (field numbers and types); src/base/bpfman-proto.ts embeds this exact text in the executable.
 syntax = "proto3";
 
 package bpfman.v1;
@@ -241,3 +242,12 @@ message GetResponse {
   KernelProgramInfo kernel_info = 2;
 }
 `;
+
+/**
+ * bpfd's own answer, beside bpfman's: the views `bpfd` prints (JSON), appended to a response as
+ * this field number, which no bpfman.v1 message uses, so bpfman clients skip it as an unknown
+ * field. Sent only to a caller that asks with the BPFD_VIEW_HEADER request header: the bpfd
+ * command line as a client prints exactly what it prints in-process.
+ */
+export const BPFD_VIEW_FIELD = 15000;
+export const BPFD_VIEW_HEADER = "bpfd-view";
