@@ -85,8 +85,8 @@ export function checkPolicyFiles(paths: Pick<Paths, 'policy' | 'policyData'>): v
   for (const [what, file, optional] of [['policy module', paths.policy, false], ['policy data', paths.policyData, true]] as const) {
     const problem = unsafePath(path.resolve(file), optional);
     if (problem) {
-      throw denied('denied: the policy cannot be trusted', [
-        `${what} ${problem}; it must be owned by root and not writable by group or others (chown root:root, chmod go-w)`,
+      throw denied(`denied: the policy cannot be trusted: ${what} ${problem}`, [
+        'policy modules, data files and the directories above them must be owned by root and not writable by group or others (chown root:root, chmod go-w)',
       ]);
     }
   }
