@@ -9,6 +9,7 @@ import { rpcErrorOf } from './status.js';
 import { parseXdpAttach } from '../core/attach-options.js';
 import type { Context, Subject } from '../core/context.js';
 import type { ProgramView } from '../core/view.js';
+import { readStamp } from '../core/read-cache.js';
 
 // The seven bpfman.v1 RPCs, each the same core operation the CLI runs, for the caller the
 // service identified. Errors keep the core's message and details; only the status differs
@@ -22,6 +23,9 @@ export interface ServiceCaller {
 
 /** A fresh context per call: who asks, and what the lock holder message names. */
 export type ContextFor = (subject: Subject, what: string) => Context;
+
+/** Reads are not asked of the policy: who asks does not change what List answers. */
+const ANYONE: Subject = { uid: -1, gid: -1, groups: [], username: 'anyone', pid: 0, via: 'socket' };
 
 const root = protobuf.parse(BPFMAN_PROTO, { keepCase: true }).root;
 const type = (name: string) => root.lookupType(`bpfman.v1.${name}`);
@@ -46,6 +50,7 @@ export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => voi
       }
     },
   });
+  let replayCtx: Context | undefined;
   return {
     Load: method('Load', load),
     Unload: method('Unload', async (req, ctx) => {
@@ -59,7 +64,17 @@ export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => voi
       await detach(ctx, requiredId(req.link_id, 'DetachRequest.link_id'));
       return {};
     }),
-    List: method('List', list),
+    List: {
+      ...method('List', list),
+      // bpfd's programs come from its records alone (no kernel call): unchanged store and pins,
+      // unchanged answer. Others' programs come from the kernel, which no stamp covers.
+      replayKey(req, meta) {
+        if (req.bpfman_programs_only !== true) return null;
+        replayCtx ??= contextFor(ANYONE, 'bpfd service List');
+        const stamp = readStamp(replayCtx);
+        return stamp === null ? null : `${stamp}\u0000${JSON.stringify(req)}\u0000${JSON.stringify(meta.view)}`;
+      },
+    },
     Get: method('Get', async (req, ctx) => {
       const { get } = await import('../core/read.js');
       const view = await get(ctx, requiredId(req.id, 'GetRequest.id'));
@@ -147,16 +162,17 @@ async function attach(req: Record<string, any>, ctx: Context): Promise<Record<st
 }
 
 async function list(req: Record<string, any>, ctx: Context, meta: CallMeta): Promise<Record<string, unknown> & { [VIEW]?: unknown }> {
-  const { list: listPrograms, dispatcherProgIds } = await import('../core/read.js');
+  const { listWithRecords, dispatcherProgIds } = await import('../core/read.js');
   // bpfd's own filters (bpfd list --type --iface), for the bpfd command line as a client
   const bpfdFilter = { type: typeof meta.view?.type === 'string' ? meta.view.type : undefined, iface: typeof meta.view?.iface === 'string' ? meta.view.iface : undefined };
-  const views = (await listPrograms(ctx, { metadata: req.match_metadata ?? {}, ...bpfdFilter })).filter(
+  const listed = await listWithRecords(ctx, { metadata: req.match_metadata ?? {}, ...bpfdFilter });
+  const views = listed.views.filter(
     (v) => req.program_type === undefined || (kernelInfo(v, undefined).program_type as number) === req.program_type,
   );
-  const programs = ctx.store().programs;
+  const records = new Map(listed.records.map((p) => [p.id, p]));
   const others: unknown[] = [];
   const results: Array<Record<string, unknown>> = views.map((v) => {
-    const rec = programs.get(v.id);
+    const rec = records.get(v.id);
     return { info: programInfo(v, rec, usedByIn(views, v)), kernel_info: kernelInfo(v, rec) };
   });
   // bpfman lists every program in the kernel unless asked for its own; those have no ProgramInfo
