@@ -9,6 +9,7 @@ import { rpcErrorOf } from './status.js';
 import { parseXdpAttach } from '../core/attach-options.js';
 import type { Context, Subject } from '../core/context.js';
 import type { ProgramView } from '../core/view.js';
+import type { ProgramRecord } from '../state/records.js';
 import { readStamp } from '../core/read-cache.js';
 
 // The seven bpfman.v1 RPCs, each the same core operation the CLI runs, for the caller the
@@ -78,7 +79,9 @@ export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => voi
     Get: method('Get', async (req, ctx) => {
       const { get } = await import('../core/read.js');
       const view = await get(ctx, requiredId(req.id, 'GetRequest.id'));
-      return { info: programInfo(view, ctx.store().programs.get(view.id), usedBy(ctx, view)), kernel_info: kernelInfo(view, ctx.store().programs.get(view.id)), [VIEW]: view };
+      const records = ctx.store().programs();
+      const rec = records.find((r) => r.id === view.id);
+      return { info: programInfo(view, rec, usedBy(records, view)), kernel_info: kernelInfo(view, rec), [VIEW]: view };
     }),
     PullBytecode: method('PullBytecode', async () => {
       throw new RpcError(Status.UNIMPLEMENTED, 'pulling bytecode images is not in this bpfd yet (the OCI client, issue #13): load from a file on the host with LoadRequest.bytecode.file');
@@ -124,7 +127,9 @@ async function load(req: Record<string, any>, ctx: Context): Promise<Record<stri
   }
   const { get } = await import('../core/read.js');
   const full = await Promise.all(views.map((v) => get(ctx, v.id)));
-  return { programs: full.map((v) => ({ info: programInfo(v, ctx.store().programs.get(v.id), usedBy(ctx, v)), kernel_info: kernelInfo(v, ctx.store().programs.get(v.id)) })), [VIEW]: full };
+  const records = ctx.store().programs();
+  const recordOf = (id: number) => records.find((r) => r.id === id);
+  return { programs: full.map((v) => ({ info: programInfo(v, recordOf(v.id), usedBy(records, v)), kernel_info: kernelInfo(v, recordOf(v.id)) })), [VIEW]: full };
 }
 
 /**
@@ -155,7 +160,7 @@ async function attach(req: Record<string, any>, ctx: Context): Promise<Record<st
   const x = info.xdp_attach_info;
   const opts = parseXdpAttach({ iface: x.iface || undefined, priority: x.priority ?? 0, proceedOn: proceedOnNames(x.proceed_on), netns: x.netns || undefined });
   const { attach: attachProgram } = await import('../core/programs.js');
-  const before = new Set<number>(ctx.store().links.getKeys() as Iterable<number>);
+  const before = new Set<number>(ctx.store().links().map((l) => l.id));
   const view = await attachProgram(ctx, id, opts);
   const link = view.links.find((l) => !before.has(l.id));
   return { link_id: link?.id ?? 0, [VIEW]: view };
@@ -192,11 +197,9 @@ async function list(req: Record<string, any>, ctx: Context, meta: CallMeta): Pro
 }
 
 /** The programs sharing this program's maps, the owner first (ProgramInfo.map_used_by). */
-function usedBy(ctx: Context, v: ProgramView): number[] {
+function usedBy(records: ProgramRecord[], v: ProgramView): number[] {
   const owner = v.maps.owner_id ?? v.id;
-  const users: number[] = [];
-  for (const { value } of ctx.store().programs.getRange()) if (value.maps.owner_id === owner) users.push(value.id);
-  return [owner, ...users];
+  return [owner, ...records.filter((r) => r.maps.owner_id === owner).map((r) => r.id)];
 }
 
 function usedByIn(views: ProgramView[], v: ProgramView): number[] {
