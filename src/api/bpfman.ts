@@ -184,8 +184,8 @@ async function list(req: Record<string, any>, ctx: Context, meta: CallMeta): Pro
   if (req.bpfman_programs_only !== true && (Object.keys(req.match_metadata ?? {}).length === 0 || meta.view)) {
     const { unmanagedPrograms, KERNEL_TYPES } = await import('../core/kernel-programs.js');
     const numberOf = new Map(Object.entries(KERNEL_TYPES).map(([n, name]) => [name, Number(n)]));
-    const others = unmanagedPrograms(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))]));
-    for (const o of others) {
+    const unmanaged = unmanagedPrograms(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))]));
+    for (const o of unmanaged) {
       const n = numberOf.get(o.type) ?? Number(/^type (\d+)$/.exec(o.type)?.[1] ?? 0);
       if (req.program_type === undefined || n === req.program_type) {
         results.push({ kernel_info: unmanagedKernelInfo(o, n) });

@@ -93,6 +93,9 @@ export async function runService(opts: ServiceOptions): Promise<number> {
   const stop = (why: string) => {
     if (stopping) return;
     stopping = true;
+    // a pending idle timer would keep the process alive after the last call
+    if (idle) clearTimeout(idle);
+    idle = null;
     opts.log(`stopping (${why})${inflight ? `: finishing ${inflight} call(s) in flight` : ''}`);
     server.close();
     if (inflight === 0) finish();

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { fixture, kernelProgIds, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
+import { bpftool, fixture, kernelProgIds, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 import { callAs, client, Code, makeUser, serving, sleep, startService, type Service, type TestUser } from '../helpers/service.js';
 
@@ -15,8 +16,9 @@ describe('bpfd system service: bpfman.v1 over a unix socket', { skip }, () => {
   let env: Env;
   let veth: VethPair;
   const services: Service[] = [];
-  const start = (...a: Parameters<typeof startService>) => {
-    const s = startService(...a);
+  // each service its own socket: a test that fails leaves no service in the next one's way
+  const start = (e: Env, opts: Parameters<typeof startService>[1] = {}) => {
+    const s = startService(e, { address: `unix://${e.dir}/bpfd-${services.length}.sock`, ...opts });
     services.push(s);
     return s;
   };
@@ -59,10 +61,28 @@ describe('bpfd system service: bpfman.v1 over a unix socket', { skip }, () => {
     assert.ok(got.response.kernel_info.bytes_xlated > 0, 'Get reads the kernel');
 
     const mine = await c.call('List', { bpfman_programs_only: true });
+    assert.equal(mine.code, 0, mine.details);
     assert.deepEqual(mine.response.results.map((r: any) => r.kernel_info.id), [id]);
-    const all = await c.call('List', {});
-    assert.ok(all.response.results.some((r: any) => r.kernel_info.id === id && r.info), 'bpfd programs come with info');
-    for (const r of all.response.results.filter((x: any) => !x.info)) assert.notEqual(r.kernel_info.id, id, 'others come with kernel_info only');
+    // a program bpfd did not load, pinned in a bpffs of the test's own
+    const otherFs = `${env.dir}/otherfs`;
+    mkdirSync(otherFs);
+    spawnSync('mount', ['-t', 'bpf', 'bpf', otherFs]);
+    try {
+      const loaded = spawnSync('bpftool', ['prog', 'load', fixture('xdp_pass.o'), `${otherFs}/p`, 'type', 'xdp'], { encoding: 'utf8' });
+      assert.equal(loaded.status, 0, loaded.stderr);
+      const otherId: number = bpftool('prog', 'show', 'pinned', `${otherFs}/p`).id;
+      const all = await c.call('List', {});
+      assert.equal(all.code, 0, all.details);
+      assert.ok(all.response.results.some((r: any) => r.kernel_info.id === id && r.info), 'bpfd programs come with info');
+      const other = all.response.results.find((r: any) => r.kernel_info.id === otherId);
+      assert.ok(other, 'List without bpfman_programs_only shows programs bpfd does not manage');
+      assert.equal(other.info, undefined, 'with kernel_info only');
+      assert.equal(other.kernel_info.program_type, 6);
+      for (const r of all.response.results.filter((x: any) => !x.info)) assert.notEqual(r.kernel_info.id, id);
+    } finally {
+      rmSync(`${otherFs}/p`, { force: true });
+      spawnSync('umount', [otherFs]);
+    }
     const cli = env.run('list', '-o', 'json').json();
     assert.deepEqual(cli.map((p: any) => [p.id, p.links[0]?.id]), [[id, linkId]], 'the CLI sees what the API did');
 
