@@ -1,22 +1,23 @@
 import { checkPolicyFiles, isDelegated } from './caller.js';
 import type { Context } from './context.js';
 import type { BpfElf } from '../loader/elf.js';
-import { describeMaps } from '../loader/object.js';
+import type { MapDescription } from '../loader/object.js';
 import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
 import { elfProgramFacts, groupNames } from '../policy/facts.js';
-import type { PolicyInput, PolicyProgram } from '../policy/input.js';
+import type { PolicyInput, PolicyProgram, PolicyShare } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
-export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
+export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull' | 'share';
 
 export interface GateRequest {
   action: Action;
-  program?: { record?: ProgramRecord; elf?: BpfElf; name: string; type: string; section: string };
+  program?: { record?: ProgramRecord; elf?: BpfElf; maps?: MapDescription[]; name: string; type: string; section: string };
   attach?: { iface: string; netns: string | null; priority: number; proceed_on: string[] };
   existing?: Array<{ link: LinkRecord; program: ProgramRecord | undefined }>;
   application?: string | null;
   metadata?: Record<string, string>;
+  share?: PolicyShare;
 }
 
 /** Facts about a program already loaded: what was recorded at load, for later decisions. */
@@ -34,14 +35,11 @@ function recordFacts(r: ProgramRecord): PolicyProgram {
   };
 }
 
-export function programFacts(elf: BpfElf, name: string): PolicyProgram {
-  return elfProgramFacts(elf, name, describeMaps(elf));
-}
 
 export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
   const s = ctx.subject;
   const p = req.program;
-  const program = p?.elf ? programFacts(p.elf, p.name) : p?.record ? recordFacts(p.record) : undefined;
+  const program = p?.elf ? elfProgramFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
   return {
     subject: { uid: s.uid, gid: s.gid, groups: groupNames([s.gid, ...s.groups]), username: s.username, pid: s.pid, via: s.via },
     action: req.action,
@@ -61,6 +59,7 @@ export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
     ...(p?.record ? { owner: p.record.owner } : {}),
     application: req.application ?? null,
     metadata: req.metadata ?? {},
+    ...(req.share ? { share: req.share } : {}),
   };
 }
 

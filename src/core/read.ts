@@ -5,7 +5,7 @@ import { lastHolderFinished } from './lock-state.js';
 import { cachedRead, keepRead, readStamp } from './read-cache.js';
 import type { Reconciled } from './reconcile.js';
 import type { ProgramRecord } from '../state/records.js';
-import { pendingView, positions, programView, type PendingView, type ProgramView } from './view.js';
+import { mapUsers, pendingView, positions, programView, type PendingView, type ProgramView } from './view.js';
 
 // The read side: list and get. Kept apart from programs.ts so that a read whose records agree
 // with the pins loads neither koffi nor the dispatcher, and talks to no kernel.
@@ -25,7 +25,7 @@ export async function list(ctx: Context, filter: ListFilter = {}): Promise<Progr
 export async function listWithRecords(ctx: Context, filter: ListFilter = {}): Promise<{ views: ProgramView[]; records: ProgramRecord[] }> {
   const state = await readState(ctx);
   const pos = positions(state.links);
-  const views = state.programs.map((p) => programView(p, state.links, pos)).filter((v) => matches(v, filter));
+  const views = state.programs.map((p) => programView(p, state.links, pos, undefined, undefined, mapUsers(p, state.programs))).filter((v) => matches(v, filter));
   const sortKey = (v: ProgramView) => {
     const l = v.links[0];
     return l ? [0, `${l.netns ?? ''}\u0000${l.iface}`, l.position, v.id] : [1, '', 0, v.id];
@@ -57,7 +57,7 @@ function matches(v: { type: string; links: Array<{ iface: string }>; metadata: R
 
 /** Kernel ids of the dispatchers bpfd runs: bpfd's own, though not programs a user loaded. */
 export async function dispatcherProgIds(ctx: Context): Promise<number[]> {
-  const { dispatcherInfo } = await import('../dispatcher/xdp-iface.js');
+  const { dispatcherInfo } = await import('../dispatcher/xdp-dispatcher.js');
   const ids = new Set<number>();
   for (const l of ctx.store().links()) {
     const d = dispatcherInfo({ bpffs: ctx.paths.bpffs, ifindex: l.ifindex, netnsIno: l.netns_ino });
