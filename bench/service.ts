@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
  */
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BPFD = path.join(ROOT, 'dist', 'bpfd.cjs');
+const BPFD = path.join(ROOT, 'dist', 'bpfd');
 const OBJ = path.join(ROOT, 'fixtures', 'bytecode', 'xdp_pass.o');
 const require = createRequire(path.join(ROOT, 'package.json'));
 const grpc = require('@grpc/grpc-js') as typeof import('@grpc/grpc-js');
@@ -30,7 +30,7 @@ function call(c: any, method: string, req: object): Promise<any> {
 }
 
 function startService(args: string[], flags: string[], env: NodeJS.ProcessEnv): Promise<{ proc: ChildProcess; stop(): Promise<void> }> {
-  const [cmd, ...rest] = [...args, process.execPath, BPFD, 'system', 'service', ...flags];
+  const [cmd, ...rest] = [...args, BPFD, 'system', 'service', ...flags];
   const proc = spawn(cmd, rest, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   return new Promise((resolve, reject) => {
@@ -59,7 +59,7 @@ export async function benchService(rounds = 15): Promise<string[]> {
   spawnSync('ip', ['-n', ns, 'link', 'set', ifB, 'up']);
   const out: string[] = [];
   try {
-    spawnSync(process.execPath, [BPFD, 'list'], { env: cliEnv }); // creates the store and the bpffs once
+    spawnSync(BPFD, ['list'], { env: cliEnv }); // creates the store and the bpffs once
 
     // 1. cold: systemd-socket-activate holds the socket; the service starts on the first connection
     const cold: number[] = [];
@@ -76,7 +76,7 @@ export async function benchService(rounds = 15): Promise<string[]> {
     // 2. warm List with 50 programs: 16 calls in flight on one connection
     const ids: number[] = [];
     for (let i = 0; i < 50; i++) {
-      const r = spawnSync(process.execPath, [BPFD, 'load', 'file', '--path', OBJ, '--name', 'xdp_pass', '-o', 'json'], { env: cliEnv, encoding: 'utf8' });
+      const r = spawnSync(BPFD, ['load', 'file', '--path', OBJ, '--name', 'xdp_pass', '-o', 'json'], { env: cliEnv, encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`bpfd load: ${r.stderr}`);
       ids.push(JSON.parse(r.stdout).id);
     }
@@ -143,8 +143,8 @@ export async function benchService(rounds = 15): Promise<string[]> {
     spawnSync('ip', ['netns', 'exec', ns, 'xdp-loader', 'unload', ifB, '--all']);
     spawnSync('ip', ['link', 'del', ifA]);
     spawnSync('ip', ['netns', 'del', ns]);
-    const l = spawnSync(process.execPath, [BPFD, 'list', '-o', 'json'], { env: cliEnv, encoding: 'utf8' });
-    if (l.status === 0) for (const p of JSON.parse(l.stdout) as Array<{ id: number }>) spawnSync(process.execPath, [BPFD, 'unload', String(p.id)], { env: cliEnv });
+    const l = spawnSync(BPFD, ['list', '-o', 'json'], { env: cliEnv, encoding: 'utf8' });
+    if (l.status === 0) for (const p of JSON.parse(l.stdout) as Array<{ id: number }>) spawnSync(BPFD, ['unload', String(p.id)], { env: cliEnv });
     spawnSync('umount', [path.join(run, 'fs')]);
     rmSync(dir, { recursive: true, force: true });
   }

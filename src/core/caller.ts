@@ -103,7 +103,14 @@ function unsafePath(file: string, optional: boolean): string | null {
   if (st.uid !== 0) return `${file} is owned by uid ${st.uid}, not root`;
   if (st.mode & 0o022) return `${file} is writable by ${st.mode & 0o002 ? 'others' : 'its group'} (mode ${(st.mode & 0o777).toString(8)})`;
   for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
-    const d = statSync(dir);
+    let d;
+    try {
+      d = statSync(dir);
+    } catch {
+      // a file whose directory does not exist is in the executable's embedded file system
+      // (Bun's /$bunfs: the shipped policy), which is as trusted as the executable itself
+      return null;
+    }
     const sticky = (d.mode & 0o1000) !== 0;
     if (d.uid !== 0) return `${file} is in ${dir}, owned by uid ${d.uid}, not root`;
     if (d.mode & 0o022 && !sticky) return `${file} is in ${dir}, writable by ${d.mode & 0o002 ? 'others' : 'its group'} (mode ${(d.mode & 0o777).toString(8)})`;

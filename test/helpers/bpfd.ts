@@ -5,7 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const BPFD = path.join(ROOT, 'dist', 'bpfd.cjs');
+/** The shipped executable (npm run build): one file, run directly, no node involved. */
+export const BPFD = path.join(ROOT, 'dist', 'bpfd');
 export const FIXTURES = path.join(ROOT, 'fixtures', 'bytecode');
 export const fixture = (name: string) => path.join(FIXTURES, name);
 
@@ -29,7 +30,7 @@ export interface Env {
 }
 
 /** The command line that runs the shipped bpfd with these arguments. */
-export const bpfdArgv = (...args: string[]): string[] => [process.execPath, BPFD, ...args];
+export const bpfdArgv = (...args: string[]): string[] => [BPFD, ...args];
 
 /** The tests act as root: under `sudo npm test`, bpfd would otherwise judge the user who ran sudo. */
 function withoutSudo(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
