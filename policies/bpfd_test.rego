@@ -301,3 +301,55 @@ test_sharing_own_maps_needs_nothing_more if {
 	own := object.union(bobs_maps, {"owner": {"uid": 1001, "username": "alice"}})
 	decide(object.union(load_input, {"map_owner": own})).allow
 }
+
+# --- via: sudo, socket and tcp ------------------------------------------------
+
+sudo_alice := object.union(alice, {"via": "sudo"})
+
+sudo_root_data := [{"name": "socket-only", "groups": ["netops"], "via": ["socket"]}]
+
+test_sudo_user_is_judged_as_themselves_not_root if {
+	d := authz.decision with input as put(load_input, "subject", object.union(alice, {"groups": ["staff"], "via": "sudo"}))
+	not d.allow
+	some r in d.reasons
+	contains(r, "uid 1001 (alice) has no grant")
+}
+
+test_sudo_user_granted_by_group if {
+	decide(put(load_input, "subject", sudo_alice)).allow
+}
+
+test_grant_via_socket_only_refuses_sudo if {
+	d := authz.decision with input as put(load_input, "subject", sudo_alice) with data.grants as sudo_root_data
+	not d.allow
+	some r in d.reasons
+	contains(r, "requests via \"sudo\" are not granted (granted: socket)")
+}
+
+test_grant_via_socket_allows_socket if {
+	authz.decision.allow with input as put(load_input, "subject", object.union(alice, {"via": "socket"})) with data.grants as sudo_root_data
+}
+
+tcp_caller := {"uid": -1, "gid": -1, "groups": [], "username": "anonymous", "pid": 0, "via": "tcp"}
+
+test_tcp_caller_denied_by_default if {
+	d := authz.decision with input as put(load_input, "subject", tcp_caller)
+	not d.allow
+	some r in d.reasons
+	contains(r, "calls over TCP are anonymous")
+}
+
+test_tcp_caller_allowed_by_a_tcp_grant if {
+	authz.decision.allow with input as put(load_input, "subject", tcp_caller) with data.grants as [{"name": "lab", "via": ["tcp"]}]
+}
+
+test_tcp_caller_not_matched_by_a_user_grant if {
+	d := authz.decision with input as put(load_input, "subject", tcp_caller) with data.grants as [{"name": "anon", "users": ["anonymous"]}]
+	not d.allow
+	some r in d.reasons
+	contains(r, "does not list \"tcp\"")
+}
+
+test_root_over_tcp_is_not_root if {
+	not authz.decision.allow with input as put(load_input, "subject", object.union(tcp_caller, {"username": "root"}))
+}

@@ -90,7 +90,7 @@ const plugin = {
 };
 
 const result = await Bun.build({
-  entrypoints: [path.join(root, 'src/cli/entry.ts')],
+  entrypoints: [path.join(root, 'src/app/entry.ts')],
   compile: { outfile, autoloadDotenv: false, autoloadBunfig: false, autoloadTsconfig: false, autoloadPackageJson: false },
   target: 'bun',
   format: want('bytecode') ? 'cjs' : 'esm',

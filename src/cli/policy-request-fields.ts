@@ -74,7 +74,7 @@ export function readRequest(fields: Record<string, unknown>, src: FieldSource): 
   const type = str('type') as ProgramType | undefined;
   if (type !== undefined && !PROGRAM_TYPES.includes(type)) throw invalidInput(`${src.label('type')} ${type}: give one of ${PROGRAM_TYPES.join(', ')}`);
   const via = str('via');
-  if (via !== undefined && via !== 'cli' && via !== 'socket') throw invalidInput(`${src.label('via')} ${via}: give cli or socket`);
+  if (via !== undefined && !['cli', 'sudo', 'socket', 'tcp'].includes(via)) throw invalidInput(`${src.label('via')} ${via}: give cli, sudo, socket or tcp`);
   const mode = str('mode');
   if (mode !== undefined && mode !== 'skb' && mode !== 'drv') throw invalidInput(`${src.label('mode')} ${mode}: give skb or drv`);
 
@@ -100,7 +100,7 @@ export function readRequest(fields: Record<string, unknown>, src: FieldSource): 
     ...(str('digest') ? { digest: str('digest') } : {}),
     ...(str('as') ? { as: str('as') } : {}),
     ...(fields.groups !== undefined ? { groups: stringList(fields.groups, src.label('groups')) } : {}),
-    ...(via ? { via: via as 'cli' | 'socket' } : {}),
+    ...(via ? { via: via as 'cli' | 'sudo' | 'socket' | 'tcp' } : {}),
     ...(str('owner') ? { owner: str('owner') } : {}),
     ...(attach ? { attach } : {}),
     application: str('application') ?? null,

@@ -13,7 +13,7 @@ export interface Subject {
   groups: number[];
   username: string;
   pid: number;
-  via: 'cli' | 'socket';
+  via: 'cli' | 'socket' | 'sudo' | 'tcp';
 }
 
 /** Everything an operation needs: where things are, the store, who asks, the lock policy. */

@@ -1,3 +1,4 @@
+import { checkPolicyFiles, isDelegated } from './caller.js';
 import type { Context, Subject } from './context.js';
 import type { BpfElf } from '../loader/elf.js';
 import type { MapDescription } from '../loader/object.js';
@@ -103,6 +104,8 @@ function withSource(program: PolicyProgram, source: { image: string; digest?: st
  * so the load can keep them for later decisions about the same program.
  */
 export async function gate(ctx: Context, req: GateRequest): Promise<{ decision: Decision; input: PolicyInput }> {
+  // a caller judged by rules someone else chose must not be able to rewrite them
+  if (isDelegated(ctx.subject)) checkPolicyFiles(ctx.paths);
   const input = policyInput(ctx, req);
   const decision = await authorize(input, { paths: ctx.paths, store: ctx.store() });
   enforce(decision);

@@ -29,7 +29,7 @@ export interface DescribedRequest {
   as?: string;
   /** group names or gids; absent: the user's groups from /etc/group (like a login) */
   groups?: string[];
-  via?: 'cli' | 'socket';
+  via?: 'cli' | 'sudo' | 'socket' | 'tcp';
   /** who loaded the program acted on (attach, detach, unload): USER, UID or USER:UID; default the subject */
   owner?: string;
   attach?: { iface: string; netns: string | null; priority: number; proceed_on: string[] };
@@ -132,7 +132,7 @@ function userOf(spec: string, where: string): { name: string; uid: number; gid: 
  * groups from /etc/passwd and /etc/group). --group replaces the supplementary groups, for users
  * that exist only on the hosts the policy is for.
  */
-function subjectOf(as: string | undefined, groups: string[] | undefined, via: 'cli' | 'socket', label: FieldLabel): PolicySubject {
+function subjectOf(as: string | undefined, groups: string[] | undefined, via: 'cli' | 'sudo' | 'socket' | 'tcp', label: FieldLabel): PolicySubject {
   let subject: PolicySubject;
   if (as === undefined) subject = subjectFacts({ ...cliSubject(), ...(groups ? { groups: [] } : {}), via });
   else {

@@ -127,7 +127,7 @@ export function subjectFromProcess(): PolicySubject {
  * A caller known only by its peer credentials (the service socket): the username and the
  * supplementary groups come from /etc/passwd and /etc/group, as login would set them.
  */
-export function subjectFromCredentials(cred: { uid: number; gid: number; pid: number }, via: 'cli' | 'socket' = 'socket'): PolicySubject {
+export function subjectFromCredentials(cred: { uid: number; gid: number; pid: number }, via: 'cli' | 'sudo' | 'socket' | 'tcp' = 'socket'): PolicySubject {
   const username = passwdName(cred.uid) ?? String(cred.uid);
   const gids = new Set<number>([cred.gid]);
   for (const g of readGroupFile()) if (g.members.includes(username)) gids.add(g.gid);

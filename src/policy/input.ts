@@ -14,7 +14,7 @@ export interface PolicySubject {
   username: string;
   pid: number;
   /** how the request arrived: a local command, or the service socket (peer credentials) */
-  via: 'cli' | 'socket';
+  via: 'cli' | 'socket' | 'sudo' | 'tcp';
 }
 
 export interface PolicyMap {

@@ -37,6 +37,12 @@ export function reasonTemplates(rego: string): ReasonTemplate[] {
     if (literalHead) fragments = [JSON.parse(`"${literalHead[1]}"`)];
     else {
       const at = rest.startsWith('concat(') ? block.indexOf('concat(') : messageConcat(block, rest);
+      // a reason that is one string literal: msg := "…"
+      const literal = at < 0 ? /\bmsg := "((?:[^"\\]|\\.)*)"/.exec(block) : null;
+      if (literal) {
+        out.push({ set, line: i + 1, fragments: [JSON.parse(`"${literal[1]}"`)] });
+        continue;
+      }
       if (at < 0) throw new Error(`policy line ${i + 1}: cannot tell what reason this ${set} rule gives (build it with msg := concat("", [...]))`);
       fragments = concatLiterals(block, at);
     }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeEnv, ROOT, type Env } from '../helpers/bpfd.js';
@@ -9,6 +9,8 @@ import { reasonTemplates, uncovered, type CaseOutcome } from '../helpers/policy-
 // administrator's CI job runs theirs: no root, no capabilities, no kernel.
 const CASES = path.join(ROOT, 'policies', 'cases', 'cases.yaml');
 const REGO = readFileSync(path.join(ROOT, 'policies', 'bpfd.rego'), 'utf8');
+// the shipped policy is every non-test module in policies/ (one package, split into files)
+const MODULES = readdirSync(path.join(ROOT, 'policies')).filter((f) => f.endsWith('.rego') && !f.endsWith('_test.rego')).sort();
 const NOBODY = 65534;
 
 describe('policies/cases/cases.yaml: the shipped policy against its own cases', () => {
@@ -32,9 +34,9 @@ describe('policies/cases/cases.yaml: the shipped policy against its own cases', 
 
   test('every reason the shipped policy can give is asserted by at least one case', () => {
     assert.ok(outcomes, 'the cases ran');
-    const templates = reasonTemplates(REGO);
-    assert.ok(templates.length >= 18, `found ${templates.length} reason rules in policies/bpfd.rego`);
-    const missing = uncovered(templates, outcomes).map((t) => `line ${t.line} (${t.set}): ${JSON.stringify(t.fragments)}`);
+    const templates = MODULES.flatMap((f) => reasonTemplates(readFileSync(path.join(ROOT, 'policies', f), 'utf8')).map((t) => ({ ...t, file: f })));
+    assert.ok(templates.length >= 18, `found ${templates.length} reason rules in policies/${MODULES.join(', ')}`);
+    const missing = uncovered(templates, outcomes).map((t) => `${(t as typeof t & { file?: string }).file} line ${t.line} (${t.set}): ${JSON.stringify(t.fragments)}`);
     assert.deepEqual(missing, [], `reasons with no case in policies/cases/cases.yaml:\n${missing.join('\n')}`);
   });
 
