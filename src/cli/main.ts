@@ -7,6 +7,7 @@ import { policyCommand } from './policy.js';
 import { systemCommand } from './system.js';
 import { doctorCommand } from './doctor.js';
 import { versionCommand } from './version.js';
+import { imageCommand, imagesCommand, pullCommand } from './images.js';
 import { BpfdError, ExitCode, exitCodeOf } from '../core/errors.js';
 import { writeErr } from './output.js';
 
@@ -33,6 +34,9 @@ const main = defineCommand({
     system: systemCommand,
     doctor: doctorCommand,
     version: versionCommand,
+    pull: pullCommand,
+    images: imagesCommand,
+    image: defineCommand(imageCommand),
   },
 });
 

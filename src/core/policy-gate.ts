@@ -3,7 +3,7 @@ import type { BpfElf } from '../loader/elf.js';
 import { describeMaps } from '../loader/object.js';
 import { authorize, enforce, type Decision } from '../policy/engine.js';
 import { elfProgramFacts, groupNames } from '../policy/facts.js';
-import type { PolicyInput, PolicyProgram } from '../policy/input.js';
+import type { PolicyImage, PolicyInput, PolicyProgram } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
 export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
@@ -15,6 +15,8 @@ export interface GateRequest {
   existing?: Array<{ link: LinkRecord; program: ProgramRecord | undefined }>;
   application?: string | null;
   metadata?: Record<string, string>;
+  /** for a program from an OCI image, and for pull */
+  image?: PolicyImage;
 }
 
 /** Facts about a program already loaded: what was recorded at load, for later decisions. */
@@ -39,10 +41,13 @@ export function programFacts(elf: BpfElf, name: string): PolicyProgram {
 export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
   const s = ctx.subject;
   const p = req.program;
-  const program = p?.elf ? programFacts(p.elf, p.name) : p?.record ? recordFacts(p.record) : undefined;
+  const facts = p?.elf ? programFacts(p.elf, p.name) : p?.record ? recordFacts(p.record) : undefined;
+  const img = req.image;
+  const program = img && facts ? { ...facts, image: img.reference, digest: img.digest ?? undefined } : img ? { image: img.reference, ...(img.digest ? { digest: img.digest } : {}) } : facts;
   return {
     subject: { uid: s.uid, gid: s.gid, groups: groupNames([s.gid, ...s.groups]), username: s.username, pid: s.pid, via: s.via },
     action: req.action,
+    ...(img ? { image: img } : {}),
     ...(program ? { program } : {}),
     ...(req.attach ? { attach: req.attach } : {}),
     ...(req.existing

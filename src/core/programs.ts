@@ -80,6 +80,10 @@ export interface LoadObjectRequest extends Omit<LoadFileRequest, 'path' | 'type'
   linkIdentity?: LinkIdentity;
   /** the PendingRestore key a restore loads it from (ProgramRecord.restored_from) */
   restoredFrom?: string;
+  /** where the bytes came from, when not a file (load image: the image and its digest) */
+  bytecode?: ProgramRecord['bytecode'];
+  /** image facts for the policy, for a program from an OCI image */
+  image?: import('../policy/input.js').PolicyImage;
 }
 
 /** The body of a load, under the writer lock with `state` reconciled. */
@@ -107,6 +111,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
     existing: existing.map((link) => ({ link, program: state.programs.find((p) => p.id === link.prog_id) })),
     application: req.application ?? null,
     metadata: req.metadata,
+    image: req.image,
   });
 
   if (req.dryRun) {
@@ -130,7 +135,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
         name: req.name,
         type,
         section,
-        bytecode: { path: elf.path, sha256: elf.sha256 },
+        bytecode: req.bytecode ?? { path: elf.path, sha256: elf.sha256 },
         owner: req.owner ?? { uid: ctx.subject.uid, username: ctx.subject.username },
         metadata: req.metadata,
         maps: { pin_path: loaded.mapsDir, owner_id: req.mapOwnerId ?? null },
@@ -169,7 +174,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
           store.programs.put(rec.id, rec);
           if (image) store.blobs.put(imageKey(rec.id), encodeImage(image));
           // restore after a reboot loads from these bytes: the file may be gone or changed by then
-          if (rec.persist) store.blobs.put(objectKey(elf.sha256), elf.bytes);
+          if (rec.persist && 'sha256' in rec.bytecode) store.blobs.put(objectKey(elf.sha256), elf.bytes);
           if (link) store.links.put(link.id, link);
         }));
       } catch (e) {

@@ -121,19 +121,19 @@ export function tarEntries(tar: Buffer): TarEntry[] {
  * relocatable object in the host's byte order), or the object itself, raw or gzipped. Told apart
  * by magic bytes, not by the media type, which image builders get wrong.
  */
-export function objectFromLayer(layer: Buffer, mediaType = ''): { object: Buffer; entry: string | null } {
-  if (layer.length > MAX_LAYER_BYTES) throw limitReached(`the layer is ${layer.length} bytes, over the ${MAX_LAYER_BYTES}-byte limit`);
+export function objectFromLayer(layer: Buffer, mediaType = '', max = MAX_LAYER_BYTES): { object: Buffer; entry: string | null } {
+  if (layer.length > max) throw limitReached(`the layer is ${layer.length} bytes, over the ${max}-byte limit`);
   if (isZstd(layer) || mediaType.endsWith('+zstd') || mediaType.endsWith('.zstd')) {
     throw invalidInput('the layer is zstd-compressed, which bpfd does not read', ['rebuild the image with a gzip or uncompressed layer (bpfd image build makes one)']);
   }
   let bytes = layer;
   if (isGzip(bytes)) {
     try {
-      bytes = gunzipSync(bytes, { maxOutputLength: MAX_LAYER_BYTES });
+      bytes = gunzipSync(bytes, { maxOutputLength: max });
     } catch (e) {
       const err = e as Error & { code?: string };
       if (err.code === 'ERR_BUFFER_TOO_LARGE' || /Cannot create a Buffer larger|maxOutputLength/i.test(err.message)) {
-        throw limitReached(`the layer unpacks to more than ${MAX_LAYER_BYTES} bytes; refused`);
+        throw limitReached(`the layer unpacks to more than ${max} bytes; refused`);
       }
       throw invalidInput(`the layer is gzip but does not unpack: ${err.message}`);
     }
