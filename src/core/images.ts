@@ -6,7 +6,7 @@ import { timed } from './timings.js';
 import { parseBpfElf, type BpfElf } from '../loader/elf.js';
 import { keySetId, keysDir, trustedKeys, verifySignatures } from '../oci/cosign.js';
 import { checkListed } from '../oci/labels.js';
-import { objectFromLayer } from '../oci/layer.js';
+import { MAX_LAYER_BYTES, objectFromLayer } from '../oci/layer.js';
 import { currentDigest, pullImage, type RegistryOptions } from '../oci/pull.js';
 import { parseReference, pinned, type ImageReference } from '../oci/reference.js';
 import { sha256Digest } from '../oci/verified.js';
@@ -142,12 +142,12 @@ export async function ensureImage(ctx: Context, refText: string, policy: PullPol
 }
 
 /** The object in a cached image, read from the layer blob and checked against its digest again. */
-export function objectOfImage(ctx: Context, rec: ImageRecord, name: string): BpfElf {
+export function objectOfImage(ctx: Context, rec: ImageRecord): BpfElf {
   const layer = readBlob(ctx.paths.stateDir, rec.layer.digest);
   if (!layer) throw failedError(`the cache has no layer ${rec.layer.digest} for image ${rec.digest}`, ['pull the image again: bpfd pull REF']);
   if (sha256Digest(layer) !== rec.layer.digest) throw failedError(`the cached layer ${rec.layer.digest} is damaged (its bytes no longer match its digest)`, ['remove it with bpfd images rm, then pull again']);
-  const { object } = objectFromLayer(layer, rec.layer.media_type, Math.max(layer.length, rec.layer.size));
-  return parseBpfElf(`${rec.registry}/${rec.repository}@${rec.digest}${name ? '' : ''}`, object);
+  const { object } = objectFromLayer(layer, rec.layer.media_type, Math.max(MAX_LAYER_BYTES, layer.length));
+  return parseBpfElf(`${rec.registry}/${rec.repository}@${rec.digest}`, object);
 }
 
 export interface LoadImageRequest extends Omit<LoadFileRequest, 'path'> {
@@ -162,7 +162,7 @@ export async function loadImage(ctx: Context, req: LoadImageRequest): Promise<Pr
   const { ref, rec: found } = await ensureImage(ctx, req.image, req.pullPolicy, { auth: req.registryAuth });
   const rec = currentSignature(ctx, found);
   checkListed({ programs: rec.programs, maps: rec.maps, filename: null, all: rec.labels }, req.name, ref.canonical);
-  const elf = objectOfImage(ctx, rec, req.name);
+  const elf = objectOfImage(ctx, rec);
   const { programIn, loadObject } = await import('./programs.js');
   const { reconcile } = await import('./reconcile.js');
   const program = programIn(elf, req.name, req.type, req.attach !== undefined);
@@ -183,7 +183,7 @@ export function restoreSource(ctx: Context, bytecode: { image: string; digest: s
   const found = imageByDigest(ctx.store(), bytecode.digest);
   if (!found) throw failedError(`image ${bytecode.image} (${bytecode.digest}) is no longer in the cache`, [`pull it again (bpfd pull ${pinned(ref, bytecode.digest)}) and run bpfd system restore`]);
   const rec = currentSignature(ctx, found);
-  return { elf: objectOfImage(ctx, rec, name), image: policyImage(ref, rec) };
+  return { elf: objectOfImage(ctx, rec), image: policyImage(ref, rec) };
 }
 
 export function listImages(ctx: Context): ImageView[] {
