@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { defineCommand, type ArgsDef, type CommandDef } from 'citty';
-import { usageError } from '../core/errors.js';
+import { invalidInput } from '../base/errors.js';
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
@@ -69,25 +69,25 @@ export function bpfdCommand(def: {
           ),
         });
       } catch (e) {
-        throw usageError(`${(e as Error).message.replace(/\n/g, ' ')} (see: bpfd ${def.name} --help)`);
+        throw invalidInput(`${(e as Error).message.replace(/\n/g, ' ')} (see: bpfd ${def.name} --help)`);
       }
       const want = def.positionals ?? [];
       const required = want.filter((p) => p.required ?? true).length;
       if (parsed.positionals.length < required) {
-        throw usageError(`missing ${want[parsed.positionals.length].name.toUpperCase()} (see: bpfd ${def.name} --help)`);
+        throw invalidInput(`missing ${want[parsed.positionals.length].name.toUpperCase()} (see: bpfd ${def.name} --help)`);
       }
       if (parsed.positionals.length > want.length) {
-        throw usageError(`unexpected argument '${parsed.positionals[want.length]}' (see: bpfd ${def.name} --help)`);
+        throw invalidInput(`unexpected argument '${parsed.positionals[want.length]}' (see: bpfd ${def.name} --help)`);
       }
       const out = parsed.values.output;
-      if (out !== undefined && out !== 'table' && out !== 'json') throw usageError(`-o ${String(out)}: give table or json`);
+      if (out !== undefined && out !== 'table' && out !== 'json') throw invalidInput(`-o ${String(out)}: give table or json`);
       await def.run({ values: parsed.values as Parsed['values'], positionals: parsed.positionals });
     },
   });
 }
 
 export function parseId(s: string, what = 'ID'): number {
-  if (!/^\d+$/.test(s) || Number(s) <= 0 || Number(s) > 0xffffffff) throw usageError(`${what} '${s}' is not a valid id: give the number shown by 'bpfd list'`);
+  if (!/^\d+$/.test(s) || Number(s) <= 0 || Number(s) > 0xffffffff) throw invalidInput(`${what} '${s}' is not a valid id: give the number shown by 'bpfd list'`);
   return Number(s);
 }
 
@@ -96,7 +96,7 @@ export function parsePairs(list: string[] | undefined, flag: string): Record<str
   const out: Record<string, string> = {};
   for (const item of list ?? []) {
     const eq = item.indexOf('=');
-    if (eq <= 0) throw usageError(`${flag} ${item}: expected KEY=VALUE`);
+    if (eq <= 0) throw invalidInput(`${flag} ${item}: expected KEY=VALUE`);
     out[item.slice(0, eq)] = item.slice(eq + 1);
   }
   return out;

@@ -1,7 +1,7 @@
 import { bpfdCommand, outputOption } from './command.js';
 import { printJson, table, writeOut } from './output.js';
 import { ctxFor, lockOption } from './programs.js';
-import { ExitCode } from '../core/errors.js';
+import { ExitCode } from './exit-codes.js';
 import type { FindingView } from '../core/doctor.js';
 
 export const doctorCommand = bpfdCommand({

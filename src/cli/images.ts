@@ -1,6 +1,6 @@
 import { bpfdCommand, outputOption, type Parsed } from './command.js';
 import { printJson, table, writeErr, writeOut } from './output.js';
-import { usageError } from '../core/errors.js';
+import { invalidInput } from '../base/errors.js';
 import type { ImageView } from '../core/images.js';
 
 const authOption = {
@@ -97,8 +97,8 @@ export const imagesCommand = bpfdCommand({
       const all = images.listImages(await createContext('bpfd images'));
       return isJson(p) ? printJson(all) : void writeOut(imagesTable(all));
     }
-    if (verb !== 'rm') throw usageError(`unknown images command '${verb}': use bpfd images, or bpfd images rm REF|DIGEST`);
-    if (!target) throw usageError('bpfd images rm needs the REF or DIGEST of the image to remove (see: bpfd images)');
+    if (verb !== 'rm') throw invalidInput(`unknown images command '${verb}': use bpfd images, or bpfd images rm REF|DIGEST`);
+    if (!target) throw invalidInput('bpfd images rm needs the REF or DIGEST of the image to remove (see: bpfd images)');
     const removed = await images.removeCachedImage(await createContext(`bpfd images rm ${target}`), target);
     if (isJson(p)) printJson(removed);
     else writeOut(`removed ${removed.digest}\n`);
@@ -121,7 +121,7 @@ const buildCommand = bpfdCommand({
     ...outputOption,
   },
   async run(p) {
-    if (!p.values.tag) throw usageError('--tag is required: the reference to give the image, e.g. 127.0.0.1:5000/net/prog:v1');
+    if (!p.values.tag) throw invalidInput('--tag is required: the reference to give the image, e.g. 127.0.0.1:5000/net/prog:v1');
     const { buildImageOf } = await import('../core/images.js');
     const tag = p.values.tag as string;
     const view = await buildImageOf(await createContext(`bpfd image build --tag ${tag}`), p.positionals[0], tag, {

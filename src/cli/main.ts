@@ -8,7 +8,8 @@ import { systemCommand } from './system.js';
 import { doctorCommand } from './doctor.js';
 import { versionCommand } from './version.js';
 import { imageCommand, imagesCommand, pullCommand } from './images.js';
-import { BpfdError, ExitCode, exitCodeOf } from '../core/errors.js';
+import { BpfdError } from '../base/errors.js';
+import { ExitCode, exitCodeOf } from './exit-codes.js';
 import { writeErr } from './output.js';
 
 // The shipped policy and fixtures are found relative to the install, wherever the bundle sits.

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { defineCommand } from 'citty';
-import { resolvePaths } from '../core/config.js';
-import { ExitCode, usageError } from '../core/errors.js';
+import { resolvePaths } from '../base/paths.js';
+import { invalidInput } from '../base/errors.js';
+import { ExitCode } from './exit-codes.js';
 import type { Decision } from '../policy/engine.js';
 
 type PolicyInfo = typeof import('../policy/engine.js').policyInfo;
@@ -21,7 +22,7 @@ const evalCommand = bpfdCommand({
   },
   async run({ values }) {
     const file = values.input as string | undefined;
-    if (!file) throw usageError('missing --input FILE (see: bpfd policy eval --help)', ['policies/examples/input-load.json is an example input']);
+    if (!file) throw invalidInput('missing --input FILE (see: bpfd policy eval --help)', ['policies/examples/input-load.json is an example input']);
     const input = readInput(file);
     const paths = resolvePaths();
     if (values.data) paths.policyData = values.data as string;
@@ -51,7 +52,7 @@ const logCommand = bpfdCommand({
   },
   async run({ values }) {
     const raw = values.limit as string;
-    if (!/^\d+$/.test(raw) || Number(raw) < 1) throw usageError(`--limit ${raw}: give a positive whole number`);
+    if (!/^\d+$/.test(raw) || Number(raw) < 1) throw invalidInput(`--limit ${raw}: give a positive whole number`);
     // the store (lmdb) loads only for the command that reads it
     const { recentDecisions } = await import('../state/decision-log.js');
     const { openStore } = await import('../state/store.js');
@@ -72,12 +73,12 @@ function readInput(file: string): unknown {
     text = readFileSync(file === '-' ? 0 : file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw usageError(`cannot read input ${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw invalidInput(`cannot read input ${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw usageError(`input ${file} is not valid JSON: ${(e as Error).message}`);
+    throw invalidInput(`input ${file} is not valid JSON: ${(e as Error).message}`);
   }
 }
 

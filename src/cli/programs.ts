@@ -2,7 +2,7 @@ import { defineCommand } from 'citty';
 import { bpfdCommand, outputOption, parseId, parsePairs, type OptionSpec, type Parsed } from './command.js';
 import { dryRunText, pendingTable, printJson, programDetail, programsTable, table, writeOut } from './output.js';
 import { parseXdpAttach } from '../core/attach-options.js';
-import { failedError, usageError } from '../core/errors.js';
+import { failed, invalidInput } from '../base/errors.js';
 import type { ProgramType } from '../state/records.js';
 
 const attachOptions: Record<string, OptionSpec> = {
@@ -42,7 +42,7 @@ export async function ctxFor(p: Parsed, what: string) {
   let lockTimeoutMs: number | undefined;
   if (typeof lt === 'string') {
     const s = Number(lt);
-    if (!Number.isFinite(s) || s < 0) throw usageError(`--lock-timeout ${lt}: give a number of seconds`);
+    if (!Number.isFinite(s) || s < 0) throw invalidInput(`--lock-timeout ${lt}: give a number of seconds`);
     lockTimeoutMs = s * 1000;
   }
   return createContext({ lockTimeoutMs, what });
@@ -54,7 +54,7 @@ function attachFrom(p: Parsed, required: boolean) {
   const v = p.values;
   const given = ['iface', 'priority', 'proceed-on', 'mode', 'netns'].some((k) => v[k] !== undefined);
   if (!given && !required) return undefined;
-  if (!v.iface) throw usageError(`--iface is required${given ? ' with --priority, --proceed-on, --mode or --netns' : ''}`);
+  if (!v.iface) throw invalidInput(`--iface is required${given ? ' with --priority, --proceed-on, --mode or --netns' : ''}`);
   return parseXdpAttach({
     iface: v.iface as string,
     priority: v.priority as string | undefined,
@@ -68,7 +68,7 @@ function parseGlobals(list: string[] | undefined): Record<string, Buffer> {
   const out: Record<string, Buffer> = {};
   for (const [k, v] of Object.entries(parsePairs(list, '--global'))) {
     const hex = v.replace(/^0x/i, '');
-    if (!/^([0-9a-f]{2})+$/i.test(hex)) throw usageError(`--global ${k}=${v}: the value must be hex bytes, e.g. ${k}=01000000`);
+    if (!/^([0-9a-f]{2})+$/i.test(hex)) throw invalidInput(`--global ${k}=${v}: the value must be hex bytes, e.g. ${k}=01000000`);
     out[k] = Buffer.from(hex, 'hex');
   }
   return out;
@@ -80,8 +80,8 @@ const loadFile = bpfdCommand({
   options: { path: { type: 'string', description: 'the compiled BPF object (.o) (required)', valueHint: 'OBJ' }, ...loadOptions, ...attachOptions, ...lockOption, ...outputOption },
   async run(p) {
     const v = p.values;
-    if (!v.path) throw usageError('--path is required: the BPF object file to load');
-    if (!v.name) throw usageError('--name is required: the function name of the program in the object');
+    if (!v.path) throw invalidInput('--path is required: the BPF object file to load');
+    if (!v.name) throw invalidInput('--name is required: the function name of the program in the object');
     const { loadFile: load } = await import('../core/programs.js');
     const ctx = await ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
     const view = await load(ctx, {
@@ -126,11 +126,11 @@ const loadImage = bpfdCommand({
   },
   async run(p) {
     const v = p.values;
-    if (!v['image-url']) throw usageError('--image-url is required: the image to load from, e.g. quay.io/org/prog:v1');
-    if (!v.name) throw usageError('--name is required: the function name of the program in the image');
+    if (!v['image-url']) throw invalidInput('--image-url is required: the image to load from, e.g. quay.io/org/prog:v1');
+    if (!v.name) throw invalidInput('--name is required: the function name of the program in the image');
     const { loadImage: load, PULL_POLICIES } = await import('../core/images.js');
     const policy = (v['pull-policy'] as string | undefined) ?? 'IfNotPresent';
-    if (!PULL_POLICIES.includes(policy as never)) throw usageError(`--pull-policy ${policy}: give Always, IfNotPresent or Never`);
+    if (!PULL_POLICIES.includes(policy as never)) throw invalidInput(`--pull-policy ${policy}: give Always, IfNotPresent or Never`);
     const ctx = await ctxFor(p, `bpfd load image --image-url ${v['image-url'] as string} --name ${v.name as string}`);
     const view = await load(ctx, {
       image: v['image-url'] as string,
@@ -218,7 +218,7 @@ export const listCommand = bpfdCommand({
       metadata: parsePairs(p.values.metadata as string[] | undefined, '--metadata'),
     };
     if (p.values.pending) {
-      if (p.values.all) throw usageError('--pending and --all do not go together: --pending lists programs that are not loaded');
+      if (p.values.all) throw invalidInput('--pending and --all do not go together: --pending lists programs that are not loaded');
       const pending = await listPending(ctx, filter);
       return isJson(p) ? printJson(pending) : void writeOut(pendingTable(pending));
     }

@@ -2,7 +2,7 @@ import { defineCommand } from 'citty';
 import { bpfdCommand, outputOption } from './command.js';
 import { ifaceLabel, printJson, table, writeOut } from './output.js';
 import { ctxFor, lockOption } from './programs.js';
-import { ExitCode } from '../core/errors.js';
+import { ExitCode } from './exit-codes.js';
 import type { RestoreReport } from '../core/restore.js';
 
 const restoreCommand = bpfdCommand({

@@ -1,6 +1,6 @@
 import { bpfdCommand, outputOption } from './command.js';
 import { printJson, writeOut } from './output.js';
-import { resolvePaths } from '../core/config.js';
+import { resolvePaths } from '../base/paths.js';
 
 declare const __BPFD_VERSION__: string | undefined;
 declare const __BPFD_COMMIT__: string | undefined;

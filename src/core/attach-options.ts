@@ -1,4 +1,4 @@
-import { usageError } from './errors.js';
+import { invalidInput } from '../base/errors.js';
 import { parseProceedOn } from '../dispatcher/planner.js';
 import type { XdpAction } from '../state/records.js';
 
@@ -15,7 +15,7 @@ export interface XdpAttachOptions {
 
 /** Validates attach options before anything touches the kernel, so bad input costs nothing. */
 export function parseXdpAttach(o: { iface?: string; priority?: string | number; proceedOn?: string | string[]; mode?: string; netns?: string }): XdpAttachOptions {
-  if (!o.iface) throw usageError('--iface is required to attach an XDP program');
+  if (!o.iface) throw invalidInput('--iface is required to attach an XDP program');
   return {
     iface: o.iface,
     priority: parsePriority(o.priority),
@@ -29,7 +29,7 @@ export function parsePriority(p: string | number | undefined): number {
   if (p === undefined || p === '') return DEFAULT_PRIORITY;
   const n = typeof p === 'number' ? p : /^-?\d+$/.test(p.trim()) ? Number(p) : NaN;
   if (!Number.isInteger(n) || n < 0 || n > 1000) {
-    throw usageError(`--priority ${p} is out of range: give a whole number from 0 to 1000 (lower runs first, default ${DEFAULT_PRIORITY})`);
+    throw invalidInput(`--priority ${p} is out of range: give a whole number from 0 to 1000 (lower runs first, default ${DEFAULT_PRIORITY})`);
   }
   return n;
 }
@@ -37,5 +37,5 @@ export function parsePriority(p: string | number | undefined): number {
 function parseMode(m: string | undefined): 'skb' | 'drv' | undefined {
   if (m === undefined) return undefined;
   if (m === 'skb' || m === 'drv') return m;
-  throw usageError(`--mode ${m}: give skb (generic XDP) or drv (native, in the driver)`);
+  throw invalidInput(`--mode ${m}: give skb (generic XDP) or drv (native, in the driver)`);
 }

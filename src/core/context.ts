@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { resolvePaths, type Paths } from './config.js';
-import { failedError } from './errors.js';
+import { resolvePaths, type Paths } from '../base/paths.js';
+import { busy, failed } from '../base/errors.js';
 import type { HostLock } from './lock.js';
-import { nowMs, record } from './timings.js';
-import { bootIdOverride } from './test-hooks.js';
+import { nowMs, record } from '../base/timings.js';
+import { bootIdOverride } from '../base/test-hooks.js';
 import { openStore, type Store } from '../state/store.js';
 
 export interface Subject {
@@ -72,7 +72,7 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
     bootId: currentBootId,
     async exclusive<T>(fn: () => Promise<T>): Promise<T> {
       const r = await withLock(ctx.lockTimeoutMs, fn);
-      if (r === null) throw failedError('the bpfd lock is busy');
+      if (r === null) throw busy('the bpfd lock is held by another bpfd command', ['wait for it, or raise --lock-timeout']);
       return r.value;
     },
     previousHolderDied: () => held?.previousHolderDied ?? true,
@@ -104,7 +104,7 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
 /** Mutating commands need root: say which privilege is missing instead of failing deep inside. */
 export function requireRoot(action: string, why = 'loading and attaching eBPF programs requires CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN'): void {
   if (process.getuid?.() !== 0) {
-    throw failedError(`${action} needs root: ${why}`, [
+    throw failed(`${action} needs root: ${why}`, [
       'run it with sudo, or ask the bpfd service over its socket (bpfd system service), which checks the policy for you',
     ]);
   }

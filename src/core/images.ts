@@ -1,8 +1,8 @@
 import { type Context, requireRoot } from './context.js';
-import { BpfdError, failedError, notFoundError, usageError } from './errors.js';
+import { BpfdError, failed, invalidInput, notFound } from '../base/errors.js';
 import type { ProgramView } from './view.js';
 import type { DryRunResult, LoadFileRequest } from './programs.js';
-import { timed } from './timings.js';
+import { timed } from '../base/timings.js';
 import { parseBpfElf, type BpfElf } from '../loader/elf.js';
 import { keySetId, keysDir, trustedKeys, verifySignatures } from '../oci/cosign.js';
 import { checkListed } from '../oci/labels.js';
@@ -123,7 +123,7 @@ export async function ensureImage(ctx: Context, refText: string, policy: PullPol
   const ref = parseReference(refText);
   const cached = cachedImage(ctx, ref);
   if (policy === 'Never') {
-    if (!cached) throw notFoundError(`image ${ref.canonical} is not in the cache and --pull-policy is Never (pull it first: bpfd pull ${refText})`);
+    if (!cached) throw notFound(`image ${ref.canonical} is not in the cache and --pull-policy is Never (pull it first: bpfd pull ${refText})`);
     return { ref, rec: cached };
   }
   if (policy === 'IfNotPresent' && cached) {
@@ -144,8 +144,8 @@ export async function ensureImage(ctx: Context, refText: string, policy: PullPol
 /** The object in a cached image, read from the layer blob and checked against its digest again. */
 export function objectOfImage(ctx: Context, rec: ImageRecord): BpfElf {
   const layer = readBlob(ctx.paths.stateDir, rec.layer.digest);
-  if (!layer) throw failedError(`the cache has no layer ${rec.layer.digest} for image ${rec.digest}`, ['pull the image again: bpfd pull REF']);
-  if (sha256Digest(layer) !== rec.layer.digest) throw failedError(`the cached layer ${rec.layer.digest} is damaged (its bytes no longer match its digest)`, ['remove it with bpfd images rm, then pull again']);
+  if (!layer) throw failed(`the cache has no layer ${rec.layer.digest} for image ${rec.digest}`, ['pull the image again: bpfd pull REF']);
+  if (sha256Digest(layer) !== rec.layer.digest) throw failed(`the cached layer ${rec.layer.digest} is damaged (its bytes no longer match its digest)`, ['remove it with bpfd images rm, then pull again']);
   const { object } = objectFromLayer(layer, rec.layer.media_type, Math.max(MAX_LAYER_BYTES, layer.length));
   return parseBpfElf(`${rec.registry}/${rec.repository}@${rec.digest}`, object);
 }
@@ -181,7 +181,7 @@ export async function loadImage(ctx: Context, req: LoadImageRequest): Promise<Pr
 export function restoreSource(ctx: Context, bytecode: { image: string; digest: string }, name: string): { elf: BpfElf; image: PolicyImage } {
   const ref = parseReference(bytecode.image);
   const found = imageByDigest(ctx.store(), bytecode.digest);
-  if (!found) throw failedError(`image ${bytecode.image} (${bytecode.digest}) is no longer in the cache`, [`pull it again (bpfd pull ${pinned(ref, bytecode.digest)}) and run bpfd system restore`]);
+  if (!found) throw failed(`image ${bytecode.image} (${bytecode.digest}) is no longer in the cache`, [`pull it again (bpfd pull ${pinned(ref, bytecode.digest)}) and run bpfd system restore`]);
   const rec = currentSignature(ctx, found);
   return { elf: objectOfImage(ctx, rec), image: policyImage(ref, rec) };
 }
@@ -196,7 +196,7 @@ export async function removeCachedImage(ctx: Context, refOrDigest: string): Prom
   let rec: ImageRecord | null = null;
   if (/^sha256:[0-9a-f]{64}$/.test(refOrDigest)) rec = imageByDigest(store, refOrDigest) ?? allImages(store).find((r) => r.index_digest === refOrDigest) ?? null;
   else rec = cachedImage(ctx, parseReference(refOrDigest));
-  if (!rec) throw notFoundError(`no cached image ${refOrDigest} (see: bpfd images)`);
+  if (!rec) throw notFound(`no cached image ${refOrDigest} (see: bpfd images)`);
   const found = rec;
   return ctx.exclusive(async () => {
     const { reconcile } = await import('./reconcile.js');
@@ -204,7 +204,7 @@ export async function removeCachedImage(ctx: Context, refOrDigest: string): Prom
     const users = state.programs.filter((p) => 'digest' in p.bytecode && p.bytecode.digest === found.digest);
     const waiting = [...store.pending.getRange()].filter((e) => 'digest' in e.value.program.bytecode && e.value.program.bytecode.digest === found.digest);
     if (users.length || waiting.length) {
-      throw failedError(`image ${found.digest} is in use and stays cached`, [
+      throw failed(`image ${found.digest} is in use and stays cached`, [
         ...users.map((p) => `program ${p.id} (${p.name}) is loaded from it: unload it first`),
         ...waiting.map((e) => `program ${e.value.program.name} (persisted, key ${e.key}) waits to be restored from it`),
       ]);
@@ -221,13 +221,13 @@ export async function removeCachedImage(ctx: Context, refOrDigest: string): Prom
  */
 export async function buildImageOf(ctx: Context, objPath: string, tag: string, o: { push: boolean } & RegistryOptions): Promise<ImageView> {
   const ref = parseReference(tag);
-  if (ref.digest) throw usageError(`--tag ${tag}: give a tag, not a digest (the digest comes from the build)`);
+  if (ref.digest) throw invalidInput(`--tag ${tag}: give a tag, not a digest (the digest comes from the build)`);
   const { readBpfElf, programTypeOfSection } = await import('../loader/elf.js');
   const { describeMaps } = await import('../loader/object.js');
   const path = await import('node:path');
   const elf = readBpfElf(path.resolve(objPath));
   const programs = Object.fromEntries(elf.programs.map((p) => [p.name, programTypeOfSection(p.section)]));
-  if (!Object.keys(programs).length) throw usageError(`${objPath} has no programs to put in an image`);
+  if (!Object.keys(programs).length) throw invalidInput(`${objPath} has no programs to put in an image`);
   // internal maps (.bss, .data, .rodata) are the object's globals, not maps a user names
   const maps = Object.fromEntries(describeMaps(elf).filter((m) => !/^(bss|data|rodata|kconfig)(_|$)/.test(m.name)).map((m) => [m.name, m.type]));
   const { buildImage, pushImage } = await import('../oci/build.js');

@@ -1,7 +1,7 @@
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, ftruncateSync, writeSync } from 'node:fs';
 import { busy, failed } from '../base/errors.js';
 import { lockFilePath } from './lock-state.js';
-import { nowMs } from './timings.js';
+import { nowMs } from '../base/timings.js';
 import { lastErrno, libc } from '../loader/lib.js';
 
 const LOCK_EX = 2;

@@ -1,7 +1,8 @@
 import type { Context } from './context.js';
 import type { BpfElf } from '../loader/elf.js';
 import { describeMaps } from '../loader/object.js';
-import { authorize, enforce, type Decision } from '../policy/engine.js';
+import { enforce, type Decision } from '../policy/engine.js';
+import { authorize } from './authorize.js';
 import { elfProgramFacts, groupNames } from '../policy/facts.js';
 import type { PolicyImage, PolicyInput, PolicyProgram } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
@@ -69,7 +70,7 @@ export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
 
 /**
  * Asks the policy before any mutating step and logs the decision; a deny (or any failure to
- * decide) throws the exit-3 error with the policy's reasons. Returns the facts the policy saw,
+ * decide) throws the `denied` error with the policy's reasons. Returns the facts the policy saw,
  * so the load can keep them for later decisions about the same program.
  */
 export async function gate(ctx: Context, req: GateRequest): Promise<{ decision: Decision; input: PolicyInput }> {

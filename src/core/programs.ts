@@ -2,10 +2,11 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { type Context, requireRoot } from './context.js';
 import type { XdpAttachOptions } from './attach-options.js';
-import { failedError, notFoundError, usageError } from './errors.js';
+import { failed, notFound, invalidInput } from '../base/errors.js';
 import { limitReached } from '../base/errors.js';
-import { checkpoint } from './test-hooks.js';
-import { timed, timedSync } from './timings.js';
+import { useNativeSha256 } from '../base/sha256.js';
+import { checkpoint } from '../base/test-hooks.js';
+import { timed, timedSync } from '../base/timings.js';
 import { reconcile, type Reconciled } from './reconcile.js';
 import type { ProgramView } from './view.js';
 import { viewOf } from './program-view.js';
@@ -15,11 +16,16 @@ import { ensureBpffs } from '../loader/bpffs.js';
 import { programTypeOfSection, readBpfElf, type BpfElf } from '../loader/elf.js';
 import { inNetns, currentNetnsIno, ifindexOf, netnsIno } from '../loader/netns.js';
 import { loadProgramObject, mapsDirPath, progPinPath } from '../loader/object.js';
+import { opensslSha256 } from '../loader/lib.js';
 import { imageKey, objectKey, releaseObject } from '../state/blobs.js';
 import { nextCounter } from '../state/store.js';
 import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../state/records.js';
 
 export const MAX_XDP_PER_INTERFACE = 10;
+
+// Changes have koffi loaded anyway (this module needs the loader): hash objects and policy inputs
+// through OpenSSL rather than loading node:crypto for them.
+if (opensslSha256) useNativeSha256(opensslSha256);
 
 // The policy engine (with opa-wasm and node:crypto) loads only for changes, never for list/get.
 // Timed whole, loading included: that is the policy's share of a command (BPFD_TIMINGS).
@@ -58,16 +64,16 @@ export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<Prog
   return ctx.exclusive(async () => loadObject(ctx, timedSync('recovery check', () => reconcile(ctx, true)), { ...req, elf, program }));
 }
 
-/** The named function of the object and its type, or a usage error saying what is there. */
+/** The named function of the object and its type, or an invalid-input error saying what is there. */
 export function programIn(elf: BpfElf, name: string, type: ProgramType | undefined, attaching: boolean): { section: string; type: ProgramType } {
   const fn = elf.programs.find((p) => p.name === name);
   if (!fn) {
     const names = elf.programs.map((p) => `${p.name} (section ${p.section})`).join(', ') || 'none';
-    throw usageError(`function ${name} is not a program in ${elf.path}`, [`programs in the object: ${names}`]);
+    throw invalidInput(`function ${name} is not a program in ${elf.path}`, [`programs in the object: ${names}`]);
   }
   const t = type ?? programTypeOfSection(fn.section);
-  if (t === 'unspec') throw usageError(`cannot tell the program type of section '${fn.section}'; pass --type`);
-  if (attaching && t !== 'xdp') throw usageError(`--iface attaches XDP programs; ${name} is a ${t} program`);
+  if (t === 'unspec') throw invalidInput(`cannot tell the program type of section '${fn.section}'; pass --type`);
+  if (attaching && t !== 'xdp') throw invalidInput(`--iface attaches XDP programs; ${name} is a ${t} program`);
   return { section: fn.section, type: t };
 }
 
@@ -93,9 +99,9 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
   let shareMapsFrom: string | undefined;
   if (req.mapOwnerId !== undefined) {
     const owner = state.programs.find((p) => p.id === req.mapOwnerId);
-    if (!owner) throw usageError(`--map-owner-id ${req.mapOwnerId}: no program with that id is loaded by bpfd`);
+    if (!owner) throw invalidInput(`--map-owner-id ${req.mapOwnerId}: no program with that id is loaded by bpfd`);
     if (req.persist && !owner.persist) {
-      throw usageError(`--persist with --map-owner-id ${req.mapOwnerId}: program ${req.mapOwnerId} is not persisted, so after a reboot there would be no maps to share`, [
+      throw invalidInput(`--persist with --map-owner-id ${req.mapOwnerId}: program ${req.mapOwnerId} is not persisted, so after a reboot there would be no maps to share`, [
         `load program ${req.mapOwnerId} with --persist too, or leave out --persist`,
       ]);
     }
@@ -199,11 +205,11 @@ export async function attach(ctx: Context, id: number, opts: XdpAttachOptions): 
 /** The body of an attach, under the writer lock with `state` reconciled. */
 export async function attachLocked(ctx: Context, state: Reconciled, id: number, opts: XdpAttachOptions, identity?: LinkIdentity): Promise<ProgramView> {
   const prog = state.programs.find((p) => p.id === id);
-  if (!prog) throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
-  if (prog.type !== 'xdp') throw usageError(`program ${id} is a ${prog.type} program; only XDP programs attach to interfaces here`);
+  if (!prog) throw notFound(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
+  if (prog.type !== 'xdp') throw invalidInput(`program ${id} is a ${prog.type} program; only XDP programs attach to interfaces here`);
   const target = resolveInterface(opts);
   const existing = state.links.filter((l) => ifaceKeyString(l) === ifaceKeyString(target));
-  if (existing.some((l) => l.prog_id === id)) throw usageError(`program ${id} is already attached to ${opts.iface}`);
+  if (existing.some((l) => l.prog_id === id)) throw invalidInput(`program ${id} is already attached to ${opts.iface}`);
   if (existing.length >= MAX_XDP_PER_INTERFACE) throw tooMany(target.iface, existing);
   await gate(ctx, {
     action: 'attach',
@@ -233,7 +239,7 @@ export async function detach(ctx: Context, linkId: number): Promise<void> {
   await ctx.exclusive(async () => {
     const state = reconcile(ctx, true);
     const link = state.links.find((l) => l.id === linkId);
-    if (!link) throw notFoundError(`no link with id ${linkId} (see the links of: bpfd list)`);
+    if (!link) throw notFound(`no link with id ${linkId} (see the links of: bpfd list)`);
     const prog = state.programs.find((p) => p.id === link.prog_id);
     await gate(ctx, {
       action: 'detach',
@@ -253,10 +259,10 @@ export async function unload(ctx: Context, id: number): Promise<void> {
   await ctx.exclusive(async () => {
     const state = reconcile(ctx, true);
     const prog = state.programs.find((p) => p.id === id);
-    if (!prog) throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
+    if (!prog) throw notFound(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
     const users = state.programs.filter((p) => p.maps.owner_id === id);
     if (users.length) {
-      throw failedError(`program ${id} owns maps that programs ${users.map((u) => u.id).join(', ')} share`, ['unload those first']);
+      throw failed(`program ${id} owns maps that programs ${users.map((u) => u.id).join(', ')} share`, ['unload those first']);
     }
     await gate(ctx, {
       action: 'unload',
@@ -326,7 +332,7 @@ function newLink(ctx: Context, progId: number, target: IfaceKey, opts: XdpAttach
 function attachMembers(ctx: Context, target: IfaceKey, members: LinkRecord[], mode: 'skb' | 'drv' | undefined, previous: LinkRecord[], fresh?: Map<number, RelocatableImage>): void {
   const ifaceMode = previous[0]?.mode;
   if (mode && ifaceMode && mode !== ifaceMode) {
-    throw usageError(`${target.iface} runs its XDP programs in ${ifaceMode} mode; --mode ${mode} cannot be mixed in`, [
+    throw invalidInput(`${target.iface} runs its XDP programs in ${ifaceMode} mode; --mode ${mode} cannot be mixed in`, [
       `attach with --mode ${ifaceMode}, or without --mode`,
     ]);
   }

@@ -1,6 +1,6 @@
 import type { Context } from './context.js';
 import { detect, pendingRestores } from './disagreements.js';
-import { notFoundError } from './errors.js';
+import { notFound } from '../base/errors.js';
 import { lastHolderFinished } from './lock-state.js';
 import type { Reconciled } from './reconcile.js';
 import { pendingView, positions, programView, type PendingView, type ProgramView } from './view.js';
@@ -63,9 +63,9 @@ export async function get(ctx: Context, id: number): Promise<ProgramView> {
   if (!state.programs.some((p) => p.id === id)) {
     const earlier = pendingRestores(state).find((p) => p.program.id === id);
     if (earlier) {
-      throw notFoundError(`no program with id ${id} is loaded by bpfd: ${earlier.program.name} had that id in an earlier boot and waits to be restored (see: bpfd list --pending; bpfd system restore)`);
+      throw notFound(`no program with id ${id} is loaded by bpfd: ${earlier.program.name} had that id in an earlier boot and waits to be restored (see: bpfd list --pending; bpfd system restore)`);
     }
-    throw notFoundError(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
+    throw notFound(`no program with id ${id} is loaded by bpfd (see: bpfd list)`);
   }
   const { viewOf } = await import('./program-view.js');
   return viewOf(ctx, id, state);

@@ -1,8 +1,8 @@
 import { type Context, requireRoot } from './context.js';
-import { BpfdError, failedError } from './errors.js';
+import { BpfdError, failed } from '../base/errors.js';
 import { attachLocked, loadObject, programIn, removeProgram } from './programs.js';
 import { list } from './read.js';
-import { checkpoint } from './test-hooks.js';
+import { checkpoint } from '../base/test-hooks.js';
 import { reconcile } from './reconcile.js';
 import type { XdpAttachOptions } from './attach-options.js';
 import type { ProgramView } from './view.js';
@@ -30,26 +30,26 @@ export async function restore(ctx: Context): Promise<RestoreReport> {
     const state = reconcile(ctx, true);
     /** pending key -> kernel id of the program restored from it (map owners, restores cut short) */
     const restoredIds = new Map(state.programs.filter((p) => p.restored_from).map((p) => [p.restored_from!, p.id]));
-    const failed: RestoreReport['failed'] = [];
+    const failures: RestoreReport['failed'] = [];
     const done: Array<{ pending: PendingRestore; id: number }> = [];
     for (const pending of inDependencyOrder([...ctx.store().pending.getRange()].map((e) => e.value))) {
       const { program } = pending;
       try {
         const ownerKey = program.maps.owner_id === null ? null : `${program.boot_id}/${program.maps.owner_id}`;
         const ownerId = ownerKey === null ? undefined : restoredIds.get(ownerKey);
-        if (ownerKey !== null && ownerId === undefined) throw failedError(`it shares the maps of program ${program.maps.owner_id}, which was not restored`);
+        if (ownerKey !== null && ownerId === undefined) throw failed(`it shares the maps of program ${program.maps.owner_id}, which was not restored`);
         const id = await restoreOne(ctx, pending, ownerId);
         restoredIds.set(pending.key, id);
         done.push({ pending, id });
       } catch (e) {
-        const err = e instanceof BpfdError ? e : failedError((e as Error).message);
-        failed.push({ key: pending.key, previous_id: program.id, name: program.name, reason: err.message, details: err.details });
+        const err = e instanceof BpfdError ? e : failed((e as Error).message);
+        failures.push({ key: pending.key, previous_id: program.id, name: program.name, reason: err.message, details: err.details });
       }
     }
     // positions once everything is back: a later restore may have gone in front of an earlier one
     const views = new Map((await list(ctx)).map((v) => [v.id, v]));
     const restored = done.map(({ pending, id }) => ({ key: pending.key, previous_id: pending.program.id, id, name: pending.program.name, links: views.get(id)?.links ?? [] }));
-    return { restored, failed };
+    return { restored, failed: failures };
   });
 }
 
@@ -118,11 +118,11 @@ async function restoreOne(ctx: Context, pending: PendingRestore, mapOwnerId: num
 }
 
 function storedObject(ctx: Context, { program: rec }: PendingRestore): BpfElf {
-  if (!('sha256' in rec.bytecode)) throw failedError('it was loaded from an image, which restore cannot load yet');
+  if (!('sha256' in rec.bytecode)) throw failed('it was loaded from an image, which restore cannot load yet');
   const bytes = ctx.store().blobs.get(objectKey(rec.bytecode.sha256));
-  if (!bytes) throw failedError(`the store has no copy of its object (sha256 ${rec.bytecode.sha256})`, ['load it again from its file with --persist']);
+  if (!bytes) throw failed(`the store has no copy of its object (sha256 ${rec.bytecode.sha256})`, ['load it again from its file with --persist']);
   const elf = parseBpfElf(rec.bytecode.path, bytes);
-  if (elf.sha256 !== rec.bytecode.sha256) throw failedError(`the stored copy of its object is damaged (sha256 ${elf.sha256}, recorded ${rec.bytecode.sha256})`);
+  if (elf.sha256 !== rec.bytecode.sha256) throw failed(`the stored copy of its object is damaged (sha256 ${elf.sha256}, recorded ${rec.bytecode.sha256})`);
   return elf;
 }
 

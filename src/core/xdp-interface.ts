@@ -1,5 +1,5 @@
 import type { Context } from './context.js';
-import { failedError } from './errors.js';
+import { failed } from '../base/errors.js';
 import { decodeImage, type RelocatableImage } from '../dispatcher/image.js';
 import { readMemberCounters, readRunningLinkIds, syncXdpInterface, type XdpMode } from '../dispatcher/xdp-iface.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
@@ -24,7 +24,7 @@ export function applyXdpMembers(ctx: Context, key: IfaceKey, links: XdpLinkRecor
     if (!image) {
       const blob = store.blobs.get(imageKey(l.prog_id));
       if (!blob) {
-        throw failedError(`program ${l.prog_id} cannot run in the XDP dispatcher: bpfd has no composable image of it`, [
+        throw failed(`program ${l.prog_id} cannot run in the XDP dispatcher: bpfd has no composable image of it`, [
           'it was loaded from an object the dispatcher cannot compose; unload it and load a program without that construct',
         ]);
       }

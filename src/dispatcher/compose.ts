@@ -1,4 +1,4 @@
-import { failedError } from '../core/errors.js';
+import { failed } from '../base/errors.js';
 import { BPF_PROG_TYPE_XDP, BPF_XDP, closeFd, objGet } from '../loader/bpf.js';
 import { BPF_F_XDP_HAS_FRAGS, loadBtf, loadProgram, VerifierError } from '../loader/prog-load.js';
 import { COUNTER_BLOCK, CPU_STRIDE_SHIFT, numPossibleCpus } from './counters.js';
@@ -23,7 +23,7 @@ import {
   isLdImm64,
   isPseudoCall,
   relTarget,
-} from './insn.js';
+} from '../base/insn.js';
 import { DISPATCHER_RETURN } from './planner.js';
 
 /**
@@ -103,7 +103,7 @@ class Asm {
     return this.out.map((e, pc) => {
       if (!e.fix) return e.insn;
       const rel = this.addressOf(e.fix.label) - (pc + 1);
-      if (e.fix.field === 'off' && (rel < -32768 || rel > 32767)) throw failedError('composed XDP dispatcher is too large: a jump does not fit');
+      if (e.fix.field === 'off' && (rel < -32768 || rel > 32767)) throw failed('composed XDP dispatcher is too large: a jump does not fit');
       return { ...e.insn, [e.fix.field]: rel };
     });
   }
@@ -273,7 +273,7 @@ function checkFuncStarts(insns: Insn[], funcs: Array<{ insnOff: number }>) {
   const ours = funcs.map((f) => f.insnOff);
   const theirs = [...starts].sort((x, y) => x - y);
   if (ours.length !== theirs.length || ours.some((o, k) => o !== theirs[k])) {
-    throw failedError('internal error composing the XDP dispatcher: function boundaries do not match the calls', [
+    throw failed('internal error composing the XDP dispatcher: function boundaries do not match the calls', [
       `func_info: ${ours.join(',')}`,
       `call targets: ${theirs.join(',')}`,
     ]);
@@ -328,7 +328,7 @@ export function composeAndLoad(req: ComposeRequest): ComposedProgram {
     }
   } catch (e) {
     if (e instanceof VerifierError) {
-      throw failedError(`the kernel refused the composed XDP dispatcher (${e.message})`, e.details);
+      throw failed(`the kernel refused the composed XDP dispatcher (${e.message})`, e.details);
     }
     throw e;
   } finally {

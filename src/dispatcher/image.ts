@@ -1,4 +1,4 @@
-import { failedError } from '../core/errors.js';
+import { failed } from '../base/errors.js';
 import { isGplCompatible } from '../loader/elf.js';
 import {
   BPF_FUNC_tail_call,
@@ -15,7 +15,7 @@ import {
   isLdImm64,
   isPseudoCall,
   relTarget,
-} from './insn.js';
+} from '../base/insn.js';
 
 /**
  * A member program as the dispatcher needs it: the instructions libbpf handed to the kernel
@@ -53,7 +53,7 @@ export interface ImageMeta {
  */
 export function extractImage(insnsBuf: Buffer, maps: Array<{ fd: number; pin: string }>, meta: ImageMeta): RelocatableImage {
   const insns = decodeInsns(insnsBuf);
-  if (insns.length === 0) throw failedError('cannot compose an empty program into the XDP dispatcher');
+  if (insns.length === 0) throw failed('cannot compose an empty program into the XDP dispatcher');
   const byFd = new Map(maps.map((m) => [m.fd, m.pin]));
   const refs: RelocatableImage['maps'] = [];
   const starts = new Set<number>([0]);
@@ -61,7 +61,7 @@ export function extractImage(insnsBuf: Buffer, maps: Array<{ fd: number; pin: st
   let tailCalls = false;
   let callbacks = false;
   const refuse = (pc: number, why: string) =>
-    failedError(`this program cannot be composed into the XDP dispatcher: ${why} (instruction ${pc})`, [
+    failed(`this program cannot be composed into the XDP dispatcher: ${why} (instruction ${pc})`, [
       'bpfd runs several XDP programs on one interface by composing them into one program; this one has to run alone',
     ]);
 
@@ -133,7 +133,7 @@ export function encodeImage(img: RelocatableImage): Buffer {
 }
 
 export function decodeImage(buf: Buffer): RelocatableImage {
-  if (buf.length < 12 || !buf.subarray(0, 8).equals(MAGIC)) throw failedError('stored dispatcher image is not in a format this bpfd knows');
+  if (buf.length < 12 || !buf.subarray(0, 8).equals(MAGIC)) throw failed('stored dispatcher image is not in a format this bpfd knows');
   const hlen = buf.readUInt32LE(8);
   const rest = JSON.parse(buf.toString('utf8', 12, 12 + hlen)) as Omit<RelocatableImage, 'insns'>;
   return { ...rest, insns: Buffer.from(buf.subarray(12 + hlen)) };

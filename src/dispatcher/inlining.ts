@@ -16,7 +16,7 @@ import {
   isLdImm64,
   opOf,
   writtenRegs,
-} from './insn.js';
+} from '../base/insn.js';
 
 /**
  * Whether a member's main function can be pasted into the dispatcher's main instead of being

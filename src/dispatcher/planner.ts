@@ -1,4 +1,4 @@
-import { failedError, usageError } from '../core/errors.js';
+import { failed, invalidInput, limitReached } from '../base/errors.js';
 
 /**
  * Which member runs where on one interface, and when the chain goes on. Pure: no kernel, so the
@@ -29,12 +29,12 @@ const ACTION_BIT: Record<ProceedOnName, number> = {
 export function parseProceedOn(input: string | string[] | undefined): ProceedOnName[] {
   if (input === undefined) return [...DEFAULT_PROCEED_ON];
   const parts = (Array.isArray(input) ? input : [input]).flatMap((s) => s.split(',')).map((s) => s.trim().toLowerCase()).filter(Boolean);
-  if (parts.length === 0) throw usageError('--proceed-on needs at least one action', [`actions: ${Object.keys(ACTION_BIT).join(', ')}`]);
+  if (parts.length === 0) throw invalidInput('--proceed-on needs at least one action', [`actions: ${Object.keys(ACTION_BIT).join(', ')}`]);
   const out: ProceedOnName[] = [];
   for (const p of parts) {
     // Accept the kernel's spelling too (XDP_PASS), since that is what people copy from C.
     const name = p.replace(/^xdp_/, '') as ProceedOnName;
-    if (!(name in ACTION_BIT)) throw usageError(`unknown --proceed-on action '${p}'`, [`actions: ${Object.keys(ACTION_BIT).join(', ')}`]);
+    if (!(name in ACTION_BIT)) throw invalidInput(`unknown --proceed-on action '${p}'`, [`actions: ${Object.keys(ACTION_BIT).join(', ')}`]);
     if (!out.includes(name)) out.push(name);
   }
   return out;
@@ -53,7 +53,7 @@ export function maskToProceedOn(mask: number): ProceedOnName[] {
 
 export function validatePriority(p: number): number {
   if (!Number.isInteger(p) || p < MIN_PRIORITY || p > MAX_PRIORITY) {
-    throw usageError(`invalid priority ${p}: give an integer from ${MIN_PRIORITY} (runs first) to ${MAX_PRIORITY}`);
+    throw invalidInput(`invalid priority ${p}: give an integer from ${MIN_PRIORITY} (runs first) to ${MAX_PRIORITY}`);
   }
   return p;
 }
@@ -80,7 +80,7 @@ export interface Slot<M extends PlanMember = PlanMember> {
  */
 export function planSlots<M extends PlanMember>(iface: string, members: readonly M[]): Slot<M>[] {
   if (members.length > MAX_XDP_MEMBERS) {
-    throw failedError(
+    throw limitReached(
       `interface ${iface} already has ${MAX_XDP_MEMBERS} XDP programs (the maximum); detach or unload one of them before adding another`,
       [`programs wanted on ${iface}: ${members.length}`],
     );
@@ -88,7 +88,7 @@ export function planSlots<M extends PlanMember>(iface: string, members: readonly
   const seen = new Set<number>();
   for (const m of members) {
     validatePriority(m.priority);
-    if (seen.has(m.linkId)) throw failedError(`link ${m.linkId} appears twice in the XDP plan for ${iface}`);
+    if (seen.has(m.linkId)) throw failed(`link ${m.linkId} appears twice in the XDP plan for ${iface}`);
     seen.add(m.linkId);
   }
   const sorted = [...members].sort((a, b) => a.priority - b.priority || a.seq - b.seq || a.linkId - b.linkId);

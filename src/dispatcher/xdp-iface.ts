@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { KernelError, usageError } from '../core/errors.js';
+import { KernelError, invalidInput } from '../base/errors.js';
 import {
   BPF_XDP,
   closeFd,
@@ -106,7 +106,7 @@ export function syncXdpInterface(opts: SyncXdpOptions): SyncXdpResult {
     const metaFd = keep(pinnedMeta >= 0 ? pinnedMeta : createMetaMap());
     const meta = readMeta(metaFd);
     if (existingLink >= 0 && opts.mode && meta.mode && opts.mode !== meta.mode) {
-      throw usageError(`${opts.iface} runs its XDP programs in ${meta.mode} mode; a program cannot join it in ${opts.mode} mode`, [
+      throw invalidInput(`${opts.iface} runs its XDP programs in ${meta.mode} mode; a program cannot join it in ${opts.mode} mode`, [
         `attach with --mode ${meta.mode}, or without --mode`,
       ]);
     }

@@ -1,4 +1,4 @@
-import { KernelError } from '../core/errors.js';
+import { KernelError } from '../base/errors.js';
 import { koffi, libbpf, libc } from './lib.js';
 
 /** Thin, typed wrappers over libbpf's low-level (syscall) API. Negative returns are -errno. */

@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { failedError, KernelError } from '../core/errors.js';
+import { failed, KernelError } from '../base/errors.js';
 import { lastErrno, libc } from './lib.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11;
@@ -26,7 +26,7 @@ export function ensureBpffs(path: string, opts: { mode?: number; uid?: number; g
   try {
     mkdirSync(path, { recursive: true, mode: 0o700 });
   } catch (e) {
-    throw failedError(`cannot create ${path} for bpfd's bpffs: ${(e as Error).message}`);
+    throw failed(`cannot create ${path} for bpfd's bpffs: ${(e as Error).message}`);
   }
   const data = [
     opts.mode !== undefined ? `mode=${opts.mode.toString(8)}` : 'mode=700',

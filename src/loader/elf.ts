@@ -1,6 +1,6 @@
-import { sha256Hex } from '../core/sha256.js';
+import { sha256Hex } from '../base/sha256.js';
 import { readFileSync } from 'node:fs';
-import { usageError } from '../core/errors.js';
+import { invalidInput } from '../base/errors.js';
 
 /**
  * Just enough ELF to judge a BPF object before libbpf sees it: whether it is one at all, which
@@ -44,6 +44,8 @@ export interface ElfFunction {
   insnOffset: number;
   insnCount: number;
   global: boolean;
+  /** program type as libbpf derives it from the section name (programTypeOfSection) */
+  type: SectionProgramType;
 }
 
 export interface ElfGlobal {
@@ -76,16 +78,16 @@ export function readBpfElf(path: string): BpfElf {
     data = readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw usageError(`bytecode file ${path} does not exist`, ['give the path of a compiled BPF object (.o) with --path']);
-    if (code === 'EISDIR') throw usageError(`bytecode path ${path} is a directory, not a BPF object file`);
-    throw usageError(`cannot read bytecode file ${path}: ${(e as Error).message}`);
+    if (code === 'ENOENT') throw invalidInput(`bytecode file ${path} does not exist`, ['give the path of a compiled BPF object (.o) with --path']);
+    if (code === 'EISDIR') throw invalidInput(`bytecode path ${path} is a directory, not a BPF object file`);
+    throw invalidInput(`cannot read bytecode file ${path}: ${(e as Error).message}`);
   }
   return parseBpfElf(path, data);
 }
 
 export function parseBpfElf(path: string, data: Buffer): BpfElf {
   const notBpf = (why: string) =>
-    usageError(`${path} is not a BPF object file: ${why}`, ['compile it with: clang -O2 -g -target bpf -c prog.c -o prog.o']);
+    invalidInput(`${path} is not a BPF object file: ${why}`, ['compile it with: clang -O2 -g -target bpf -c prog.c -o prog.o']);
   if (data.length < 64 || data.readUInt32BE(0) !== 0x7f454c46) throw notBpf('no ELF header');
   if (data[4] !== 2) throw notBpf('not a 64-bit ELF');
   if (data[5] !== 1) throw notBpf('not little-endian (big-endian BPF objects do not run on this host)');
@@ -157,6 +159,7 @@ export function parseBpfElf(path: string, data: Buffer): BpfElf {
         insnOffset: sym.value / 8,
         insnCount: sym.size / 8,
         global: sym.bind === STB_GLOBAL,
+        type: programTypeOfSection(sec.name),
       });
     } else if (sym.type === STT_OBJECT && /^\.(data|rodata|bss)(\.|$)/.test(sec.name) && !sec.name.startsWith('.rodata.str')) {
       globals.push({ name: sym.name, section: sec.name, offset: sym.value, size: sym.size });
@@ -191,8 +194,10 @@ export function parseBpfElf(path: string, data: Buffer): BpfElf {
   };
 }
 
+export type SectionProgramType = 'xdp' | 'tc' | 'tcx' | 'tracepoint' | 'uprobe' | 'kprobe' | 'unspec';
+
 /** Program type as bpfd names it, from the section, the way libbpf derives it. */
-export function programTypeOfSection(section: string): 'xdp' | 'tc' | 'tcx' | 'tracepoint' | 'uprobe' | 'kprobe' | 'unspec' {
+export function programTypeOfSection(section: string): SectionProgramType {
   if (section === 'xdp' || section.startsWith('xdp/') || section === 'xdp.frags' || section.startsWith('xdp.frags/')) return 'xdp';
   if (section.startsWith('tcx/')) return 'tcx';
   if (section === 'tc' || section.startsWith('classifier') || section.startsWith('tc/')) return 'tc';

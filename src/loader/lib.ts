@@ -1,5 +1,4 @@
 import koffi from 'koffi';
-import { offerNativeSha256 } from '../core/sha256.js';
 
 /**
  * The one place that opens native libraries. libbpf 1.1 (Debian bookworm) is the system
@@ -8,18 +7,23 @@ import { offerNativeSha256 } from '../core/sha256.js';
 export const libbpf = koffi.load('libbpf.so.1');
 export const libc = koffi.load('libc.so.6');
 
-// Every node binary carries OpenSSL, linked in or as libcrypto loaded with it, so its SHA256 is
-// among the process's own symbols. A node without it leaves sha256Hex on node:crypto.
-try {
-  const SHA256 = koffi.load(null as unknown as string).func('void *SHA256(const uint8_t *d, size_t n, _Out_ uint8_t *md)');
-  offerNativeSha256((data) => {
-    const md = Buffer.alloc(32);
-    SHA256(data, data.length, md);
-    return md;
-  });
-} catch {
-  // no SHA256 symbol in this process
-}
+/**
+ * OpenSSL's one-shot SHA256, for base/sha256's useNativeSha256: every node binary carries OpenSSL,
+ * linked in or as libcrypto loaded with it, so its SHA256 is among the process's own symbols.
+ * null in a node without it (sha256Hex then stays on node:crypto).
+ */
+export const opensslSha256: ((data: Uint8Array) => Buffer) | null = (() => {
+  try {
+    const SHA256 = koffi.load(null as unknown as string).func('void *SHA256(const uint8_t *d, size_t n, _Out_ uint8_t *md)');
+    return (data: Uint8Array) => {
+      const md = Buffer.alloc(32);
+      SHA256(data, data.length, md);
+      return md;
+    };
+  } catch {
+    return null; // no SHA256 symbol in this process
+  }
+})();
 
 /** Opaque libbpf handles. */
 export const BpfObject = koffi.opaque('bpf_object');

@@ -1,5 +1,5 @@
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
-import { KernelError, usageError } from '../core/errors.js';
+import { KernelError, invalidInput } from '../base/errors.js';
 import { lastErrno, libc } from './lib.js';
 
 const CLONE_NEWNET = 0x40000000;
@@ -21,7 +21,7 @@ function openNetns<T>(nsPath: string, fn: (fd: number) => T): T {
   try {
     fd = openSync(nsPath, 'r');
   } catch (e) {
-    throw usageError(`network namespace ${nsPath} cannot be opened: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, [
+    throw invalidInput(`network namespace ${nsPath} cannot be opened: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, [
       'give a netns file such as /var/run/netns/NAME (see `ip netns list`)',
     ]);
   }
@@ -45,7 +45,7 @@ export function inNetns<T>(nsPath: string | null, fn: () => T): T {
       if (c_setns(fd, CLONE_NEWNET) !== 0) {
         const errno = lastErrno();
         throw errno === 22
-          ? usageError(`${nsPath} is not a network namespace`)
+          ? invalidInput(`${nsPath} is not a network namespace`)
           : new KernelError(`enter network namespace ${nsPath}`, errno);
       }
       try {
@@ -63,13 +63,13 @@ export function inNetns<T>(nsPath: string | null, fn: () => T): T {
   }
 }
 
-/** ifindex of name in the current thread's namespace, or a usage error naming where we looked. */
+/** ifindex of name in the current thread's namespace, or an invalid-input error naming where we looked. */
 export function ifindexOf(name: string, nsPath: string | null): number {
-  if (!name || name.length > 15 || /[\s/]/.test(name)) throw usageError(`invalid interface name '${name}'`);
+  if (!name || name.length > 15 || /[\s/]/.test(name)) throw invalidInput(`invalid interface name '${name}'`);
   const idx = c_if_nametoindex(name) as number;
   if (!idx) {
     const where = nsPath ? `network namespace ${nsPath}` : 'this network namespace';
-    throw usageError(`interface ${name} does not exist in ${where}`, [nsPath ? `see: ip -n ${nsPath.split('/').pop()} link` : 'see: ip link']);
+    throw invalidInput(`interface ${name} does not exist in ${where}`, [nsPath ? `see: ip -n ${nsPath.split('/').pop()} link` : 'see: ip link']);
   }
   return idx;
 }

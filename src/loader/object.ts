@@ -1,7 +1,7 @@
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { BpfdError, failedError, KernelError, usageError } from '../core/errors.js';
-import { checkpoint } from '../core/test-hooks.js';
+import { BpfdError, failed, KernelError, invalidInput } from '../base/errors.js';
+import { checkpoint } from '../base/test-hooks.js';
 import { objPin, progInfo, type ProgInfo } from './bpf.js';
 import type { BpfElf } from './elf.js';
 import { BpfMapPtr, BpfObjectPtr, BpfProgramPtr, koffi, libbpf, takeLibbpfLog, withSignalsBlocked } from './lib.js';
@@ -65,7 +65,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
   const target = elf.programs.find((p) => p.name === name);
   if (!target) {
     const names = elf.programs.map((p) => `${p.name} (${p.section})`).join(', ') || 'none';
-    throw usageError(`function ${name} is not a program in ${elf.path}`, [`programs in the object: ${names}`, 'pass one of them with --name']);
+    throw invalidInput(`function ${name} is not a program in ${elf.path}`, [`programs in the object: ${names}`, 'pass one of them with --name']);
   }
   const globalPatches = planGlobals(elf, req.globals);
 
@@ -80,7 +80,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
   const openErr = Number(get_error(obj));
   if (!obj || openErr) {
     if (ownsMapsDir) rmSync(tmpDir, { recursive: true, force: true });
-    throw failedError(`libbpf could not open ${elf.path}: ${new KernelError('open', -openErr || 22).message.replace(/^open: /, '')}`, logLines(takeLibbpfLog()));
+    throw failed(`libbpf could not open ${elf.path}: ${new KernelError('open', -openErr || 22).message.replace(/^open: /, '')}`, logLines(takeLibbpfLog()));
   }
   let progPin: string | null = null;
   let finalMapsDir: string | null = null;
@@ -93,7 +93,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
       if (pname === name) wanted = prog;
       prog_set_autoload(prog, keep.has(pname));
     }
-    if (!wanted) throw usageError(`libbpf does not see ${name} as a program in ${elf.path}`);
+    if (!wanted) throw invalidInput(`libbpf does not see ${name} as a program in ${elf.path}`);
 
     const maps: Array<{ map: unknown; pinName: string }> = [];
     let map: unknown = null;
@@ -171,10 +171,10 @@ function planGlobals(elf: BpfElf, globals: Record<string, Buffer>): Map<string, 
     const g = elf.globals.find((x) => x.name === gname);
     if (!g) {
       const known = elf.globals.map((x) => `${x.name} (${x.section}, ${x.size} bytes)`).join(', ') || 'none';
-      throw usageError(`--global ${gname}: no such global variable in ${elf.path}`, [`global variables in the object: ${known}`]);
+      throw invalidInput(`--global ${gname}: no such global variable in ${elf.path}`, [`global variables in the object: ${known}`]);
     }
     if (bytes.length !== g.size) {
-      throw usageError(`--global ${gname}: the value has ${bytes.length} bytes but ${gname} is ${g.size} bytes`, [
+      throw invalidInput(`--global ${gname}: the value has ${bytes.length} bytes but ${gname} is ${g.size} bytes`, [
         `give exactly ${g.size * 2} hex digits, in the program's byte order (little-endian), e.g. ${gname}=${'01'.padEnd(g.size * 2, '0')}`,
       ]);
     }
@@ -189,7 +189,7 @@ function planGlobals(elf: BpfElf, globals: Record<string, Buffer>): Map<string, 
 function applyGlobals(map: unknown, mname: string, patches: GlobalPatch[]) {
   const size = [0];
   const ptr = map_initial_value(map, size);
-  if (!ptr) throw failedError(`cannot set globals in ${mname}: libbpf exposes no initial value for it`);
+  if (!ptr) throw failed(`cannot set globals in ${mname}: libbpf exposes no initial value for it`);
   const value = Buffer.from(koffi.decode(ptr, 'uint8_t', size[0]) as Uint8Array);
   for (const p of patches) p.bytes.copy(value, p.offset);
   const rc = map_set_initial_value(map, value, value.length);
@@ -209,12 +209,12 @@ function loadFailure(name: string, file: string, errno: number, log: string): Bp
   if (begin >= 0) {
     const verifier = lines.slice(begin + 1, end > begin ? end : undefined);
     const tail = verifier.length > 60 ? ['…', ...verifier.slice(-60)] : verifier;
-    return failedError(`the kernel verifier rejected program ${name} from ${file} (${new KernelError('', errno).message.slice(2)})`, tail);
+    return failed(`the kernel verifier rejected program ${name} from ${file} (${new KernelError('', errno).message.slice(2)})`, tail);
   }
   if (errno === 1) {
-    return failedError(`loading ${name} from ${file} was not permitted (EPERM): bpfd needs root (CAP_BPF and CAP_NET_ADMIN)`, lines.slice(-20));
+    return failed(`loading ${name} from ${file} was not permitted (EPERM): bpfd needs root (CAP_BPF and CAP_NET_ADMIN)`, lines.slice(-20));
   }
-  return failedError(`libbpf failed to load ${name} from ${file}: ${new KernelError('', errno).message.slice(2)}`, lines.slice(-20));
+  return failed(`libbpf failed to load ${name} from ${file}: ${new KernelError('', errno).message.slice(2)}`, lines.slice(-20));
 }
 
 const map_type = libbpf.func('int bpf_map__type(bpf_map *map)');
@@ -244,7 +244,7 @@ export interface MapDescription {
 export function describeMaps(elf: BpfElf): MapDescription[] {
   const obj = openObject(elf);
   const err = Number(get_error(obj));
-  if (!obj || err) throw failedError(`libbpf could not open ${elf.path}`, logLines(takeLibbpfLog()));
+  if (!obj || err) throw failed(`libbpf could not open ${elf.path}`, logLines(takeLibbpfLog()));
   try {
     const out: MapDescription[] = [];
     let map: unknown = null;

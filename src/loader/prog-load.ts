@@ -1,4 +1,4 @@
-import { failedError, KernelError } from '../core/errors.js';
+import { failed, KernelError } from '../base/errors.js';
 import { koffi, lastErrno, libc, withSignalsBlocked } from './lib.js';
 
 /**
@@ -168,6 +168,6 @@ export function testRun(progFd: number, req: TestRunRequest): TestRunResult {
   const rc = bpfSyscall(BPF_PROG_TEST_RUN, attr);
   if (rc < 0) throw new KernelError('BPF_PROG_TEST_RUN', -rc);
   const outLen = attr.readUInt32LE(12);
-  if (outLen > out.length) throw failedError('BPF_PROG_TEST_RUN returned more data than expected');
+  if (outLen > out.length) throw failed('BPF_PROG_TEST_RUN returned more data than expected');
   return { retval: attr.readUInt32LE(4), durationNs: attr.readUInt32LE(36), dataOut: out.subarray(0, outLen) };
 }

@@ -1,10 +1,9 @@
 import { statSync } from 'node:fs';
-import type { Paths } from '../core/config.js';
-import { deniedError, failedError } from '../core/errors.js';
-import type { Store } from '../state/store.js';
+import type { Paths } from '../base/paths.js';
+import { denied } from '../base/errors.js';
 import type { PolicyInput, PolicyResult } from './input.js';
-import { sha256Hex } from '../core/sha256.js';
-import { nowMs, timed } from '../core/timings.js';
+import { sha256Hex } from '../base/sha256.js';
+import { nowMs, timed } from '../base/timings.js';
 import {
   DEFAULT_FUEL,
   loadModule,
@@ -19,7 +18,8 @@ import {
 } from './module.js';
 
 /**
- * The policy engine: evaluates the active module against a request and fails closed. A missing or
+ * The policy engine: evaluates the active module against a request and fails closed. A pure
+ * decision: it reads the module and data files and writes nothing; the core records decisions. A missing or
  * corrupt module, unusable data, an undefined or malformed result, a throw, or an evaluation past
  * the time limit all deny, with a reason that says which.
  *
@@ -41,14 +41,6 @@ export interface Decision extends PolicyResult {
 export interface EvaluateOptions {
   /** evaluation budget in charges; default BPFD_POLICY_FUEL, else DEFAULT_FUEL */
   fuel?: bigint;
-}
-
-export interface AuthorizeOptions extends EvaluateOptions {
-  paths: Pick<Paths, 'policy' | 'policyData' | 'stateDir'>;
-  /** the store to log to; opened from paths.stateDir when absent */
-  store?: Store;
-  /** keep at most this many decisions (default 10000, or BPFD_DECISION_LOG_MAX) */
-  logMax?: number;
 }
 
 interface Engine {
@@ -124,7 +116,7 @@ export function resetEngines(): void {
   engines.clear();
 }
 
-/** Evaluates without logging: `bpfd policy eval`, and the core of authorize. */
+/** Decides a request; records nothing (the core logs decisions: core/authorize.ts). */
 export async function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 'policy' | 'policyData'>, opts: EvaluateOptions = {}): Promise<Decision> {
   const started = nowMs();
   const json = JSON.stringify(input);
@@ -178,41 +170,6 @@ export function checkResult(raw: unknown, entrypoint: string): PolicyResult {
 }
 
 /**
- * Decides a request and records the decision in the store's log. The caller acts only when
- * `allow` is true; `enforce` turns a deny into the error the CLI prints with exit status 3.
- */
-export async function authorize(input: PolicyInput, opts: AuthorizeOptions): Promise<Decision> {
-  const decision = await evaluate(input, opts.paths, opts);
-  try {
-    // Loaded here, not at the top: the store pulls in lmdb, which `bpfd version` (policyInfo) and
-    // `bpfd policy eval` do not need.
-    const { appendDecision } = await import('../state/decision-log.js');
-    const { openStore } = await import('../state/store.js');
-    // A store write with its fsync, not the policy's own cost: timed apart (BPFD_TIMINGS).
-    await timed('decision log', async () => appendDecision(
-      opts.store ?? openStore(opts.paths.stateDir),
-      {
-        time: new Date().toISOString(),
-        subject: { uid: input.subject.uid, username: input.subject.username, pid: input.subject.pid, via: input.subject.via },
-        action: input.action,
-        input_sha256: inputSha256(decision),
-        allow: decision.allow,
-        reasons: decision.reasons,
-        policy_sha256: decision.policySha256,
-        duration_us: Math.round(decision.durationUs),
-      },
-      opts.logMax ?? logMaxFromEnv(),
-    ));
-  } catch (e) {
-    // An allowed action nobody can audit later is not allowed.
-    throw failedError(`cannot record the policy decision in ${opts.paths.stateDir}: ${message(e)}`, [
-      `decision was: ${decision.allow ? 'allow' : 'deny'}; nothing was done`,
-    ]);
-  }
-  return decision;
-}
-
-/**
  * sha256 of the input JSON the policy saw, for the decision log and `bpfd policy eval`. Hashed on
  * demand, not by evaluate: a caller that records nothing does not pay for it (~1.5 us).
  */
@@ -220,9 +177,9 @@ export function inputSha256(decision: Pick<Decision, 'inputJson'>): string {
   return sha256Hex(decision.inputJson);
 }
 
-/** Throws the CLI's "denied" error (exit 3, reasons one a line) unless the decision allows. */
+/** Throws the `denied` error (reasons as its details) unless the decision allows. */
 export function enforce(decision: Decision): void {
-  if (!decision.allow) throw deniedError('denied by policy', decision.reasons);
+  if (!decision.allow) throw denied('denied by policy', decision.reasons);
 }
 
 /** The active module, for `bpfd version`: sha256 is null when it cannot be read. */
@@ -257,8 +214,3 @@ function fuelFromEnv(): bigint {
   return raw !== undefined && /^[1-9][0-9]{0,17}$/.test(raw) ? BigInt(raw) : DEFAULT_FUEL;
 }
 
-/** undefined: the decision log's own default */
-function logMaxFromEnv(): number | undefined {
-  const v = Number(process.env.BPFD_DECISION_LOG_MAX);
-  return Number.isInteger(v) && v > 0 ? v : undefined;
-}

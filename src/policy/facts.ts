@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import type { BpfElf } from '../loader/elf.js';
-import { programTypeOfSection } from '../loader/elf.js';
+import { BPF_CALL, BPF_JMP, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, decodeInsns } from '../base/insn.js';
 import { HELPER_NAMES } from './helper-names.js';
 import type { PolicyMap, PolicyProgram, PolicySubject } from './input.js';
 
@@ -12,10 +11,21 @@ import type { PolicyMap, PolicyProgram, PolicySubject } from './input.js';
  */
 
 const INSN_SIZE = 8;
-const BPF_CALL = 0x85; // BPF_JMP | BPF_CALL
-const PSEUDO_CALL = 1; // bpf-to-bpf call
-const PSEUDO_KFUNC_CALL = 2;
 const SHT_REL = 9;
+
+/**
+ * What the facts are read from: a parsed BPF object (loader/elf.ts's BpfElf fits). Declared here
+ * so that the policy layer depends on no other layer beside base.
+ */
+export interface BytecodeObject {
+  path: string;
+  sha256: string;
+  license: string;
+  programs: ReadonlyArray<{ name: string; section: string; type: string; insnOffset: number; insnCount: number }>;
+  sections: ReadonlyArray<{ index: number; name: string; type: number; info: number; size: number }>;
+  symbols: ReadonlyArray<{ name: string }>;
+  sectionData(name: string): Buffer | null;
+}
 
 export interface InsnFacts {
   insn_count: number;
@@ -31,24 +41,17 @@ export interface InsnFacts {
  * the relocation's symbol; unnamed ones are reported as "kfunc#<imm>".
  */
 export function insnFacts(insns: Uint8Array, kfuncNameAt: (insnIndex: number) => string | undefined = () => undefined): InsnFacts {
-  if (insns.byteLength % INSN_SIZE !== 0) {
-    throw new Error(`instruction buffer of ${insns.byteLength} bytes is not a whole number of 8-byte instructions`);
-  }
-  const view = new DataView(insns.buffer, insns.byteOffset, insns.byteLength);
+  const decoded = decodeInsns(Buffer.from(insns.buffer, insns.byteOffset, insns.byteLength));
   const helpers = new Set<string>();
   const kfuncs = new Set<string>();
   let callsSubprograms = false;
-  const count = insns.byteLength / INSN_SIZE;
-  for (let i = 0; i < count; i++) {
-    const o = i * INSN_SIZE;
-    if (view.getUint8(o) !== BPF_CALL) continue;
-    const src = view.getUint8(o + 1) >> 4;
-    const imm = view.getInt32(o + 4, true);
-    if (src === 0) helpers.add(helperName(imm));
-    else if (src === PSEUDO_CALL) callsSubprograms = true;
-    else if (src === PSEUDO_KFUNC_CALL) kfuncs.add(kfuncNameAt(i) ?? `kfunc#${imm}`);
-  }
-  return { insn_count: count, helpers: [...helpers].sort(), kfuncs: [...kfuncs].sort(), calls_subprograms: callsSubprograms };
+  decoded.forEach((insn, i) => {
+    if (insn.code !== (BPF_JMP | BPF_CALL)) return;
+    if (insn.src === 0) helpers.add(helperName(insn.imm));
+    else if (insn.src === BPF_PSEUDO_CALL) callsSubprograms = true;
+    else if (insn.src === BPF_PSEUDO_KFUNC_CALL) kfuncs.add(kfuncNameAt(i) ?? `kfunc#${insn.imm}`);
+  });
+  return { insn_count: decoded.length, helpers: [...helpers].sort(), kfuncs: [...kfuncs].sort(), calls_subprograms: callsSubprograms };
 }
 
 /** A helper id this header did not know keeps its number, so policies can still match it. */
@@ -62,7 +65,7 @@ export function helperName(id: number): string {
  * cannot slip past a forbidden-helper rule. The maps come from the caller (libbpf knows their
  * types and sizes once the object is opened; the ELF alone would need a BTF parser).
  */
-export function elfProgramFacts(elf: BpfElf, name: string, maps: PolicyMap[] = []): PolicyProgram {
+export function elfProgramFacts(elf: BytecodeObject, name: string, maps: PolicyMap[] = []): PolicyProgram {
   const fn = elf.programs.find((p) => p.name === name);
   if (!fn) {
     const names = elf.programs.map((p) => p.name).join(', ') || 'none';
@@ -76,7 +79,7 @@ export function elfProgramFacts(elf: BpfElf, name: string, maps: PolicyMap[] = [
   }
   return {
     name,
-    type: programTypeOfSection(fn.section),
+    type: fn.type,
     section: fn.section,
     license: elf.license,
     sha256: elf.sha256,
@@ -87,7 +90,7 @@ export function elfProgramFacts(elf: BpfElf, name: string, maps: PolicyMap[] = [
   };
 }
 
-function codeFacts(elf: BpfElf, sectionName: string, first: number, count: number): InsnFacts {
+function codeFacts(elf: BytecodeObject, sectionName: string, first: number, count: number): InsnFacts {
   const data = elf.sectionData(sectionName);
   if (!data) throw new Error(`${elf.path}: section ${sectionName} has no data`);
   const code = data.subarray(first * INSN_SIZE, (first + count) * INSN_SIZE);
@@ -96,7 +99,7 @@ function codeFacts(elf: BpfElf, sectionName: string, first: number, count: numbe
 }
 
 /** Instruction index -> symbol name, from the REL section that applies to the code section. */
-function relocationSymbols(elf: BpfElf, sectionName: string): Map<number, string> {
+function relocationSymbols(elf: BytecodeObject, sectionName: string): Map<number, string> {
   const out = new Map<number, string>();
   const target = elf.sections.find((s) => s.name === sectionName);
   if (!target) return out;

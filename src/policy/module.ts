@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { addFuel, FUEL_EXPORT, WasmRewriteError } from './wasm-fuel.js';
-import { sha256Hex } from '../core/sha256.js';
+import { sha256Hex } from '../base/sha256.js';
 
 /**
  * Loading a compiled policy module and its data document. Every way this can go wrong becomes a

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { failedError } from '../core/errors.js';
+import { failed } from '../base/errors.js';
 import { lmdbFileProblem } from './store-check.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from './records.js';
 
@@ -47,7 +47,7 @@ export function openStore(stateDir: string): Store {
     const version = meta.get('schema_version');
     if (version === undefined) meta.putSync('schema_version', SCHEMA_VERSION);
     else if (version !== SCHEMA_VERSION) {
-      throw failedError(
+      throw failed(
         `the store in ${stateDir} has schema version ${String(version)}, this bpfd understands ${SCHEMA_VERSION}`,
         ['upgrade bpfd, or move the directory aside to start with an empty store'],
       );
@@ -75,7 +75,7 @@ export function openStore(stateDir: string): Store {
 
 function storeUnreadable(dir: string, e: unknown) {
   const why = e instanceof Error ? e.message : String(e);
-  return failedError(`cannot open the bpfd store in ${dir}: ${why}`, [
+  return failed(`cannot open the bpfd store in ${dir}: ${why}`, [
     `to recover: move ${dir} aside (mv ${dir} ${dir}.damaged); the next bpfd command starts an empty store`,
     'and removes the programs it finds pinned without a record, so reload what you need afterwards',
   ]);

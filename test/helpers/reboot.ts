@@ -6,7 +6,7 @@ import { progGone, type Env } from './bpfd.js';
  * What a reboot does to bpfd, without rebooting: every kernel object it made is gone and the
  * boot id is new. Unmounting the env's private bpffs drops every pin, and with the pins the last
  * references to its programs, maps and links (an XDP link detaches when released); the caller
- * names the kernel ids that must be gone afterwards. BPFD_BOOT_ID (src/core/test-hooks.ts) then
+ * names the kernel ids that must be gone afterwards. BPFD_BOOT_ID (src/base/test-hooks.ts) then
  * gives every later command of this env the new boot id.
  */
 export function simulateReboot(env: Env, progIds: number[]): string {

@@ -11,7 +11,7 @@ const MEMBER_NAMES = new Set(['xdp_pass', 'xdp_drop']);
 
 /**
  * kill -9 at every named step of load, attach, detach and unload (BPFD_TEST_HOOK, see
- * src/core/test-hooks.ts); the next command, a plain `list`, must leave store, pins, kernel and
+ * src/base/test-hooks.ts); the next command, a plain `list`, must leave store, pins, kernel and
  * traffic in agreement.
  */
 describe('a bpfd killed at any step leaves nothing inconsistent behind', { skip }, () => {

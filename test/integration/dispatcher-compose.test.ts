@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BpfdError } from '../../src/core/errors.js';
+import { BpfdError } from '../../src/base/errors.js';
 import { closeFd, mapLookup, objGet, progInfo } from '../../src/loader/bpf.js';
 import { testRun } from '../../src/loader/prog-load.js';
 import { composeAndLoad, type ComposeSlot } from '../../src/dispatcher/compose.js';
 import { createCountersMap, readCounterSums } from '../../src/dispatcher/counters.js';
 import { decodeImage, encodeImage, extractImage, type RelocatableImage } from '../../src/dispatcher/image.js';
-import { encodeInsns, I, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_KFUNC_CALL, BPF_JMP, BPF_CALL } from '../../src/dispatcher/insn.js';
+import { encodeInsns, I, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_KFUNC_CALL, BPF_JMP, BPF_CALL } from '../../src/base/insn.js';
 import { planSlots, proceedOnMask, type ProceedOnName } from '../../src/dispatcher/planner.js';
 import { markPacket, marksOf, type Member, memberLab, type MemberLab } from '../helpers/xdp-members.js';
 

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { BpfdError } from '../../src/core/errors.js';
+import { BpfdError } from '../../src/base/errors.js';
 import { closeFd, mapLookup, objGet } from '../../src/loader/bpf.js';
 import { ifindexOf, inNetns, netnsIno } from '../../src/loader/netns.js';
 import type { ProceedOnName } from '../../src/dispatcher/planner.js';
@@ -149,7 +149,7 @@ describe('XDP dispatcher on veth pairs', () => {
     const eleventh = member(lab.load('xdp_drop.o', 'xdp_drop'), 1);
     assert.throws(
       () => sync(sideB, [...members, eleventh]),
-      (e: unknown) => e instanceof BpfdError && e.kind === 'failed' && new RegExp(`interface ${veth.ifB} already has 10 XDP programs \\(the maximum\\)`).test(e.message),
+      (e: unknown) => e instanceof BpfdError && e.kind === 'limit' && new RegExp(`interface ${veth.ifB} already has 10 XDP programs \\(the maximum\\)`).test(e.message),
     );
     assert.equal(dispatcherInfo(key(sideB))!.progId, r!.dispatcherProgId, 'the refused change left the old revision');
     assert.ok(veth.ping(2, 1));

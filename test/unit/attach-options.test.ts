@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parsePriority, parseProceedOn, parseXdpAttach, proceedOnMask } from '../../src/core/attach-options.js';
-import { BpfdError, exitCodeOf } from '../../src/core/errors.js';
+import { BpfdError } from '../../src/base/errors.js';
+import { exitCodeOf } from '../../src/cli/exit-codes.js';
 import { orderLinks } from '../../src/core/xdp-interface.js';
 
 const usage = (fn: () => unknown, msg: RegExp) =>

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BpfdError } from '../../src/core/errors.js';
+import { BpfdError } from '../../src/base/errors.js';
 import {
   DEFAULT_PROCEED_ON,
   maskToProceedOn,
@@ -47,7 +47,7 @@ describe('dispatcher planner', () => {
     assert.equal(planSlots('eth0', ten).length, 10);
     assert.throws(
       () => planSlots('eth0', [...ten, m(11, 5, 11)]),
-      (e: unknown) => e instanceof BpfdError && e.kind === 'failed' && /interface eth0 already has 10 XDP programs \(the maximum\)/.test(e.message),
+      (e: unknown) => e instanceof BpfdError && e.kind === 'limit' && /interface eth0 already has 10 XDP programs \(the maximum\)/.test(e.message),
     );
   });
 

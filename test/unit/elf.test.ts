@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { BpfdError, exitCodeOf } from '../../src/core/errors.js';
+import { BpfdError } from '../../src/base/errors.js';
+import { exitCodeOf } from '../../src/cli/exit-codes.js';
 import { isGplCompatible, parseBpfElf, programTypeOfSection, readBpfElf } from '../../src/loader/elf.js';
 
 const fixture = (n: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'fixtures', 'bytecode', n);

@@ -4,8 +4,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { sha256Hex } from '../../src/core/sha256.js';
-import { authorize } from '../../src/policy/engine.js';
+import { sha256Hex } from '../../src/base/sha256.js';
+import { authorize } from '../../src/core/authorize.js';
 import { openStore } from '../../src/state/store.js';
 import { example, loadInput, policyEnv, ROOT, SHIPPED_POLICY, subject, type PolicyEnv } from '../helpers/policy.js';
 
@@ -15,7 +15,8 @@ const built = (p: string) => JSON.stringify(pathToFileURL(path.join(ROOT, 'build
 // bare imports (citty) resolve from the cwd, the project root
 const runner = `
 import { runCommand } from 'citty';
-import { BpfdError, exitCodeOf } from ${built('core/errors.js')};
+import { BpfdError } from ${built('base/errors.js')};
+import { exitCodeOf } from ${built('cli/exit-codes.js')};
 import { policyCommand } from ${built('cli/policy.js')};
 try { await runCommand(policyCommand, { rawArgs: process.argv.slice(1) }); }
 catch (e) { if (!(e instanceof BpfdError)) throw e; process.stderr.write('bpfd: ' + e.message + '\\n'); process.exitCode = exitCodeOf(e); }

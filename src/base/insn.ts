@@ -1,8 +1,9 @@
 /**
  * eBPF instruction encoding (include/uapi/linux/bpf.h, Documentation/bpf/standardization):
- * 8 bytes each — opcode, dst/src nibbles, signed 16-bit offset, signed 32-bit immediate. Only
- * what composing a dispatcher needs: reading member code, rewriting pc-relative targets, and
- * emitting the few instruction forms of the generated main function.
+ * 8 bytes each — opcode, dst/src nibbles, signed 16-bit offset, signed 32-bit immediate. The one
+ * decoder: the dispatcher reads and rewrites member code with it, and the policy layer reads
+ * helper and kfunc calls with it. It lives in base, pure, because policy may not import the
+ * dispatcher (both sit above base; see test/unit/layers.test.ts).
  */
 
 export interface Insn {
@@ -65,7 +66,7 @@ export const cls = (code: number) => code & 0x07;
 export const opOf = (code: number) => code & 0xf0;
 
 export function decodeInsns(buf: Buffer): Insn[] {
-  if (buf.length % 8 !== 0) throw new Error(`instruction buffer of ${buf.length} bytes is not a multiple of 8`);
+  if (buf.length % 8 !== 0) throw new Error(`instruction buffer of ${buf.length} bytes is not a whole number of 8-byte instructions`);
   const out: Insn[] = [];
   for (let o = 0; o < buf.length; o += 8) {
     const regs = buf[o + 1];

@@ -23,7 +23,7 @@ export interface Paths {
 }
 
 export function shippedPolicyPath(): string {
-  // dist/bpfd-main.cjs and build/src/core/config.js both sit two levels or fewer below the repo root;
+  // dist/bpfd-main.cjs and build/src/base/paths.js both sit two levels or fewer below the repo root;
   // BPFD_HOME is set by bin/bpfd so we never guess.
   const home = process.env.BPFD_HOME ?? path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..');
   return path.join(home, 'wasm', 'bpfd.wasm');

@@ -5,21 +5,22 @@ let crypto: Crypto | null = null;
 let native: ((data: Uint8Array) => Buffer) | null = null;
 
 /**
- * The loader offers OpenSSL's one-shot SHA256 once koffi is up (src/loader/lib.ts). A load or an
- * unload has koffi anyway, and hashing through it spares them loading node:crypto (~3 ms, a
- * tenth of what bpfd adds to a command).
+ * Hash through this digest from now on. The core passes OpenSSL's one-shot SHA256 from the loader
+ * (src/loader/lib.ts, opensslSha256) when it runs a change: a load or an unload has koffi anyway,
+ * and hashing through it spares them loading node:crypto (~3 ms, a tenth of what bpfd adds to a
+ * command). Nothing registers it as a side effect of an import.
  */
-export function offerNativeSha256(digest: (data: Uint8Array) => Buffer): void {
+export function useNativeSha256(digest: (data: Uint8Array) => Buffer): void {
   native = digest;
 }
 
-/** Whether the next hash goes through the offered native digest (tests). */
+/** Whether the next hash goes through the registered native digest (tests). */
 export const hashesNatively = (): boolean => crypto === null && native !== null;
 
 /**
  * sha256 in hex, for object files, policy modules and policy inputs. node:crypto loads on the
  * first hash, not with every module that might hash (a read like `bpfd list` never does), and
- * not at all when the native digest was offered before the first hash.
+ * not at all when a native digest was registered before the first hash.
  */
 export function sha256Hex(data: string | Uint8Array): string {
   if (crypto === null && native !== null) return native(typeof data === 'string' ? Buffer.from(data) : data).toString('hex');
