@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { type Context, requireRoot } from './context.js';
 import { BpfdError, failed, invalidInput, notFound } from '../base/errors.js';
 import type { ProgramView } from './view.js';
@@ -224,7 +225,6 @@ export async function buildImageOf(ctx: Context, objPath: string, tag: string, o
   if (ref.digest) throw invalidInput(`--tag ${tag}: give a tag, not a digest (the digest comes from the build)`);
   const { readBpfElf, programTypeOfSection } = await import('../loader/elf.js');
   const { describeMaps } = await import('../loader/object.js');
-  const path = await import('node:path');
   const elf = readBpfElf(path.resolve(objPath));
   const programs = Object.fromEntries(elf.programs.map((p) => [p.name, programTypeOfSection(p.section)]));
   if (!Object.keys(programs).length) throw invalidInput(`${objPath} has no programs to put in an image`);
