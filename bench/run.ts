@@ -2,6 +2,7 @@ import { benchCli } from './cli.js';
 import { benchDispatcher } from './dispatcher.js';
 import { benchPolicy } from './policy.js';
 import { benchRecovery } from './recovery.js';
+import { benchOci } from './oci.js';
 
 /** `npm run bench`: every benchmark in one run, each printed beside its reference. Needs root. */
 if (process.getuid?.() !== 0) {
@@ -13,6 +14,7 @@ const sections: Array<[string, () => Promise<string[]>]> = [
   ['XDP dispatcher', () => benchDispatcher()],
   ['Policy', () => benchPolicy()],
   ['Lock and recovery check', () => benchRecovery()],
+  ['Images', () => benchOci()],
 ];
 for (const [name, run] of sections) {
   console.log(`\n### ${name}`);

@@ -3,7 +3,7 @@ import { type Context, requireRoot } from './context.js';
 import { BpfdError, failed, invalidInput, notFound } from '../base/errors.js';
 import type { ProgramView } from './view.js';
 import type { DryRunResult, LoadFileRequest } from './programs.js';
-import { timed } from '../base/timings.js';
+import { timed, timedSync } from '../base/timings.js';
 import { parseBpfElf, type BpfElf } from '../loader/elf.js';
 import { keySetId, keysDir, trustedKeys, verifySignatures } from '../oci/cosign.js';
 import { checkListed } from '../oci/labels.js';
@@ -88,11 +88,13 @@ export async function pull(ctx: Context, refText: string, o: RegistryOptions = {
   await gate(ctx, { action: 'pull', image: policyImage(ref, null), application: null, metadata: {} });
   const img = await timed('pull', () => pullImage(ref, o));
   const dir = ctx.paths.stateDir;
-  putBlob(dir, img.layer.descriptor.digest, img.layer.bytes);
-  putBlob(dir, img.config.descriptor.digest, img.config.bytes);
-  putBlob(dir, img.digest, img.manifest.bytes);
-  if (img.index && img.indexDigest) putBlob(dir, img.indexDigest, img.index.bytes);
-  const { keys } = trustedKeys(keysDir());
+  timedSync('cache blobs', () => {
+    putBlob(dir, img.layer.descriptor.digest, img.layer.bytes);
+    putBlob(dir, img.config.descriptor.digest, img.config.bytes);
+    putBlob(dir, img.digest, img.manifest.bytes);
+    if (img.index && img.indexDigest) putBlob(dir, img.indexDigest, img.index.bytes);
+  });
+  const { keys } = timedSync('signature check', () => trustedKeys(keysDir()));
   const facts = verifySignatures([img.digest, img.indexDigest].filter((d): d is string => !!d), img.signatures, keys);
   const rec: ImageRecord = {
     digest: img.digest,
@@ -112,7 +114,7 @@ export async function pull(ctx: Context, refText: string, o: RegistryOptions = {
     signature: { ...facts, keyset: keySetId(keys) },
     pulled_at: nowIso(),
   };
-  return recordImage(ctx.store(), rec, ref.canonical);
+  return timedSync('cache index', () => recordImage(ctx.store(), rec, ref.canonical));
 }
 
 /**

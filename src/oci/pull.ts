@@ -62,15 +62,18 @@ export async function pullImage(ref: ImageReference, o: RegistryOptions = {}): P
   const client = clientFor(ref, o);
   const m = await fetchManifest(client, ref.digest ?? ref.tag ?? 'latest');
   const configDesc = m.manifest.config;
-  const config = await fetchBlob(client, configDesc, MAX_JSON_BYTES, 'config');
-  const labels = parseLabels(config);
   const layerDesc = m.manifest.layers[0];
   const max = Number(o.env?.BPFD_MAX_LAYER_BYTES ?? process.env.BPFD_MAX_LAYER_BYTES ?? MAX_LAYER_BYTES);
-  const layer = await fetchBlob(client, layerDesc, max, 'layer', (got, total) => o.progress?.(`layer ${layerDesc.digest.slice(7, 19)}`, got, total));
-  const { entry } = objectFromLayer(layer, layerDesc.mediaType, max);
   const signed = [m.index?.digest, m.digest].filter((d): d is string => !!d);
-  const signatures: StoredSignature[] = [];
-  for (const d of signed) signatures.push(...(await fetchSignatures(client, d)));
+  // config, layer and signatures at once: a pull is mostly round trips to the registry
+  const [config, layer, ...sigs] = await Promise.all([
+    fetchBlob(client, configDesc, MAX_JSON_BYTES, 'config'),
+    fetchBlob(client, layerDesc, max, 'layer', (got, total) => o.progress?.(`layer ${layerDesc.digest.slice(7, 19)}`, got, total)),
+    ...signed.map((d) => fetchSignatures(client, d)),
+  ]);
+  const labels = parseLabels(config);
+  const { entry } = objectFromLayer(layer, layerDesc.mediaType, max);
+  const signatures: StoredSignature[] = sigs.flat();
   if (!m.digest) throw failed(`${ref.canonical}: the registry gave no manifest digest`);
   return {
     ref,

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,13 +15,13 @@ const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex'
 
 export type LayerKind = 'tar.gz' | 'tar' | 'elf' | 'elf.gz' | 'dotdot' | 'symlink' | 'zstd';
 
-export function makeLayer(object: string, kind: LayerKind, uniqueFile?: string): { bytes: Buffer; diffId: string; mediaType: string } {
+export function makeLayer(object: string, kind: LayerKind, uniqueFile?: string, padding = 0): { bytes: Buffer; diffId: string; mediaType: string } {
   const obj = readFileSync(object);
   const name = path.basename(object);
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'bpfd-layer-'));
   try {
     copyFileSync(object, path.join(tmp, name));
-    if (uniqueFile) writeFileSync(path.join(tmp, uniqueFile), `${uniqueFile}\n`);
+    if (uniqueFile) writeFileSync(path.join(tmp, uniqueFile), padding ? randomBytes(padding) : `${uniqueFile}\n`);
     const first = uniqueFile ? [uniqueFile] : [];
     const tar = (...args: string[]) => {
       const r = spawnSync('tar', ['--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', tmp, '-cf', '-', ...args], { maxBuffer: 64 << 20 });
@@ -71,6 +71,8 @@ export interface PushOptions {
   creds?: string;
   /** a file of this name goes into the tar before the object: a layer no other image shares */
   uniqueFile?: string;
+  /** bytes of random (incompressible) data in that file, for layers of a given size (bench) */
+  padding?: number;
 }
 
 export interface Pushed {
@@ -93,7 +95,7 @@ export function pushWithSkopeo(dest: string, o: PushOptions): Pushed {
       writeFileSync(path.join(blobs, d.slice(7)), b);
       return { digest: d, size: b.length };
     };
-    const layer = makeLayer(o.object, o.layer ?? 'tar.gz', o.uniqueFile);
+    const layer = makeLayer(o.object, o.layer ?? 'tar.gz', o.uniqueFile, o.padding);
     const layerDesc = { mediaType: layer.mediaType, ...put(layer.bytes) };
     const labels = o.labels ?? { 'io.ebpf.programs': JSON.stringify({ [o.program ?? path.basename(o.object, '.o')]: 'xdp' }), 'io.ebpf.maps': '{}' };
     const manifestFor = (architecture: string) => {
