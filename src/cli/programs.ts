@@ -74,6 +74,28 @@ function parseGlobals(list: string[] | undefined): Record<string, Buffer> {
   return out;
 }
 
+/** The load and attach options `load file` and `load image` share, as a request. */
+function loadRequestOf(p: Parsed) {
+  const v = p.values;
+  return {
+    name: v.name as string,
+    type: v.type as ProgramType | undefined,
+    metadata: parsePairs(v.metadata as string[] | undefined, '--metadata'),
+    globals: parseGlobals(v.global as string[] | undefined),
+    mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
+    application: (v.application as string | undefined) ?? null,
+    persist: v.persist === true,
+    attach: attachFrom(p, false),
+    dryRun: v['dry-run'] === true,
+  };
+}
+
+function printLoaded(p: Parsed, view: Awaited<ReturnType<typeof import('../core/programs.js').loadFile>>): void {
+  if (isJson(p)) printJson(view);
+  else if ('dry_run' in view) writeOut(dryRunText(view));
+  else writeOut(programDetail(view));
+}
+
 const loadFile = bpfdCommand({
   name: 'load file',
   description: 'Load a program from a BPF object file; with --iface, attach it too',
@@ -86,19 +108,9 @@ const loadFile = bpfdCommand({
     const ctx = await ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
     const view = await load(ctx, {
       path: v.path as string,
-      name: v.name as string,
-      type: v.type as ProgramType | undefined,
-      metadata: parsePairs(v.metadata as string[] | undefined, '--metadata'),
-      globals: parseGlobals(v.global as string[] | undefined),
-      mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
-      application: (v.application as string | undefined) ?? null,
-      persist: v.persist === true,
-      attach: attachFrom(p, false),
-      dryRun: v['dry-run'] === true,
+      ...loadRequestOf(p),
     });
-    if (isJson(p)) printJson(view);
-    else if ('dry_run' in view) writeOut(dryRunText(view));
-    else writeOut(programDetail(view));
+    printLoaded(p, view);
   },
 });
 
@@ -136,19 +148,9 @@ const loadImage = bpfdCommand({
       image: v['image-url'] as string,
       pullPolicy: policy as 'Always' | 'IfNotPresent' | 'Never',
       registryAuth: v['registry-auth'] as string | undefined,
-      name: v.name as string,
-      type: v.type as ProgramType | undefined,
-      metadata: parsePairs(v.metadata as string[] | undefined, '--metadata'),
-      globals: parseGlobals(v.global as string[] | undefined),
-      mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
-      application: (v.application as string | undefined) ?? null,
-      persist: v.persist === true,
-      attach: attachFrom(p, false),
-      dryRun: v['dry-run'] === true,
+      ...loadRequestOf(p),
     });
-    if (isJson(p)) printJson(view);
-    else if ('dry_run' in view) writeOut(dryRunText(view));
-    else writeOut(programDetail(view));
+    printLoaded(p, view);
   },
 });
 

@@ -50,7 +50,7 @@ export type RunningLinks = (ctx: Context, key: IfaceKey) => number[];
 export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: RunningLinks }): Detection {
   const store = ctx.store();
   const bootId = ctx.bootId();
-  const allLinks = [...store.links.getRange()].map((e) => e.value);
+  const allLinks = store.links();
   const byProgram = new Map<number, LinkRecord[]>();
   for (const l of allLinks) byProgram.set(l.prog_id, [...(byProgram.get(l.prog_id) ?? []), l]);
   const linksOf = (id: number) => byProgram.get(id) ?? [];
@@ -59,14 +59,14 @@ export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: Runnin
   // A program's pin is what keeps it alive, and bpfd pins every program it loads: one readdir
   // answers for all records, where asking the kernel would take a bpf() call each.
   const pinned = new Set(listDir(path.join(ctx.paths.bpffs, 'progs')));
-  for (const { value: p } of store.programs.getRange()) {
+  for (const p of store.programs()) {
     if (p.boot_id !== bootId) findings.push({ kind: p.persist ? 'previous-boot-persisted' : 'previous-boot', program: p, links: linksOf(p.id) });
     else if (!pinned.has(String(p.id))) findings.push({ kind: 'program-gone', program: p, links: linksOf(p.id) });
     else programs.push(p);
   }
   const live = new Set(programs.map((p) => p.id));
   const links = allLinks.filter((l) => live.has(l.prog_id));
-  for (const { value } of store.pending.getRange()) findings.push({ kind: 'pending-restore', pending: value });
+  for (const value of store.pendingRestores()) findings.push({ kind: 'pending-restore', pending: value });
   if (opts.deep) {
     findings.push(...strayPins(ctx.paths.bpffs, pinned, live, programs));
     if (opts.dispatchers) findings.push(...divergedDispatchers(ctx, links, opts.dispatchers));

@@ -205,11 +205,11 @@ export async function removeCachedImage(ctx: Context, refOrDigest: string): Prom
     const { reconcile } = await import('./reconcile.js');
     const state = reconcile(ctx, true);
     const users = state.programs.filter((p) => 'digest' in p.bytecode && p.bytecode.digest === found.digest);
-    const waiting = [...store.pending.getRange()].filter((e) => 'digest' in e.value.program.bytecode && e.value.program.bytecode.digest === found.digest);
+    const waiting = store.pendingRestores().filter((e) => 'digest' in e.program.bytecode && e.program.bytecode.digest === found.digest);
     if (users.length || waiting.length) {
       throw failed(`image ${found.digest} is in use and stays cached`, [
         ...users.map((p) => `program ${p.id} (${p.name}) is loaded from it: unload it first`),
-        ...waiting.map((e) => `program ${e.value.program.name} (persisted, key ${e.key}) waits to be restored from it`),
+        ...waiting.map((e) => `program ${e.program.name} (persisted, key ${e.key}) waits to be restored from it`),
       ]);
     }
     removeImage(store, ctx.paths.stateDir, found.digest);

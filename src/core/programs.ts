@@ -17,8 +17,6 @@ import { programTypeOfSection, readBpfElf, type BpfElf } from '../loader/elf.js'
 import { inNetns, currentNetnsIno, ifindexOf, netnsIno } from '../loader/netns.js';
 import { loadProgramObject, mapsDirPath, progPinPath } from '../loader/object.js';
 import { opensslSha256 } from '../loader/lib.js';
-import { imageKey, objectKey, releaseObject } from '../state/blobs.js';
-import { nextCounter } from '../state/store.js';
 import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../state/records.js';
 
 export const MAX_XDP_PER_INTERFACE = 10;
@@ -176,13 +174,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
         checkpoint('load:after-attach');
       }
       try {
-        timedSync('store commit', () => store.root.transactionSync(() => {
-          store.programs.put(rec.id, rec);
-          if (image) store.blobs.put(imageKey(rec.id), encodeImage(image));
-          // restore after a reboot loads from these bytes: the file may be gone or changed by then
-          if (rec.persist && 'sha256' in rec.bytecode) store.blobs.put(objectKey(elf.sha256), elf.bytes);
-          if (link) store.links.put(link.id, link);
-        }));
+        timedSync('store commit', () => store.commitLoad({ program: rec, image: image && encodeImage(image), object: rec.persist ? elf.bytes : null, link }));
       } catch (e) {
         if (target) attachMembers(ctx, target, existing, req.attach?.mode, [...existing, link!]);
         throw e;
@@ -225,7 +217,7 @@ export async function attachLocked(ctx: Context, state: Reconciled, id: number, 
   attachMembers(ctx, target, [...existing, link], opts.mode, existing);
   checkpoint('attach:after-kernel');
   try {
-    await store.links.put(link.id, link);
+    await store.addLink(link);
   } catch (e) {
     attachMembers(ctx, target, existing, opts.mode, [...existing, link]);
     throw e;
@@ -280,11 +272,7 @@ export function removeProgram(ctx: Context, state: Reconciled, prog: ProgramReco
   const id = prog.id;
   removeLinks(ctx, state.links, state.links.filter((l) => l.prog_id === id));
   checkpoint('unload:after-detach');
-  store.root.transactionSync(() => {
-    store.programs.remove(id);
-    store.blobs.remove(imageKey(id));
-    if (prog.persist && 'sha256' in prog.bytecode) releaseObject(store, prog.bytecode.sha256);
-  });
+  store.removeProgram(prog);
   checkpoint('unload:after-store');
   rmSync(progPinPath(ctx.paths.bpffs, id), { force: true });
   if (prog.maps.owner_id === null) rmSync(mapsDirPath(ctx.paths.bpffs, id), { recursive: true, force: true });
@@ -303,12 +291,7 @@ export interface LinkIdentity {
 }
 
 function newLink(ctx: Context, progId: number, target: IfaceKey, opts: XdpAttachOptions, identity?: LinkIdentity): XdpLinkRecord {
-  const store = ctx.store();
-  // Link ids come from a counter that never goes back, so a kept id is free unless the store was replaced.
-  const { id, seq } = identity && store.links.get(identity.id) === undefined ? identity : store.root.transactionSync(() => {
-    const n = nextCounter(store, 'link');
-    return { id: n, seq: identity?.seq ?? n };
-  });
+  const { id, seq } = ctx.store().linkIdentity(identity);
   return {
     id,
     prog_id: progId,
@@ -350,9 +333,7 @@ function removeLinks(ctx: Context, all: LinkRecord[], gone: LinkRecord[]): void 
     applyXdpMembers(ctx, keyOfLink(l), orderLinks(survivors), l.mode);
   }
   checkpoint('detach:after-kernel');
-  store.root.transactionSync(() => {
-    for (const id of goneIds) store.links.remove(id);
-  });
+  store.removeLinks(goneIds);
 }
 
 function tooMany(iface: string, existing: LinkRecord[]) {

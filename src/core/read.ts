@@ -51,7 +51,7 @@ function matches(v: { type: string; links: Array<{ iface: string }>; metadata: R
 export async function dispatcherProgIds(ctx: Context): Promise<number[]> {
   const { dispatcherInfo } = await import('../dispatcher/xdp-iface.js');
   const ids = new Set<number>();
-  for (const { value: l } of ctx.store().links.getRange()) {
+  for (const l of ctx.store().links()) {
     const d = dispatcherInfo({ bpffs: ctx.paths.bpffs, ifindex: l.ifindex, netnsIno: l.netns_ino });
     if (d) ids.add(d.progId);
   }

@@ -2,7 +2,6 @@ import { rmSync } from 'node:fs';
 import type { Context } from './context.js';
 import { pendingOf, type Detection, type Finding } from './disagreements.js';
 import { applyXdpMembers, orderLinks } from './xdp-interface.js';
-import { imageKey, releaseObject } from '../state/blobs.js';
 
 export interface RepairOutcome {
   finding: Finding;
@@ -22,18 +21,7 @@ export function repair(ctx: Context, d: Detection): RepairOutcome[] {
   const outcomes: RepairOutcome[] = [];
   const records = d.findings.filter((f) => f.kind === 'program-gone' || f.kind === 'previous-boot' || f.kind === 'previous-boot-persisted');
   if (records.length) {
-    store.root.transactionSync(() => {
-      for (const f of records) {
-        const { program, links } = f;
-        store.programs.remove(program.id);
-        store.blobs.remove(imageKey(program.id));
-        for (const l of links) store.links.remove(l.id);
-        if (f.kind === 'previous-boot-persisted') {
-          const pending = pendingOf(program, links);
-          store.pending.put(pending.key, pending);
-        } else if (program.persist && 'sha256' in program.bytecode) releaseObject(store, program.bytecode.sha256);
-      }
-    });
+    store.forgetPrograms(records.map(({ kind, program, links }) => ({ program, links, pending: kind === 'previous-boot-persisted' ? pendingOf(program, links) : null })));
     for (const f of records) {
       outcomes.push({ finding: f, ok: true, done: f.kind === 'previous-boot-persisted' ? 'kept for bpfd system restore' : 'record removed' });
     }

@@ -7,7 +7,6 @@ import { reconcile } from './reconcile.js';
 import type { XdpAttachOptions } from './attach-options.js';
 import type { ProgramView } from './view.js';
 import { parseBpfElf, type BpfElf } from '../loader/elf.js';
-import { objectKey } from '../state/blobs.js';
 import type { LinkRecord, PendingRestore } from '../state/records.js';
 
 export interface RestoreReport {
@@ -32,7 +31,7 @@ export async function restore(ctx: Context): Promise<RestoreReport> {
     const restoredIds = new Map(state.programs.filter((p) => p.restored_from).map((p) => [p.restored_from!, p.id]));
     const failures: RestoreReport['failed'] = [];
     const done: Array<{ pending: PendingRestore; id: number }> = [];
-    for (const pending of inDependencyOrder([...ctx.store().pending.getRange()].map((e) => e.value))) {
+    for (const pending of inDependencyOrder(ctx.store().pendingRestores())) {
       const { program } = pending;
       try {
         const ownerKey = program.maps.owner_id === null ? null : `${program.boot_id}/${program.maps.owner_id}`;
@@ -113,13 +112,13 @@ async function restoreOne(ctx: Context, pending: PendingRestore, mapOwnerId: num
     }
     throw e;
   }
-  ctx.store().pending.removeSync(pending.key);
+  ctx.store().removePending(pending.key);
   return id;
 }
 
 function storedObject(ctx: Context, { program: rec }: PendingRestore): BpfElf {
   if (!('sha256' in rec.bytecode)) throw failed('it was loaded from an image, which restore cannot load yet');
-  const bytes = ctx.store().blobs.get(objectKey(rec.bytecode.sha256));
+  const bytes = ctx.store().storedObject(rec.bytecode.sha256);
   if (!bytes) throw failed(`the store has no copy of its object (sha256 ${rec.bytecode.sha256})`, ['load it again from its file with --persist']);
   const elf = parseBpfElf(rec.bytecode.path, bytes);
   if (elf.sha256 !== rec.bytecode.sha256) throw failed(`the stored copy of its object is damaged (sha256 ${elf.sha256}, recorded ${rec.bytecode.sha256})`);

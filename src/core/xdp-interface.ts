@@ -4,13 +4,10 @@ import { decodeImage, type RelocatableImage } from '../dispatcher/image.js';
 import { readMemberCounters, readRunningLinkIds, syncXdpInterface, type XdpMode } from '../dispatcher/xdp-iface.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 import { inNetns } from '../loader/netns.js';
-import { imageKey } from '../state/blobs.js';
 import type { XdpLinkRecord } from '../state/records.js';
 import type { IfaceKey } from './iface-key.js';
 
 export { ifaceKeyString, keyOfLink, orderLinks, type IfaceKey } from './iface-key.js';
-
-export { imageKey } from '../state/blobs.js';
 
 /**
  * Makes the interface's dispatcher run exactly `links`, composed from the members' stored
@@ -22,7 +19,7 @@ export function applyXdpMembers(ctx: Context, key: IfaceKey, links: XdpLinkRecor
   const members = links.map((l) => {
     let image = fresh?.get(l.prog_id);
     if (!image) {
-      const blob = store.blobs.get(imageKey(l.prog_id));
+      const blob = store.memberImage(l.prog_id);
       if (!blob) {
         throw failed(`program ${l.prog_id} cannot run in the XDP dispatcher: bpfd has no composable image of it`, [
           'it was loaded from an object the dispatcher cannot compose; unload it and load a program without that construct',

@@ -1,6 +1,7 @@
 import { failed } from '../base/errors.js';
-import { BPF_PROG_TYPE_XDP, BPF_XDP, closeFd, objGet } from '../loader/bpf.js';
-import { BPF_F_XDP_HAS_FRAGS, loadBtf, loadProgram, VerifierError } from '../loader/prog-load.js';
+import { BpfAttachType, BpfFlag, BpfProgType } from '../loader/abi.js';
+import { closeFd, objGet } from '../loader/bpf.js';
+import { loadBtf, loadProgram, VerifierError } from '../loader/prog-load.js';
 import { COUNTER_BLOCK, CPU_STRIDE_SHIFT, numPossibleCpus } from './counters.js';
 import { buildFuncBtf } from './func-btf.js';
 import type { RelocatableImage } from './image.js';
@@ -305,12 +306,12 @@ export function composeAndLoad(req: ComposeRequest): ComposedProgram {
       const btfFd = loadBtf(btf);
       try {
         const { fd } = loadProgram({
-          progType: BPF_PROG_TYPE_XDP,
+          progType: BpfProgType.XDP,
           insns: encodeInsns(built.insns),
           license,
           name: req.name ?? 'bpfd_dispatch',
-          expectedAttachType: BPF_XDP,
-          progFlags: frags ? BPF_F_XDP_HAS_FRAGS : 0,
+          expectedAttachType: BpfAttachType.XDP,
+          progFlags: frags ? BpfFlag.F_XDP_HAS_FRAGS : 0,
           btfFd,
           funcInfo,
         });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { mapLookup, mapLookupAll, mapUpdate } from '../loader/bpf.js';
-import { BPF_MAP_TYPE_ARRAY, createMap } from '../loader/prog-load.js';
+import { BpfMapType } from '../loader/abi.js';
+import { createMap } from '../loader/prog-load.js';
 
 /**
  * Per-member counters the dispatcher keeps, and the small record that says whose they are.
@@ -41,11 +42,11 @@ export interface ActionCounts {
 }
 
 export function createCountersMap(): number {
-  return createMap({ mapType: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: numPossibleCpus() * CPU_STRIDE, maxEntries: 1, name: 'bpfd_xdp_cnt' });
+  return createMap({ mapType: BpfMapType.ARRAY, keySize: 4, valueSize: numPossibleCpus() * CPU_STRIDE, maxEntries: 1, name: 'bpfd_xdp_cnt' });
 }
 
 export function createMetaMap(): number {
-  return createMap({ mapType: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: META_VALUE_SIZE, maxEntries: COUNTER_INDEXES + 1, name: 'bpfd_xdp_meta' });
+  return createMap({ mapType: BpfMapType.ARRAY, keySize: 4, valueSize: META_VALUE_SIZE, maxEntries: COUNTER_INDEXES + 1, name: 'bpfd_xdp_meta' });
 }
 
 const key = (k: number) => {

@@ -1,8 +1,8 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { KernelError, invalidInput } from '../base/errors.js';
+import { Errno, KernelError, invalidInput } from '../base/errors.js';
+import { BpfAttachType, BpfFlag } from '../loader/abi.js';
 import {
-  BPF_XDP,
   closeFd,
   linkCreate,
   linkDetach,
@@ -13,8 +13,6 @@ import {
   progFdById,
   progInfo,
   tryObjGet,
-  XDP_FLAGS_DRV_MODE,
-  XDP_FLAGS_SKB_MODE,
 } from '../loader/bpf.js';
 import { composeAndLoad } from './compose.js';
 import {
@@ -151,13 +149,13 @@ export function syncXdpInterface(opts: SyncXdpOptions): SyncXdpResult {
 
 function attachNew(opts: SyncXdpOptions, p: ReturnType<typeof pins>, progFd: number, countersFd: number, metaFd: number): XdpMode {
   const tries: Array<[XdpMode, number]> =
-    opts.mode === 'skb' ? [['skb', XDP_FLAGS_SKB_MODE]] : opts.mode === 'drv' ? [['drv', XDP_FLAGS_DRV_MODE]] : [['drv', XDP_FLAGS_DRV_MODE], ['skb', XDP_FLAGS_SKB_MODE]];
+    opts.mode === 'skb' ? [['skb', BpfFlag.XDP_FLAGS_SKB_MODE]] : opts.mode === 'drv' ? [['drv', BpfFlag.XDP_FLAGS_DRV_MODE]] : [['drv', BpfFlag.XDP_FLAGS_DRV_MODE], ['skb', BpfFlag.XDP_FLAGS_SKB_MODE]];
   let errno = 0;
   for (const [mode, flags] of tries) {
-    const linkFd = linkCreate(progFd, opts.ifindex, BPF_XDP, flags);
+    const linkFd = linkCreate(progFd, opts.ifindex, BpfAttachType.XDP, flags);
     if (linkFd < 0) {
       errno = -linkFd;
-      if (errno === 16 /* EBUSY: someone else's program is there */) break;
+      if (errno === Errno.EBUSY) break; // someone else's program is there
       continue;
     }
     try {
@@ -176,7 +174,7 @@ function attachNew(opts: SyncXdpOptions, p: ReturnType<typeof pins>, progFd: num
       closeFd(linkFd); // without its pin, closing the link detaches it
     }
   }
-  if (errno === 16) {
+  if (errno === Errno.EBUSY) {
     throw new KernelError(`attach XDP to ${opts.iface}`, errno, [
       `${opts.iface} already has an XDP program that bpfd does not manage; remove it first (ip link set dev ${opts.iface} xdp off, or xdp-loader unload)`,
     ]);

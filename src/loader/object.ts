@@ -1,13 +1,12 @@
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { BpfdError, failed, KernelError, invalidInput } from '../base/errors.js';
+import { BpfdError, Errno, failed, KernelError, invalidInput } from '../base/errors.js';
 import { checkpoint } from '../base/test-hooks.js';
+import { ObjectOpenOpts } from './abi.js';
 import { objPin, progInfo, type ProgInfo } from './bpf.js';
 import type { BpfElf } from './elf.js';
 import { BpfMapPtr, BpfObjectPtr, BpfProgramPtr, koffi, libbpf, takeLibbpfLog, withSignalsBlocked } from './lib.js';
 
-// Only the fields up to object_name: libbpf takes a shorter struct (sz says how long) as given.
-const OpenOpts = koffi.struct('bpf_object_open_opts_head', { sz: 'size_t', object_name: 'const char *' });
 const open_mem = libbpf.func('bpf_object *bpf_object__open_mem(const void *buf, size_t size, const bpf_object_open_opts_head *opts)');
 const obj_load = libbpf.func('int bpf_object__load(bpf_object *obj)');
 const obj_close = libbpf.func('void bpf_object__close(bpf_object *obj)');
@@ -80,7 +79,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
   const openErr = Number(get_error(obj));
   if (!obj || openErr) {
     if (ownsMapsDir) rmSync(tmpDir, { recursive: true, force: true });
-    throw failed(`libbpf could not open ${elf.path}: ${new KernelError('open', -openErr || 22).message.replace(/^open: /, '')}`, logLines(takeLibbpfLog()));
+    throw failed(`libbpf could not open ${elf.path}: ${new KernelError('open', -openErr || Errno.EINVAL).message.replace(/^open: /, '')}`, logLines(takeLibbpfLog()));
   }
   let progPin: string | null = null;
   let finalMapsDir: string | null = null;
@@ -145,7 +144,7 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
  */
 function openObject(elf: BpfElf): unknown {
   const name = path.basename(elf.path).replace(/\..*$/, '');
-  return open_mem(elf.bytes, elf.bytes.length, { sz: koffi.sizeof(OpenOpts), object_name: name });
+  return open_mem(elf.bytes, elf.bytes.length, { sz: koffi.sizeof(ObjectOpenOpts), object_name: name });
 }
 
 /**
@@ -211,7 +210,7 @@ function loadFailure(name: string, file: string, errno: number, log: string): Bp
     const tail = verifier.length > 60 ? ['…', ...verifier.slice(-60)] : verifier;
     return failed(`the kernel verifier rejected program ${name} from ${file} (${new KernelError('', errno).message.slice(2)})`, tail);
   }
-  if (errno === 1) {
+  if (errno === Errno.EPERM) {
     return failed(`loading ${name} from ${file} was not permitted (EPERM): bpfd needs root (CAP_BPF and CAP_NET_ADMIN)`, lines.slice(-20));
   }
   return failed(`libbpf failed to load ${name} from ${file}: ${new KernelError('', errno).message.slice(2)}`, lines.slice(-20));

@@ -1,26 +1,15 @@
 import { failed, KernelError } from '../base/errors.js';
+import { BpfCmd, BtfLoadAttr, encodeStruct, MapCreateAttr, ProgLoadAttr, SYS_BPF, TestRunAttr } from './abi.js';
 import { koffi, lastErrno, libc, withSignalsBlocked } from './lib.js';
 
 /**
  * The bpf(2) commands the dispatcher needs that libbpf's object API does not cover: loading raw
  * instructions (a composed program has no ELF), loading generated BTF, creating maps, and
- * BPF_PROG_TEST_RUN. Raw syscalls keep the attr layouts in one visible place instead of
- * depending on which option-struct fields libbpf 1.1 happens to know.
+ * BPF_PROG_TEST_RUN. Raw syscalls with the attr layouts of abi.ts, instead of depending on
+ * which option-struct fields libbpf happens to know.
  */
 
-const SYS_BPF = 321; // x86-64
 const sys_bpf = libc.func('long syscall(long nr, int cmd, uint8_t *attr, unsigned int size)');
-
-const BPF_MAP_CREATE = 0;
-const BPF_MAP_FREEZE = 22;
-const BPF_PROG_LOAD = 5;
-const BPF_PROG_TEST_RUN = 10;
-const BPF_BTF_LOAD = 18;
-
-export const BPF_MAP_TYPE_ARRAY = 2;
-export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
-export const BPF_F_RDONLY_PROG = 1 << 7;
-export const BPF_F_XDP_HAS_FRAGS = 1 << 5;
 
 /** Returns the syscall's result, or -errno. attr must stay referenced until this returns. */
 export function bpfSyscall(cmd: number, attr: Buffer): number {
@@ -74,38 +63,29 @@ export class VerifierError extends KernelError {
 
 function progLoadOnce(req: ProgLoadRequest, logLevel: number, log: Buffer | null): { fd: number } {
   const license = Buffer.from(`${req.license}\0`);
-  const attr = Buffer.alloc(144);
-  attr.writeUInt32LE(req.progType, 0);
-  attr.writeUInt32LE(req.insns.length / 8, 4);
-  attr.writeBigUInt64LE(addr(req.insns), 8);
-  attr.writeBigUInt64LE(addr(license), 16);
-  attr.writeUInt32LE(logLevel, 24);
-  attr.writeUInt32LE(log ? log.length : 0, 28);
-  attr.writeBigUInt64LE(addr(log), 32);
-  attr.writeUInt32LE(req.progFlags ?? 0, 44);
-  Buffer.from(req.name.replace(/[^A-Za-z0-9_.]/g, '_').slice(0, 15)).copy(attr, 48);
-  attr.writeUInt32LE(req.expectedAttachType ?? 0, 68);
-  if (req.btfFd !== undefined && req.funcInfo && req.funcInfo.length) {
-    attr.writeUInt32LE(req.btfFd, 72);
-    attr.writeUInt32LE(8, 76);
-    attr.writeBigUInt64LE(addr(req.funcInfo), 80);
-    attr.writeUInt32LE(req.funcInfo.length / 8, 88);
-  }
-  return { fd: withSignalsBlocked(() => bpfSyscall(BPF_PROG_LOAD, attr)) };
+  const withFuncInfo = req.btfFd !== undefined && req.funcInfo && req.funcInfo.length;
+  const attr = encodeStruct(ProgLoadAttr, {
+    prog_type: req.progType,
+    insn_cnt: req.insns.length / 8,
+    insns: addr(req.insns),
+    license: addr(license),
+    log_level: logLevel,
+    log_size: log ? log.length : 0,
+    log_buf: addr(log),
+    prog_flags: req.progFlags ?? 0,
+    prog_name: req.name.replace(/[^A-Za-z0-9_.]/g, '_').slice(0, 15),
+    expected_attach_type: req.expectedAttachType ?? 0,
+    ...(withFuncInfo ? { prog_btf_fd: req.btfFd, func_info_rec_size: 8, func_info: addr(req.funcInfo), func_info_cnt: req.funcInfo!.length / 8 } : {}),
+  });
+  return { fd: withSignalsBlocked(() => bpfSyscall(BpfCmd.PROG_LOAD, attr)) };
 }
 
 /** Loads BTF data; returns its fd. */
 export function loadBtf(data: Buffer): number {
-  const attr = Buffer.alloc(32);
-  attr.writeBigUInt64LE(addr(data), 0);
-  attr.writeUInt32LE(data.length, 16);
-  let fd = bpfSyscall(BPF_BTF_LOAD, attr);
+  let fd = bpfSyscall(BpfCmd.BTF_LOAD, encodeStruct(BtfLoadAttr, { btf: addr(data), btf_size: data.length }));
   if (fd >= 0) return fd;
   const log = Buffer.alloc(64 * 1024);
-  attr.writeBigUInt64LE(addr(log), 8);
-  attr.writeUInt32LE(log.length, 20);
-  attr.writeUInt32LE(1, 24);
-  fd = bpfSyscall(BPF_BTF_LOAD, attr);
+  fd = bpfSyscall(BpfCmd.BTF_LOAD, encodeStruct(BtfLoadAttr, { btf: addr(data), btf_size: data.length, btf_log_buf: addr(log), btf_log_size: log.length, btf_log_level: 1 }));
   if (fd >= 0) return fd;
   const text = log.toString('utf8', 0, Math.max(0, log.indexOf(0)));
   throw new KernelError('the kernel refused generated BTF', -fd, text.split('\n').filter(Boolean));
@@ -121,24 +101,17 @@ export interface MapCreateRequest {
 }
 
 export function createMap(req: MapCreateRequest): number {
-  const attr = Buffer.alloc(72);
-  attr.writeUInt32LE(req.mapType, 0);
-  attr.writeUInt32LE(req.keySize, 4);
-  attr.writeUInt32LE(req.valueSize, 8);
-  attr.writeUInt32LE(req.maxEntries, 12);
-  attr.writeUInt32LE(req.flags ?? 0, 16);
-  Buffer.from(req.name.slice(0, 15)).copy(attr, 28);
-  const fd = bpfSyscall(BPF_MAP_CREATE, attr);
+  const attr = encodeStruct(MapCreateAttr, {
+    map_type: req.mapType,
+    key_size: req.keySize,
+    value_size: req.valueSize,
+    max_entries: req.maxEntries,
+    map_flags: req.flags ?? 0,
+    map_name: req.name.slice(0, 15),
+  });
+  const fd = bpfSyscall(BpfCmd.MAP_CREATE, attr);
   if (fd < 0) throw new KernelError(`create map ${req.name}`, -fd);
   return fd;
-}
-
-/** Makes a map read-only for user space from now on. */
-export function freezeMap(fd: number): void {
-  const attr = Buffer.alloc(8);
-  attr.writeUInt32LE(fd, 0);
-  const rc = bpfSyscall(BPF_MAP_FREEZE, attr);
-  if (rc < 0) throw new KernelError('freeze map', -rc);
 }
 
 export interface TestRunRequest {
@@ -158,16 +131,17 @@ export interface TestRunResult {
 /** BPF_PROG_TEST_RUN: runs the program on data in the kernel, repeat times. */
 export function testRun(progFd: number, req: TestRunRequest): TestRunResult {
   const out = Buffer.alloc(req.dataOutSize ?? req.data.length + 256);
-  const attr = Buffer.alloc(80);
-  attr.writeUInt32LE(progFd, 0);
-  attr.writeUInt32LE(req.data.length, 8);
-  attr.writeUInt32LE(out.length, 12);
-  attr.writeBigUInt64LE(addr(req.data), 16);
-  attr.writeBigUInt64LE(addr(out), 24);
-  attr.writeUInt32LE(req.repeat ?? 1, 32);
-  const rc = bpfSyscall(BPF_PROG_TEST_RUN, attr);
+  const attr = encodeStruct(TestRunAttr, {
+    prog_fd: progFd,
+    data_size_in: req.data.length,
+    data_size_out: out.length,
+    data_in: addr(req.data),
+    data_out: addr(out),
+    repeat: req.repeat ?? 1,
+  });
+  const rc = bpfSyscall(BpfCmd.PROG_TEST_RUN, attr);
   if (rc < 0) throw new KernelError('BPF_PROG_TEST_RUN', -rc);
-  const outLen = attr.readUInt32LE(12);
-  if (outLen > out.length) throw failed('BPF_PROG_TEST_RUN returned more data than expected');
-  return { retval: attr.readUInt32LE(4), durationNs: attr.readUInt32LE(36), dataOut: out.subarray(0, outLen) };
+  const res = koffi.decode(attr, TestRunAttr) as { retval: number; duration: number; data_size_out: number };
+  if (res.data_size_out > out.length) throw failed('BPF_PROG_TEST_RUN returned more data than expected');
+  return { retval: res.retval, durationNs: res.duration, dataOut: out.subarray(0, res.data_size_out) };
 }

@@ -1,4 +1,5 @@
-import { nextCounter, type Store } from './store.js';
+import { nextCounter } from './lmdb-env.js';
+import { handlesOf, type Store } from './store.js';
 
 /** One policy decision as kept in the store and shown by `bpfd policy log`. */
 export interface DecisionRecord {
@@ -25,13 +26,14 @@ export const DEFAULT_DECISION_LOG_MAX = 10_000;
  */
 export function appendDecision(store: Store, entry: Omit<DecisionRecord, 'seq'>, max = DEFAULT_DECISION_LOG_MAX): DecisionRecord {
   if (!Number.isInteger(max) || max < 1) throw new Error(`decision log size must be a positive integer, got ${max}`);
-  return store.root.transactionSync(() => {
-    const seq = nextCounter(store, 'decision');
+  const h = handlesOf(store);
+  return h.root.transactionSync(() => {
+    const seq = nextCounter(h, 'decision');
     const record: DecisionRecord = { seq, ...entry };
-    store.decisions.put(seq, record);
+    h.decisions.put(seq, record);
     const keepFrom = seq - max + 1;
     if (keepFrom > 1) {
-      for (const key of store.decisions.getKeys({ end: keepFrom })) store.decisions.remove(key);
+      for (const key of h.decisions.getKeys({ end: keepFrom })) h.decisions.remove(key);
     }
     return record;
   });
@@ -40,6 +42,6 @@ export function appendDecision(store: Store, entry: Omit<DecisionRecord, 'seq'>,
 /** Newest first. */
 export function recentDecisions(store: Store, limit = 20): DecisionRecord[] {
   const out: DecisionRecord[] = [];
-  for (const { value } of store.decisions.getRange({ reverse: true, limit })) out.push(value as DecisionRecord);
+  for (const { value } of handlesOf(store).decisions.getRange({ reverse: true, limit })) out.push(value as DecisionRecord);
   return out;
 }

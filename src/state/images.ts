@@ -1,7 +1,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import type { Database } from 'lmdb';
-import type { Store } from './store.js';
+import type { Database, RootDatabase } from 'lmdb';
+import { handlesOf, type Store } from './store.js';
 
 /**
  * The image cache. Blobs (manifests, configs, layers) are files named by their digest under
@@ -36,11 +36,12 @@ export interface ImageRecord {
   pulled_at: string;
 }
 
-const dbs = new WeakMap<Store, { images: Database<ImageRecord, string>; refs: Database<string, string> }>();
+const dbs = new WeakMap<Store, { root: RootDatabase; images: Database<ImageRecord, string>; refs: Database<string, string> }>();
 function open(store: Store) {
   let d = dbs.get(store);
   if (!d) {
-    d = { images: store.root.openDB<ImageRecord, string>({ name: 'images' }), refs: store.root.openDB<string, string>({ name: 'image_refs' }) };
+    const { root } = handlesOf(store);
+    d = { root, images: root.openDB<ImageRecord, string>({ name: 'images' }), refs: root.openDB<string, string>({ name: 'image_refs' }) };
     dbs.set(store, d);
   }
   return d;
@@ -84,7 +85,7 @@ export function allImages(store: Store): ImageRecord[] {
 /** Records an image (its blobs already written) and points the reference at it. */
 export function recordImage(store: Store, rec: ImageRecord, reference: string): ImageRecord {
   const d = open(store);
-  return store.root.transactionSync(() => {
+  return d.root.transactionSync(() => {
     const before = d.refs.get(reference);
     const old = d.images.get(rec.digest);
     const merged: ImageRecord = { ...rec, references: [...new Set([...(old?.references ?? []), reference])] };
@@ -101,7 +102,7 @@ export function recordImage(store: Store, rec: ImageRecord, reference: string): 
 
 export function updateSignature(store: Store, digest: string, signature: ImageRecord['signature']): void {
   const d = open(store);
-  store.root.transactionSync(() => {
+  d.root.transactionSync(() => {
     const rec = d.images.get(digest);
     if (rec) d.images.put(digest, { ...rec, signature });
   });
@@ -112,7 +113,7 @@ export function removeImage(store: Store, stateDir: string, digest: string): voi
   const d = open(store);
   const rec = d.images.get(digest);
   if (!rec) return;
-  store.root.transactionSync(() => {
+  d.root.transactionSync(() => {
     d.images.remove(digest);
     for (const { key, value } of d.refs.getRange()) if (value === digest) d.refs.remove(key);
   });

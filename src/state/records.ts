@@ -36,9 +36,21 @@ export interface ProgramRecord {
   };
 }
 
-export interface XdpLinkRecord {
+/** What every link has, whatever it attaches to. */
+export interface LinkBase {
   id: number; // bpfd-assigned, stable
   prog_id: number;
+  /** what the link attaches to; the fields of that kind follow (only XDP so far) */
+  kind: LinkKind;
+  /** monotonically increasing: ties in priority keep attach order */
+  seq: number;
+  created_at: string;
+}
+
+export type LinkKind = 'xdp';
+
+/** An XDP program's place in an interface's dispatcher. */
+export interface XdpLinkRecord extends LinkBase {
   kind: 'xdp';
   iface: string;
   ifindex: number;
@@ -48,11 +60,9 @@ export interface XdpLinkRecord {
   priority: number;
   proceed_on: XdpAction[];
   mode: 'skb' | 'drv';
-  /** monotonically increasing: ties in priority keep attach order */
-  seq: number;
-  created_at: string;
 }
 
+/** A link of any kind: narrow on `kind` before reading kind-specific fields. */
 export type LinkRecord = XdpLinkRecord;
 
 /**

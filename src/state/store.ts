@@ -1,90 +1,115 @@
-import { mkdirSync } from 'node:fs';
-import { open, type Database, type RootDatabase } from 'lmdb';
-import { failed } from '../base/errors.js';
-import { lmdbFileProblem } from './store-check.js';
+import { memberImageKey, OBJECT_PREFIX, objectKey, releaseObject } from './blobs.js';
+import { nextCounter, openHandles, type Handles } from './lmdb-env.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from './records.js';
 
-export const SCHEMA_VERSION = 1;
+export { SCHEMA_VERSION } from './migrations.js';
 
 /**
- * The store: one LMDB environment under BPFD_STATE_DIR. It is the record of what bpfd did;
- * the kernel (through pins) is the truth of what exists, and every command reconciles the two.
- * Sub-databases:
- *   meta      schema version, boot id, counters
- *   programs  kernel prog id -> ProgramRecord
- *   links     bpfd link id -> LinkRecord
- *   decisions sequence -> policy decision (src/policy/decision-log.ts)
- *   blobs     keyed binary data (src/state/blobs.ts): relocatable images of XDP members, and
- *             the object files of persisted programs, which restore loads after a reboot
- *   pending   `<boot_id>/<id>` -> PendingRestore: persisted programs of earlier boots
+ * The store: the record of what bpfd did, behind the operations the core needs. The kernel
+ * (through pins) is the truth of what exists, and every command reconciles the two. Each write
+ * below is one LMDB transaction, so a crash leaves either the old records or the new ones; no
+ * LMDB handle leaves src/state.
  */
 export interface Store {
-  root: RootDatabase;
-  meta: Database<unknown, string>;
-  programs: Database<ProgramRecord, number>;
-  links: Database<LinkRecord, number>;
-  decisions: Database<unknown, number>;
-  blobs: Database<Buffer, string>;
-  pending: Database<PendingRestore, string>;
+  readonly dir: string;
+  programs(): ProgramRecord[];
+  links(): LinkRecord[];
+  pendingRestores(): PendingRestore[];
+  /** the encoded relocatable image the dispatcher composes a member from */
+  memberImage(progId: number): Buffer | undefined;
+  /** the object file kept for a persisted program, by its sha256 */
+  storedObject(sha256: string): Buffer | undefined;
+  /** sha256 of every object file kept */
+  storedObjectDigests(): string[];
+  /** `keep` when that link id is still free (restore keeps ids and attach order), else a new id */
+  linkIdentity(keep?: { id: number; seq: number }): { id: number; seq: number };
+  /** records a loaded program with its image, its object (persisted) and its first link */
+  commitLoad(c: { program: ProgramRecord; image: Buffer | null; object: Buffer | null; link: LinkRecord | null }): void;
+  addLink(link: LinkRecord): Promise<void>;
+  removeLinks(ids: Iterable<number>): void;
+  /** forgets a program and its image, and its object once nothing names it */
+  removeProgram(program: ProgramRecord): void;
+  /**
+   * Forgets programs whose kernel object is gone (or belongs to an earlier boot) with their
+   * links; those given a pending restore wait for `bpfd system restore`.
+   */
+  forgetPrograms(entries: Array<{ program: ProgramRecord; links: LinkRecord[]; pending: PendingRestore | null }>): void;
+  removePending(key: string): void;
   close(): void;
 }
 
-let cached: { dir: string; store: Store } | null = null;
+let cached: { dir: string; store: Store; handles: Handles } | null = null;
 
+/** The store of stateDir, opened once per process (and migrated to SCHEMA_VERSION). */
 export function openStore(stateDir: string): Store {
   if (cached && cached.dir === stateDir) return cached.store;
-  let root: RootDatabase;
-  try {
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const problem = lmdbFileProblem(stateDir);
-    if (problem) throw new Error(problem);
-    root = open({ path: stateDir, maxDbs: 16, compression: false, noMemInit: true });
-  } catch (e) {
-    throw storeUnreadable(stateDir, e);
-  }
-  try {
-    const meta = root.openDB<unknown, string>({ name: 'meta' });
-    const version = meta.get('schema_version');
-    if (version === undefined) meta.putSync('schema_version', SCHEMA_VERSION);
-    else if (version !== SCHEMA_VERSION) {
-      throw failed(
-        `the store in ${stateDir} has schema version ${String(version)}, this bpfd understands ${SCHEMA_VERSION}`,
-        ['upgrade bpfd, or move the directory aside to start with an empty store'],
-      );
-    }
-    const store: Store = {
-      root,
-      meta,
-      programs: root.openDB<ProgramRecord, number>({ name: 'programs', keyEncoding: 'uint32' }),
-      links: root.openDB<LinkRecord, number>({ name: 'links', keyEncoding: 'uint32' }),
-      decisions: root.openDB<unknown, number>({ name: 'decisions', keyEncoding: 'uint32' }),
-      blobs: root.openDB<Buffer, string>({ name: 'blobs', encoding: 'binary' }),
-      pending: root.openDB<PendingRestore, string>({ name: 'pending' }),
-      close() {
-        root.close();
-        cached = null;
-      },
-    };
-    cached = { dir: stateDir, store };
-    return store;
-  } catch (e) {
-    if (e instanceof Error && e.name === 'BpfdError') throw e;
-    throw storeUnreadable(stateDir, e);
-  }
+  const h = openHandles(stateDir);
+  const values = <V>(db: { getRange(): Iterable<{ value: V }> }) => [...db.getRange()].map((e) => e.value);
+  const store: Store = {
+    dir: stateDir,
+    programs: () => values(h.programs),
+    links: () => values(h.links),
+    pendingRestores: () => values(h.pending),
+    memberImage: (progId) => h.blobs.get(memberImageKey('xdp', progId)),
+    storedObject: (sha256) => h.blobs.get(objectKey(sha256)),
+    storedObjectDigests: () => [...h.blobs.getKeys({ start: OBJECT_PREFIX })].map(String).filter((k) => k.startsWith(OBJECT_PREFIX)).map((k) => k.slice(OBJECT_PREFIX.length)),
+    linkIdentity(keep) {
+      // Link ids come from a counter that never goes back, so a kept id is free unless the store was replaced.
+      if (keep && h.links.get(keep.id) === undefined) return keep;
+      return h.root.transactionSync(() => {
+        const n = nextCounter(h, 'link');
+        return { id: n, seq: keep?.seq ?? n };
+      });
+    },
+    commitLoad({ program, image, object, link }) {
+      h.root.transactionSync(() => {
+        h.programs.put(program.id, program);
+        if (image) h.blobs.put(memberImageKey('xdp', program.id), image);
+        // restore after a reboot loads from these bytes: the file may be gone or changed by then
+        if (object && 'sha256' in program.bytecode) h.blobs.put(objectKey(program.bytecode.sha256), object);
+        if (link) h.links.put(link.id, link);
+      });
+    },
+    async addLink(link) {
+      await h.links.put(link.id, link);
+    },
+    removeLinks(ids) {
+      h.root.transactionSync(() => {
+        for (const id of ids) h.links.remove(id);
+      });
+    },
+    removeProgram(program) {
+      h.root.transactionSync(() => {
+        h.programs.remove(program.id);
+        h.blobs.remove(memberImageKey('xdp', program.id));
+        if (program.persist && 'sha256' in program.bytecode) releaseObject(h, program.bytecode.sha256);
+      });
+    },
+    forgetPrograms(entries) {
+      h.root.transactionSync(() => {
+        for (const { program, links, pending } of entries) {
+          h.programs.remove(program.id);
+          h.blobs.remove(memberImageKey('xdp', program.id));
+          for (const l of links) h.links.remove(l.id);
+          if (pending) h.pending.put(pending.key, pending);
+          else if (program.persist && 'sha256' in program.bytecode) releaseObject(h, program.bytecode.sha256);
+        }
+      });
+    },
+    removePending(key) {
+      h.pending.removeSync(key);
+    },
+    close() {
+      h.root.close();
+      cached = null;
+    },
+  };
+  cached = { dir: stateDir, store, handles: h };
+  return store;
 }
 
-function storeUnreadable(dir: string, e: unknown) {
-  const why = e instanceof Error ? e.message : String(e);
-  return failed(`cannot open the bpfd store in ${dir}: ${why}`, [
-    `to recover: move ${dir} aside (mv ${dir} ${dir}.damaged); the next bpfd command starts an empty store`,
-    'and removes the programs it finds pinned without a record, so reload what you need afterwards',
-  ]);
-}
-
-/** Next value of a named counter, inside the caller's write transaction. */
-export function nextCounter(store: Store, name: string): number {
-  const key = `counter:${name}`;
-  const n = ((store.meta.get(key) as number | undefined) ?? 0) + 1;
-  store.meta.put(key, n);
-  return n;
+/** The LMDB handles behind a store opened here: for src/state's own modules only. */
+export function handlesOf(store: Store): Handles {
+  if (!cached || cached.store !== store) throw new Error(`the store of ${store.dir} is closed`);
+  return cached.handles;
 }

@@ -202,7 +202,7 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
     const objectKeys = () => {
       const store = openStore(env.env.BPFD_STATE_DIR!);
       try {
-        return [...store.blobs.getKeys()].filter((k) => String(k).startsWith('object:'));
+        return store.storedObjectDigests().map((sha256) => `object:${sha256}`);
       } finally {
         store.close();
       }

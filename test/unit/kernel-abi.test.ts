@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import koffi, { type TypeObject } from 'koffi';
+import { Errno } from '../../src/base/errors.js';
+import * as abi from '../../src/loader/abi.js';
+
+/**
+ * src/loader/abi.ts against the kernel headers on this machine (linux-libc-dev, libbpf-dev): a
+ * C program prints the sizeof, offsetof and value of everything abi.ts declares, and each must
+ * match. No root, no kernel calls.
+ */
+
+/** [koffi struct, the C type, the C spelling of each koffi field (default: the same name), whether sizes must match] */
+type StructCheck = { ts: TypeObject; c: string; fields?: Record<string, string | null>; prefix?: string; size: boolean };
+
+const STRUCTS: Record<string, StructCheck> = {
+  MapCreateAttr: { ts: abi.MapCreateAttr, c: 'union bpf_attr', size: false },
+  ProgLoadAttr: { ts: abi.ProgLoadAttr, c: 'union bpf_attr', size: false },
+  TestRunAttr: { ts: abi.TestRunAttr, c: 'union bpf_attr', prefix: 'test.', size: false },
+  BtfLoadAttr: { ts: abi.BtfLoadAttr, c: 'union bpf_attr', size: false },
+  // `flags` is the bit-field word after ifindex, which C cannot take the offset of: checked below
+  ProgInfoStruct: { ts: abi.ProgInfoStruct, c: 'struct bpf_prog_info', fields: { flags: null }, size: true },
+  MapInfoStruct: { ts: abi.MapInfoStruct, c: 'struct bpf_map_info', size: true },
+  XdpLinkInfoStruct: { ts: abi.XdpLinkInfoStruct, c: 'struct bpf_link_info', fields: { union_align: null, union_rest: null, xdp_ifindex: 'xdp.ifindex' }, size: true },
+  LinkCreateOpts: { ts: abi.LinkCreateOpts, c: 'struct bpf_link_create_opts', size: false },
+  LinkUpdateOpts: { ts: abi.LinkUpdateOpts, c: 'struct bpf_link_update_opts', size: false },
+  ObjectOpenOpts: { ts: abi.ObjectOpenOpts, c: 'struct bpf_object_open_opts', size: false },
+};
+
+/** name in abi.ts -> C expression of its value */
+const VALUES: Record<string, [number, string]> = {
+  SYS_BPF: [abi.SYS_BPF, '__NR_bpf'],
+  BPF_OBJ_NAME_LEN: [abi.BPF_OBJ_NAME_LEN, 'BPF_OBJ_NAME_LEN'],
+  PROG_INFO_GPL_COMPATIBLE: [abi.PROG_INFO_GPL_COMPATIBLE, '1'],
+  ...Object.fromEntries(Object.entries(abi.BpfCmd).map(([k, v]) => [`BpfCmd.${k}`, [v, `BPF_${k}`]])),
+  ...Object.fromEntries(Object.entries(abi.BpfProgType).map(([k, v]) => [`BpfProgType.${k}`, [v, `BPF_PROG_TYPE_${k}`]])),
+  ...Object.fromEntries(Object.entries(abi.BpfAttachType).map(([k, v]) => [`BpfAttachType.${k}`, [v, `BPF_${k}`]])),
+  ...Object.fromEntries(Object.entries(abi.BpfMapType).map(([k, v]) => [`BpfMapType.${k}`, [v, `BPF_MAP_TYPE_${k}`]])),
+  ...Object.fromEntries(Object.entries(abi.BpfFlag).map(([k, v]) => [`BpfFlag.${k}`, [v, k.startsWith('XDP_') ? k : `BPF_${k}`]])),
+  // ENOTSUPP is kernel-internal (no userspace header has it)
+  ...Object.fromEntries(Object.entries(Errno).filter(([k]) => k !== 'ENOTSUPP').map(([k, v]) => [`Errno.${k}`, [v, k]])),
+};
+
+/** Every check as [label, koffi's answer, C expression]. */
+function checks(): Array<[string, number, string]> {
+  const out: Array<[string, number, string]> = [];
+  for (const [name, s] of Object.entries(STRUCTS)) {
+    const members = (koffi.introspect(s.ts) as { members: Record<string, unknown> }).members;
+    for (const field of Object.keys(members)) {
+      const c = s.fields && field in s.fields ? s.fields[field] : field;
+      if (c === null) continue;
+      out.push([`${name}.${field} offset`, koffi.offsetof(s.ts, field), `offsetof(${s.c}, ${s.prefix ?? ''}${c})`]);
+    }
+    if (s.size) out.push([`${name} size`, koffi.sizeof(s.ts), `sizeof(${s.c})`]);
+  }
+  out.push(['ProgInfoStruct.flags offset', koffi.offsetof(abi.ProgInfoStruct, 'flags'), 'offsetof(struct bpf_prog_info, ifindex) + 4']);
+  out.push(['XdpLinkInfoStruct.union_rest end', koffi.offsetof(abi.XdpLinkInfoStruct, 'union_rest') + 44, 'sizeof(struct bpf_link_info)']);
+  for (const [name, [value, c]] of Object.entries(VALUES)) out.push([name, value, `(long)(${c})`]);
+  return out;
+}
+
+function compiler(): string {
+  for (const cc of ['cc', 'clang', 'gcc']) {
+    try {
+      execFileSync(cc, ['--version'], { stdio: 'ignore' });
+      return cc;
+    } catch {
+      /* try the next */
+    }
+  }
+  throw new Error('no C compiler (cc, clang or gcc): scripts/setup.sh installs clang');
+}
+
+/** Compiles and runs a C program printing one number per check; returns them in order. */
+export function headerValues(exprs: string[], dir: string): number[] {
+  const src = [
+    '#include <stddef.h>',
+    '#include <stdio.h>',
+    '#include <errno.h>',
+    '#include <sys/syscall.h>',
+    '#include <linux/bpf.h>',
+    '#include <linux/if_link.h>',
+    '#include <bpf/bpf.h>',
+    '#include <bpf/libbpf.h>',
+    'int main(void) {',
+    ...exprs.map((e) => `  printf("%ld\\n", (long)(${e}));`),
+    '  return 0;',
+    '}',
+  ].join('\n');
+  writeFileSync(path.join(dir, 'abi.c'), src);
+  execFileSync(compiler(), ['-o', path.join(dir, 'abi'), path.join(dir, 'abi.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return execFileSync(path.join(dir, 'abi'), { encoding: 'utf8' }).trim().split('\n').map(Number);
+}
+
+describe('kernel ABI declared in src/loader/abi.ts', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'bpfd-abi-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('every size, field offset, command, type, flag and errno matches the headers on this machine', () => {
+    const all = checks();
+    const c = headerValues(all.map(([, , e]) => e), dir);
+    const wrong = all.map(([label, ts], i) => (ts === c[i] ? null : `${label}: abi.ts says ${ts}, the headers ${c[i]}`)).filter(Boolean);
+    assert.deepEqual(wrong, []);
+    assert.ok(all.length > 150, `${all.length} checks`);
+  });
+});
