@@ -7,13 +7,13 @@ import { closeFd, progFdById } from '../src/loader/bpf.js';
 import { ensureBpffs, unmount } from '../src/loader/bpffs.js';
 import { readBpfElf } from '../src/loader/elf.js';
 import { ifindexOf, inNetns, netnsIno } from '../src/loader/netns.js';
-import { loadProgramObject } from '../src/loader/object.js';
+import { openBpfObject } from '../src/loader/object.js';
 import { testRun } from '../src/loader/prog-load.js';
 import { composeAndLoad } from '../src/dispatcher/compose.js';
 import { createCountersMap } from '../src/dispatcher/counters.js';
 import { extractImage, type RelocatableImage } from '../src/dispatcher/image.js';
 import { proceedOnMask } from '../src/dispatcher/planner.js';
-import { syncXdpInterface, type XdpMember } from '../src/dispatcher/xdp-iface.js';
+import { syncXdpInterface, type XdpMember } from '../src/dispatcher/xdp-dispatcher.js';
 
 /**
  * What the composed dispatcher costs per packet (BPF_PROG_TEST_RUN, 64-byte packets), against
@@ -35,10 +35,13 @@ interface Loaded {
 
 function loadMember(bpffs: string, file: string, name: string, globals: Record<string, Buffer> = {}): Loaded {
   const elf = readBpfElf(file);
-  return loadProgramObject({ elf, name, bpffs, globals }, (p) => ({
-    progId: p.info.id,
-    image: extractImage(p.insns, p.mapFds, { license: elf.license, frags: false }),
-  }));
+  const obj = openBpfObject(elf);
+  try {
+    const p = obj.load({ name, bpffs, globals });
+    return { progId: p.info.id, image: extractImage(p.insns, p.mapFds, { license: elf.license, frags: false }) };
+  } finally {
+    obj.close();
+  }
 }
 
 /**

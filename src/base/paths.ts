@@ -12,7 +12,7 @@ export interface Paths {
   bpffs: string;
   /** LMDB environment directory */
   stateDir: string;
-  /** gRPC listen address */
+  /** where the bpfd service will listen (BPFD_SOCKET); nothing listens there yet */
   socket: string;
   /** compiled policy module (wasm) */
   policy: string;

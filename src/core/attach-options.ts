@@ -1,9 +1,9 @@
 import { invalidInput } from '../base/errors.js';
-import { parseProceedOn } from '../dispatcher/planner.js';
+import { DEFAULT_PRIORITY, parseProceedOn, validatePriority } from '../dispatcher/planner.js';
 import type { XdpAction } from '../state/records.js';
 
 export { parseProceedOn, proceedOnMask } from '../dispatcher/planner.js';
-export const DEFAULT_PRIORITY = 50;
+export { DEFAULT_PRIORITY };
 
 export interface XdpAttachOptions {
   iface: string;
@@ -28,10 +28,7 @@ export function parseXdpAttach(o: { iface?: string; priority?: string | number; 
 export function parsePriority(p: string | number | undefined): number {
   if (p === undefined || p === '') return DEFAULT_PRIORITY;
   const n = typeof p === 'number' ? p : /^-?\d+$/.test(p.trim()) ? Number(p) : NaN;
-  if (!Number.isInteger(n) || n < 0 || n > 1000) {
-    throw invalidInput(`--priority ${p} is out of range: give a whole number from 0 to 1000 (lower runs first, default ${DEFAULT_PRIORITY})`);
-  }
-  return n;
+  return validatePriority(n, p);
 }
 
 function parseMode(m: string | undefined): 'skb' | 'drv' | undefined {

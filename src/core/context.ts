@@ -104,8 +104,6 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
 /** Mutating commands need root: say which privilege is missing instead of failing deep inside. */
 export function requireRoot(action: string, why = 'loading and attaching eBPF programs requires CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN'): void {
   if (process.getuid?.() !== 0) {
-    throw failed(`${action} needs root: ${why}`, [
-      'run it with sudo, or ask the bpfd service over its socket (bpfd system service), which checks the policy for you',
-    ]);
+    throw failed(`${action} needs root: ${why}`, ['run it with sudo']);
   }
 }

@@ -38,7 +38,7 @@ export interface Detection {
   findings: Finding[];
 }
 
-/** The link ids an interface's dispatcher runs, read from the kernel (xdp-interface.ts). */
+/** The link ids an interface's dispatcher runs, read from the kernel (dispatcher-members.ts). */
 export type RunningLinks = (ctx: Context, key: IfaceKey) => number[];
 
 /**

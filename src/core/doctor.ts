@@ -1,7 +1,7 @@
 import { type Context, requireRoot } from './context.js';
 import { detect, type Finding, type FindingKind } from './disagreements.js';
 import { repair } from './repair.js';
-import { runningLinkIds } from './xdp-interface.js';
+import { runningLinkIds } from './dispatcher-members.js';
 
 /** One disagreement as `bpfd doctor` prints it. */
 export interface FindingView {

@@ -1,6 +1,6 @@
 import type { XdpLinkRecord } from '../state/records.js';
 
-// Apart from xdp-interface.ts, which reaches the kernel (and loads koffi): reads that answer from
+// Apart from dispatcher-members.ts, which reaches the kernel (and loads koffi): reads that answer from
 // the store alone need these too.
 
 export interface IfaceKey {

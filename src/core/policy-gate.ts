@@ -1,6 +1,6 @@
 import type { Context } from './context.js';
 import type { BpfElf } from '../loader/elf.js';
-import { describeMaps } from '../loader/object.js';
+import type { MapDescription } from '../loader/object.js';
 import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
 import { elfProgramFacts, groupNames } from '../policy/facts.js';
@@ -11,7 +11,7 @@ export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
 
 export interface GateRequest {
   action: Action;
-  program?: { record?: ProgramRecord; elf?: BpfElf; name: string; type: string; section: string };
+  program?: { record?: ProgramRecord; elf?: BpfElf; maps?: MapDescription[]; name: string; type: string; section: string };
   attach?: { iface: string; netns: string | null; priority: number; proceed_on: string[] };
   existing?: Array<{ link: LinkRecord; program: ProgramRecord | undefined }>;
   application?: string | null;
@@ -35,14 +35,11 @@ function recordFacts(r: ProgramRecord): PolicyProgram {
   };
 }
 
-export function programFacts(elf: BpfElf, name: string): PolicyProgram {
-  return elfProgramFacts(elf, name, describeMaps(elf));
-}
 
 export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
   const s = ctx.subject;
   const p = req.program;
-  const facts = p?.elf ? programFacts(p.elf, p.name) : p?.record ? recordFacts(p.record) : undefined;
+  const facts = p?.elf ? elfProgramFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
   const img = req.image;
   const program = img && facts ? { ...facts, image: img.reference, digest: img.digest ?? undefined } : img ? { image: img.reference, ...(img.digest ? { digest: img.digest } : {}) } : facts;
   return {

@@ -2,7 +2,7 @@ import type { Context } from './context.js';
 import { keyOfLink } from './iface-key.js';
 import type { Reconciled } from './reconcile.js';
 import { positions, programView, type KernelView, type ProgramView } from './view.js';
-import { memberCounters } from './xdp-interface.js';
+import { memberCounters } from './dispatcher-members.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 import { closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
 

@@ -49,7 +49,7 @@ function matches(v: { type: string; links: Array<{ iface: string }>; metadata: R
 
 /** Kernel ids of the dispatchers bpfd runs: bpfd's own, though not programs a user loaded. */
 export async function dispatcherProgIds(ctx: Context): Promise<number[]> {
-  const { dispatcherInfo } = await import('../dispatcher/xdp-iface.js');
+  const { dispatcherInfo } = await import('../dispatcher/xdp-dispatcher.js');
   const ids = new Set<number>();
   for (const l of ctx.store().links()) {
     const d = dispatcherInfo({ bpffs: ctx.paths.bpffs, ifindex: l.ifindex, netnsIno: l.netns_ino });

@@ -1,7 +1,7 @@
 import type { Context } from './context.js';
 import { detect, type Finding } from './disagreements.js';
 import { repair as applyRepairs, type RepairOutcome } from './repair.js';
-import { runningLinkIds } from './xdp-interface.js';
+import { runningLinkIds } from './dispatcher-members.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
 export interface Reconciled {

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import type { Context } from './context.js';
 import { pendingOf, type Detection, type Finding } from './disagreements.js';
-import { applyXdpMembers, orderLinks } from './xdp-interface.js';
+import { applyXdpMembers, orderLinks } from './dispatcher-members.js';
 
 export interface RepairOutcome {
   finding: Finding;

@@ -16,7 +16,6 @@ import {
   BPF_LSH,
   BPF_PSEUDO_FUNC,
   BPF_PSEUDO_MAP_VALUE,
-  decodeInsns,
   encodeInsns,
   I,
   type Insn,
@@ -337,5 +336,3 @@ export function composeAndLoad(req: ComposeRequest): ComposedProgram {
   }
 }
 
-/** For tests and tools: the member code as stored, decoded. */
-export const imageInsns = (img: RelocatableImage) => decodeInsns(img.insns);

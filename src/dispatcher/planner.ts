@@ -15,6 +15,8 @@ export const MAX_XDP_MEMBERS = 10;
 export const DEFAULT_PROCEED_ON: ProceedOnName[] = ['pass', 'dispatcher_return'];
 export const MIN_PRIORITY = 0;
 export const MAX_PRIORITY = 1000;
+export const DEFAULT_PRIORITY = 50;
+export type XdpMode = 'skb' | 'drv';
 
 const ACTION_BIT: Record<ProceedOnName, number> = {
   aborted: 0,
@@ -51,11 +53,32 @@ export function maskToProceedOn(mask: number): ProceedOnName[] {
   return (Object.keys(ACTION_BIT) as ProceedOnName[]).filter((n) => (mask >>> ACTION_BIT[n]) & 1);
 }
 
-export function validatePriority(p: number): number {
+/** The priority rule, the one place it is written: whole numbers MIN..MAX, lower runs first. */
+export function validatePriority(p: number, given: string | number = p): number {
   if (!Number.isInteger(p) || p < MIN_PRIORITY || p > MAX_PRIORITY) {
-    throw invalidInput(`invalid priority ${p}: give an integer from ${MIN_PRIORITY} (runs first) to ${MAX_PRIORITY}`);
+    throw invalidInput(`--priority ${given} is out of range: give a whole number from ${MIN_PRIORITY} to ${MAX_PRIORITY} (lower runs first, default ${DEFAULT_PRIORITY})`);
   }
   return p;
+}
+
+/**
+ * The member limit, the one place it is written: `count` programs are wanted on the interface
+ * (`there` names those already on it, for the message).
+ */
+export function checkMemberCount(iface: string, count: number, there: string[] = []): void {
+  if (count <= MAX_XDP_MEMBERS) return;
+  throw limitReached(`interface ${iface} already has ${MAX_XDP_MEMBERS} XDP programs (the maximum); detach or unload one of them before adding another`, [
+    ...(there.length ? [`programs there: ${there.join(', ')}`] : []),
+    `programs wanted on ${iface}: ${count}`,
+  ]);
+}
+
+/** The mode rule, the one place it is written: an interface runs all its XDP programs in one mode. */
+export function checkModeJoin(iface: string, running: XdpMode | null | undefined, wanted: XdpMode | undefined): void {
+  if (!running || !wanted || running === wanted) return;
+  throw invalidInput(`${iface} runs its XDP programs in ${running} mode; --mode ${wanted} cannot be mixed in`, [
+    `attach with --mode ${running}, or without --mode`,
+  ]);
 }
 
 export interface PlanMember {
@@ -79,12 +102,7 @@ export interface Slot<M extends PlanMember = PlanMember> {
  * kernel work.
  */
 export function planSlots<M extends PlanMember>(iface: string, members: readonly M[]): Slot<M>[] {
-  if (members.length > MAX_XDP_MEMBERS) {
-    throw limitReached(
-      `interface ${iface} already has ${MAX_XDP_MEMBERS} XDP programs (the maximum); detach or unload one of them before adding another`,
-      [`programs wanted on ${iface}: ${members.length}`],
-    );
-  }
+  checkMemberCount(iface, members.length);
   const seen = new Set<number>();
   for (const m of members) {
     validatePriority(m.priority);
@@ -93,9 +111,4 @@ export function planSlots<M extends PlanMember>(iface: string, members: readonly
   }
   const sorted = [...members].sort((a, b) => a.priority - b.priority || a.seq - b.seq || a.linkId - b.linkId);
   return sorted.map((member, position) => ({ position, member, mask: proceedOnMask(member.proceedOn) }));
-}
-
-/** Position the new member would take, for messages and `load` output before the swap. */
-export function positionOf(slots: readonly Slot[], linkId: number): number {
-  return slots.findIndex((s) => s.member.linkId === linkId);
 }

@@ -1,10 +1,8 @@
 import { mkdirSync } from 'node:fs';
-import { failed, KernelError } from '../base/errors.js';
+import { Errno, failed, KernelError } from '../base/errors.js';
 import { lastErrno, libc } from './lib.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11;
-const MS_SHARED = 1 << 20;
-const MS_REC = 16384;
 
 const c_statfs = libc.func('int statfs(const char *path, _Out_ uint8_t *buf)');
 const c_mount = libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)');
@@ -35,14 +33,7 @@ export function ensureBpffs(path: string, opts: { mode?: number; uid?: number; g
   ].filter(Boolean).join(',');
   if (c_mount('bpffs', path, 'bpf', 0, data) !== 0) {
     const errno = lastErrno();
-    throw new KernelError(`mount a bpffs at ${path}`, errno, errno === 1 ? ['mounting a bpffs needs root (CAP_SYS_ADMIN)'] : []);
-  }
-}
-
-/** Make the mount shared so that a bind mount into a container sees later pins. */
-export function makeShared(path: string): void {
-  if (c_mount('none', path, null as unknown as string, MS_SHARED | MS_REC, null as unknown as string) !== 0) {
-    throw new KernelError(`make ${path} a shared mount`, lastErrno());
+    throw new KernelError(`mount a bpffs at ${path}`, errno, errno === Errno.EPERM ? ['mounting a bpffs needs root (CAP_SYS_ADMIN)'] : []);
   }
 }
 

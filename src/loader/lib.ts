@@ -25,13 +25,10 @@ export const opensslSha256: ((data: Uint8Array) => Buffer) | null = (() => {
   }
 })();
 
-/** Opaque libbpf handles. */
-export const BpfObject = koffi.opaque('bpf_object');
-export const BpfProgram = koffi.opaque('bpf_program');
-export const BpfMap = koffi.opaque('bpf_map');
-export const BpfObjectPtr = koffi.pointer(BpfObject);
-export const BpfProgramPtr = koffi.pointer(BpfProgram);
-export const BpfMapPtr = koffi.pointer(BpfMap);
+// libbpf's opaque handles, declared by name so that signatures elsewhere can say `bpf_object *`.
+koffi.opaque('bpf_object');
+koffi.opaque('bpf_program');
+koffi.opaque('bpf_map');
 
 export { koffi };
 
@@ -56,16 +53,6 @@ const printCallback = koffi.register((level: number, fmt: string, ap: unknown): 
   return 0;
 }, koffi.pointer(PrintFn));
 setPrint(printCallback);
-
-/** Run fn and return what libbpf printed while it ran (verifier logs included). */
-export function withLibbpfLog<T>(fn: () => T): { result: T; log: string } {
-  captured = [];
-  capturedBytes = 0;
-  const result = fn();
-  const log = captured.join('');
-  captured = [];
-  return { result, log };
-}
 
 /** Take and clear what libbpf printed since the last call. */
 export function takeLibbpfLog(): string {

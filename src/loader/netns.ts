@@ -1,11 +1,10 @@
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
-import { KernelError, invalidInput } from '../base/errors.js';
+import { Errno, KernelError, invalidInput } from '../base/errors.js';
 import { lastErrno, libc } from './lib.js';
 
 const CLONE_NEWNET = 0x40000000;
 const c_setns = libc.func('int setns(int fd, int nstype)');
 const c_if_nametoindex = libc.func('unsigned int if_nametoindex(const char *name)');
-const c_if_indextoname = libc.func('const char *if_indextoname(unsigned int ifindex, _Out_ uint8_t *buf)');
 
 /** Inode of the network namespace this process is in; identifies "no --netns". */
 export function currentNetnsIno(): number {
@@ -44,7 +43,7 @@ export function inNetns<T>(nsPath: string | null, fn: () => T): T {
     return openNetns(nsPath, (fd) => {
       if (c_setns(fd, CLONE_NEWNET) !== 0) {
         const errno = lastErrno();
-        throw errno === 22
+        throw errno === Errno.EINVAL
           ? invalidInput(`${nsPath} is not a network namespace`)
           : new KernelError(`enter network namespace ${nsPath}`, errno);
       }
@@ -72,11 +71,4 @@ export function ifindexOf(name: string, nsPath: string | null): number {
     throw invalidInput(`interface ${name} does not exist in ${where}`, [nsPath ? `see: ip -n ${nsPath.split('/').pop()} link` : 'see: ip link']);
   }
   return idx;
-}
-
-export function ifnameOf(ifindex: number): string | null {
-  const buf = Buffer.alloc(16);
-  const r = c_if_indextoname(ifindex, buf);
-  if (!r) return null;
-  return buf.toString('utf8', 0, buf.indexOf(0));
 }

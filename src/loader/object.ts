@@ -5,7 +5,7 @@ import { checkpoint } from '../base/test-hooks.js';
 import { ObjectOpenOpts } from './abi.js';
 import { objPin, progInfo, type ProgInfo } from './bpf.js';
 import type { BpfElf } from './elf.js';
-import { BpfMapPtr, BpfObjectPtr, BpfProgramPtr, koffi, libbpf, takeLibbpfLog, withSignalsBlocked } from './lib.js';
+import { koffi, libbpf, takeLibbpfLog, withSignalsBlocked } from './lib.js';
 
 const open_mem = libbpf.func('bpf_object *bpf_object__open_mem(const void *buf, size_t size, const bpf_object_open_opts_head *opts)');
 const obj_load = libbpf.func('int bpf_object__load(bpf_object *obj)');
@@ -26,8 +26,7 @@ const map_set_initial_value = libbpf.func('int bpf_map__set_initial_value(bpf_ma
 const get_error = libbpf.func('long libbpf_get_error(const void *ptr)');
 
 export interface LoadRequest {
-  elf: BpfElf;
-  /** function name of the program to load */
+  /** function name of the program to load (checked by the caller: core's programIn) */
   name: string;
   /** bpfd's bpffs root */
   bpffs: string;
@@ -46,26 +45,53 @@ export interface LoadedProgram {
   insns: Buffer;
   /** fd -> pin of every map the instructions may reference, valid until the object is closed */
   mapFds: Array<{ fd: number; pin: string }>;
+  /** removes the program's and its own maps' pins: the undo of the load */
+  discard(): void;
+}
+
+/** An object opened by libbpf: read its maps, load one program, then close it. */
+export interface BpfObjectHandle {
+  /**
+   * The object's maps as libbpf sees them after opening (BTF-defined sizes resolved), without
+   * touching the kernel: facts for the policy before anything is loaded.
+   */
+  maps(): MapDescription[];
+  /**
+   * Loads the named program (and the tail-call targets its prog arrays name), pins every map
+   * and the program. Maps are first pinned under a temporary directory and renamed into place
+   * once the kernel id is known: a crash leaves a recognisable temp dir, never a half-named one.
+   * A failure removes everything it pinned. Once only: libbpf loads an object once.
+   */
+  load(req: LoadRequest): LoadedProgram;
+  /** closes libbpf's object; what was pinned stays (discard() removes it) */
+  close(): void;
 }
 
 /** Directory names under bpfd's bpffs. */
 export const progPinPath = (bpffs: string, id: number) => path.join(bpffs, 'progs', String(id));
 export const mapsDirPath = (bpffs: string, id: number) => path.join(bpffs, 'maps', String(id));
 
-/**
- * Opens the object with libbpf, loads the named program (and the tail-call targets its prog
- * arrays name), pins every map and the program, and hands the still-open result to `use` so the
- * caller can copy what it needs before the object closes. Maps are first pinned under a
- * temporary directory and renamed into place once the kernel id is known: a crash leaves a
- * recognisable temp dir, never a half-named one. Any failure removes everything it pinned.
- */
-export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) => T): T {
-  const { elf, name, bpffs } = req;
-  const target = elf.programs.find((p) => p.name === name);
-  if (!target) {
-    const names = elf.programs.map((p) => `${p.name} (${p.section})`).join(', ') || 'none';
-    throw invalidInput(`function ${name} is not a program in ${elf.path}`, [`programs in the object: ${names}`, 'pass one of them with --name']);
+/** Opens the object with libbpf, once for the facts and the load. The caller closes it. */
+export function openBpfObject(elf: BpfElf): BpfObjectHandle {
+  takeLibbpfLog();
+  const obj = openObject(elf);
+  const openErr = Number(get_error(obj));
+  if (!obj || openErr) {
+    throw failed(`libbpf could not open ${elf.path}: ${new KernelError('open', -openErr || Errno.EINVAL).message.replace(/^open: /, '')}`, logLines(takeLibbpfLog()));
   }
+  let closed = false;
+  return {
+    maps: () => describeMaps(elf, obj),
+    load: (req) => loadFromObject(elf, obj, req),
+    close() {
+      if (!closed) obj_close(obj);
+      closed = true;
+    },
+  };
+}
+
+function loadFromObject(elf: BpfElf, obj: unknown, req: LoadRequest): LoadedProgram {
+  const { name, bpffs } = req;
   const globalPatches = planGlobals(elf, req.globals);
 
   const tmpDir = req.shareMapsFrom ?? path.join(bpffs, 'maps', `tmp_${process.pid}_${Date.now().toString(36)}`);
@@ -74,15 +100,15 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
   mkdirSync(path.join(bpffs, 'progs'), { recursive: true });
   if (ownsMapsDir) mkdirSync(tmpDir);
 
-  takeLibbpfLog();
-  const obj = openObject(elf);
-  const openErr = Number(get_error(obj));
-  if (!obj || openErr) {
-    if (ownsMapsDir) rmSync(tmpDir, { recursive: true, force: true });
-    throw failed(`libbpf could not open ${elf.path}: ${new KernelError('open', -openErr || Errno.EINVAL).message.replace(/^open: /, '')}`, logLines(takeLibbpfLog()));
-  }
   let progPin: string | null = null;
   let finalMapsDir: string | null = null;
+  const discard = () => {
+    if (progPin) rmSync(progPin, { force: true });
+    if (ownsMapsDir) {
+      rmSync(tmpDir, { recursive: true, force: true });
+      if (finalMapsDir) rmSync(finalMapsDir, { recursive: true, force: true });
+    }
+  };
   try {
     const keep = new Set([name, ...elf.progArrayTargets]);
     let prog: unknown = null;
@@ -124,16 +150,10 @@ export function loadProgramObject<T>(req: LoadRequest, use: (p: LoadedProgram) =
     const insnPtr = prog_insns(wanted);
     const insns = Buffer.from(koffi.decode(insnPtr, 'uint8_t', cnt * 8) as Uint8Array);
     const mapFds = maps.map((m) => ({ fd: map_fd(m.map) as number, pin: path.join(finalMapsDir!, m.pinName) }));
-    return use({ info, progPin, mapsDir: finalMapsDir, mapNames, insns, mapFds });
+    return { info, progPin, mapsDir: finalMapsDir, mapNames, insns, mapFds, discard };
   } catch (e) {
-    if (progPin) rmSync(progPin, { force: true });
-    if (ownsMapsDir) {
-      rmSync(tmpDir, { recursive: true, force: true });
-      if (finalMapsDir) rmSync(finalMapsDir, { recursive: true, force: true });
-    }
+    discard();
     throw e;
-  } finally {
-    obj_close(obj);
   }
 }
 
@@ -236,29 +256,18 @@ export interface MapDescription {
   max_entries: number;
 }
 
-/**
- * The object's maps as libbpf sees them after opening (BTF-defined sizes resolved), without
- * touching the kernel: facts for the policy before anything is loaded.
- */
-export function describeMaps(elf: BpfElf): MapDescription[] {
-  const obj = openObject(elf);
-  const err = Number(get_error(obj));
-  if (!obj || err) throw failed(`libbpf could not open ${elf.path}`, logLines(takeLibbpfLog()));
-  try {
-    const out: MapDescription[] = [];
-    let map: unknown = null;
-    while ((map = next_map(obj, map))) {
-      const mname = map_name(map) as string;
-      out.push({
-        name: map_is_internal(map) ? internalPinName(elf, mname) : mname,
-        type: MAP_TYPES[map_type(map) as number] ?? `type ${map_type(map)}`,
-        key_size: map_key_size(map) as number,
-        value_size: map_value_size(map) as number,
-        max_entries: map_max_entries(map) as number,
-      });
-    }
-    return out;
-  } finally {
-    obj_close(obj);
+function describeMaps(elf: BpfElf, obj: unknown): MapDescription[] {
+  const out: MapDescription[] = [];
+  let map: unknown = null;
+  while ((map = next_map(obj, map))) {
+    const mname = map_name(map) as string;
+    out.push({
+      name: map_is_internal(map) ? internalPinName(elf, mname) : mname,
+      type: MAP_TYPES[map_type(map) as number] ?? `type ${map_type(map)}`,
+      key_size: map_key_size(map) as number,
+      value_size: map_value_size(map) as number,
+      max_entries: map_max_entries(map) as number,
+    });
   }
+  return out;
 }

@@ -6,8 +6,6 @@
 
 export type PolicyAction = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
 
-export const POLICY_ACTIONS: readonly PolicyAction[] = ['load', 'attach', 'detach', 'unload', 'pull'];
-
 export interface PolicySubject {
   uid: number;
   gid: number;

@@ -25,7 +25,7 @@ export interface Store {
   linkIdentity(keep?: { id: number; seq: number }): { id: number; seq: number };
   /** records a loaded program with its image, its object (persisted) and its first link */
   commitLoad(c: { program: ProgramRecord; image: Buffer | null; object: Buffer | null; link: LinkRecord | null }): void;
-  addLink(link: LinkRecord): Promise<void>;
+  addLink(link: LinkRecord): void;
   removeLinks(ids: Iterable<number>): void;
   /** forgets a program and its image, and its object once nothing names it */
   removeProgram(program: ProgramRecord): void;
@@ -70,8 +70,8 @@ export function openStore(stateDir: string): Store {
         if (link) h.links.put(link.id, link);
       });
     },
-    async addLink(link) {
-      await h.links.put(link.id, link);
+    addLink(link) {
+      h.links.putSync(link.id, link);
     },
     removeLinks(ids) {
       h.root.transactionSync(() => {

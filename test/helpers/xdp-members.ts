@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { ensureBpffs, unmount } from '../../src/loader/bpffs.js';
 import { readBpfElf } from '../../src/loader/elf.js';
-import { loadProgramObject } from '../../src/loader/object.js';
+import { openBpfObject } from '../../src/loader/object.js';
 import { extractImage, type RelocatableImage } from '../../src/dispatcher/image.js';
 
 /** Loads dispatcher members from the fixtures the way bpfd does, into a private bpffs. */
@@ -45,12 +45,18 @@ export function memberLab(): MemberLab {
           g[k] = b;
         }
       }
-      return loadProgramObject({ elf, name, bpffs, globals: g }, (p) => ({
-        progId: p.info.id,
-        progPin: p.progPin,
-        mapsDir: p.mapsDir,
-        image: extractImage(p.insns, p.mapFds, { license: elf.license, frags: section.startsWith('xdp.frags') }),
-      }));
+      const obj = openBpfObject(elf);
+      try {
+        const p = obj.load({ name, bpffs, globals: g });
+        return {
+          progId: p.info.id,
+          progPin: p.progPin,
+          mapsDir: p.mapsDir,
+          image: extractImage(p.insns, p.mapFds, { license: elf.license, frags: section.startsWith('xdp.frags') }),
+        };
+      } finally {
+        obj.close();
+      }
     },
     cleanup() {
       try {

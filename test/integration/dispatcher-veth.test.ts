@@ -7,7 +7,7 @@ import { BpfdError } from '../../src/base/errors.js';
 import { closeFd, mapLookup, objGet } from '../../src/loader/bpf.js';
 import { ifindexOf, inNetns, netnsIno } from '../../src/loader/netns.js';
 import type { ProceedOnName } from '../../src/dispatcher/planner.js';
-import { dispatcherInfo, readMemberCounters, syncXdpInterface, xdpIfaceDir, type SyncXdpResult, type XdpMember } from '../../src/dispatcher/xdp-iface.js';
+import { dispatcherInfo, readMemberCounters, syncXdpInterface, xdpIfaceDir, type SyncXdpResult, type XdpMember } from '../../src/dispatcher/xdp-dispatcher.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 import { type Member, memberLab, type MemberLab } from '../helpers/xdp-members.js';
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { parsePriority, parseProceedOn, parseXdpAttach, proceedOnMask } from '../../src/core/attach-options.js';
 import { BpfdError } from '../../src/base/errors.js';
 import { exitCodeOf } from '../../src/cli/exit-codes.js';
-import { orderLinks } from '../../src/core/xdp-interface.js';
+import { orderLinks } from '../../src/core/dispatcher-members.js';
 
 const usage = (fn: () => unknown, msg: RegExp) =>
   assert.throws(fn, (e: unknown) => e instanceof BpfdError && exitCodeOf(e) === 2 && msg.test(e.message + ' ' + e.details.join(' ')));

@@ -1,7 +1,7 @@
 import type { Context } from './context.js';
 import { failed } from '../base/errors.js';
 import { decodeImage, type RelocatableImage } from '../dispatcher/image.js';
-import { readMemberCounters, readRunningLinkIds, syncXdpInterface, type XdpMode } from '../dispatcher/xdp-iface.js';
+import { readMemberCounters, readRunningLinkIds, syncXdpInterface, type XdpMode } from '../dispatcher/xdp-dispatcher.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 import { inNetns } from '../loader/netns.js';
 import type { XdpLinkRecord } from '../state/records.js';

@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { Errno, KernelError, invalidInput } from '../base/errors.js';
+import { Errno, KernelError } from '../base/errors.js';
 import { BpfAttachType, BpfFlag } from '../loader/abi.js';
 import {
   closeFd,
@@ -28,7 +28,7 @@ import {
   writeOwner,
 } from './counters.js';
 import type { RelocatableImage } from './image.js';
-import { planSlots, type PlanMember } from './planner.js';
+import { checkModeJoin, planSlots, type PlanMember, type XdpMode } from './planner.js';
 
 /**
  * One interface's XDP dispatcher in the kernel: composed from its members, attached through a
@@ -39,7 +39,7 @@ import { planSlots, type PlanMember } from './planner.js';
  *   meta      which link owns which counter block, and the attach mode
  */
 
-export type XdpMode = 'skb' | 'drv';
+export type { XdpMode };
 
 export interface XdpMember extends PlanMember {
   image: RelocatableImage;
@@ -103,11 +103,7 @@ export function syncXdpInterface(opts: SyncXdpOptions): SyncXdpResult {
     const countersFd = keep(pinnedCounters >= 0 ? pinnedCounters : createCountersMap());
     const metaFd = keep(pinnedMeta >= 0 ? pinnedMeta : createMetaMap());
     const meta = readMeta(metaFd);
-    if (existingLink >= 0 && opts.mode && meta.mode && opts.mode !== meta.mode) {
-      throw invalidInput(`${opts.iface} runs its XDP programs in ${meta.mode} mode; a program cannot join it in ${opts.mode} mode`, [
-        `attach with --mode ${meta.mode}, or without --mode`,
-      ]);
-    }
+    if (existingLink >= 0) checkModeJoin(opts.iface, meta.mode, opts.mode);
     const linkIds = slots.map((s) => s.member.linkId);
     const { index, writes } = assignCounterIndexes(meta, readCounterSums(countersFd), linkIds);
 
