@@ -65,8 +65,8 @@ export const pullCommand = bpfdCommand({
     'Fetch a bytecode image into the cache: the tag is resolved to a digest, an index is followed to the',
     'linux/amd64 manifest, and config, layer and cosign signatures are checked against their sha256 and size',
     'while they stream, before anything is stored. The policy decides it (action pull). Example:',
-    '  bpfd pull quay.io/org/prog:v1',
-  ].join('\n'),
+    'bpfd pull quay.io/org/prog:v1',
+  ].join(' '),
   positionals: [{ name: 'ref', description: 'image reference: REGISTRY/REPOSITORY:TAG or @sha256:DIGEST' }],
   options: { ...authOption, ...outputOption },
   async run(p) {
@@ -84,7 +84,7 @@ export const imagesCommand = bpfdCommand({
     'List the cached images: reference, digest, size, the programs and maps its labels name, signature status',
     'and when it was pulled. `bpfd images rm REF|DIGEST` removes one, refused while a loaded (or persisted)',
     'program uses it.',
-  ].join('\n'),
+  ].join(' '),
   positionals: [
     { name: 'rm', description: 'rm, to remove an image', required: false },
     { name: 'image', description: 'REF or DIGEST of the image to remove', required: false },
@@ -111,8 +111,8 @@ const buildCommand = bpfdCommand({
     "Make a bytecode image in bpfman's format from a BPF object, without a container engine: one gzip tar",
     'layer holding the object, and config labels io.ebpf.programs and io.ebpf.maps read from the object.',
     'It goes into the cache under --tag; with --push it is sent to the registry too. Example:',
-    '  bpfd image build --tag 127.0.0.1:5000/net/xdp_pass:v1 xdp_pass.o --push',
-  ].join('\n'),
+    'bpfd image build --tag 127.0.0.1:5000/net/xdp_pass:v1 xdp_pass.o --push',
+  ].join(' '),
   positionals: [{ name: 'obj', description: 'the compiled BPF object (.o)' }],
   options: {
     tag: { type: 'string', description: 'the reference to give the image, REGISTRY/REPOSITORY:TAG (required)', valueHint: 'REF' },
