@@ -4,6 +4,7 @@ import { BpfdError, failed, invalidInput, notFound } from '../base/errors.js';
 import type { ProgramView } from './view.js';
 import type { DryRunResult, LoadFileRequest } from './programs.js';
 import { timed, timedSync } from '../base/timings.js';
+import { checkpoint } from '../base/test-hooks.js';
 import { parseBpfElf, type BpfElf } from '../loader/elf.js';
 import { keySetId, keysDir, trustedKeys, verifySignatures } from '../oci/cosign.js';
 import { checkListed } from '../oci/labels.js';
@@ -94,6 +95,8 @@ export async function pull(ctx: Context, refText: string, o: RegistryOptions = {
     putBlob(dir, img.digest, img.manifest.bytes);
     if (img.index && img.indexDigest) putBlob(dir, img.indexDigest, img.index.bytes);
   });
+  // blobs in place, index not yet: a pull killed here must not look cached
+  checkpoint('pull:after-blobs');
   const { keys } = timedSync('signature check', () => trustedKeys(keysDir()));
   const facts = verifySignatures([img.digest, img.indexDigest].filter((d): d is string => !!d), img.signatures, keys);
   const rec: ImageRecord = {

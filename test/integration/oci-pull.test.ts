@@ -138,6 +138,25 @@ describe('load image from a registry without auth (docker-registry, images pushe
     }
   });
 
+  test('a pull killed after writing its blobs, before its index record, leaves nothing that looks cached', () => {
+    const ref = `${reg.host}/net/killed:v1`;
+    const pushed = pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: 'killed.txt' });
+    // the same store and cache as env, with the hook
+    const killed = makeEnv({ ...env.env, BPFD_TEST_HOOK: 'pull:after-blobs=kill' });
+    try {
+      const k = killed.run('pull', ref);
+      assert.notEqual(k.status, 0, 'the pull was killed');
+      assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === pushed.digest), 'not listed');
+      const never = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach());
+      assert.equal(never.status, 4, never.stderr);
+      const again = env.run('pull', ref, '-o', 'json');
+      assert.equal(again.status, 0, again.stderr);
+      assert.equal(again.json().digest, pushed.digest);
+    } finally {
+      killed.cleanup();
+    }
+  });
+
   test('a tar with ../ entries, one with a symlink, and a zstd layer are refused with what was wrong', () => {
     const cases = [
       ['dotdot', /entry '\.\.\/\.\.\/xdp_drop\.o' with '\.\.' in its path; refused/],
