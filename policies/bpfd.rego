@@ -138,7 +138,7 @@ grant_problems contains [i, msg] if {
 
 # Conditions that do not depend on the grant come before the loop over grants.
 grant_problems contains [i, msg] if {
-	input.action != "pull"
+	judges_program_type
 	some i in matching_grants
 	is_array(grants[i].program_types)
 	not type_granted(i)
@@ -210,6 +210,34 @@ grant_problems contains [i, msg] if {
 	msg := concat("", [
 		"the program belongs to uid ", format_int(input.owner.uid, 10),
 		" and the grant does not allow managing others' programs (manage_others)",
+	])
+}
+
+# --- sharing maps into applications' bpffs (bpfd bpffs share) -------------
+#
+# input.share names the mount (path), its owner (who gets the pins) and the
+# pins' mode. A grant with "share_paths" limits where its holder may share;
+# one with "share_modes" limits the modes it may give.
+
+grant_problems contains [i, msg] if {
+	input.action == "share"
+	some i in matching_grants
+	is_array(grants[i].share_paths)
+	not matches_any(grants[i].share_paths, input.share.path)
+	msg := concat("", [
+		"sharing into ", quote(input.share.path),
+		" is not granted (granted: ", list(grants[i].share_paths), ")",
+	])
+}
+
+grant_problems contains [i, msg] if {
+	input.action == "share"
+	some i in matching_grants
+	is_array(grants[i].share_modes)
+	not input.share.mode in grants[i].share_modes
+	msg := concat("", [
+		"share mode ", quote(input.share.mode),
+		" is not granted (granted: ", list(grants[i].share_modes), ")",
 	])
 }
 
@@ -351,6 +379,21 @@ acts_on_loaded if input.action == "detach"
 
 acts_on_loaded if input.action == "unload"
 
+# Sharing one program's maps acts on that program; sharing an application's
+# maps names no program, and input.owner is absent.
+acts_on_loaded if input.action == "share"
+
+# A share of an application's maps names no program, so it has no type to judge.
+judges_program_type if {
+	input.action != "pull"
+	input.action != "share"
+}
+
+judges_program_type if {
+	input.action == "share"
+	input.program
+}
+
 default program_type := "unknown"
 
 program_type := input.program.type if is_string(input.program.type)
@@ -401,7 +444,7 @@ input_problems contains "subject.uid must be a number" if not valid_uid
 input_problems contains msg if {
 	not valid_action
 	msg := concat("", [
-		"action must be one of load, attach, detach, unload, pull (got ",
+		"action must be one of load, attach, detach, unload, pull, share (got ",
 		json.marshal(object.get(input, "action", null)), ")",
 	])
 }
@@ -416,6 +459,16 @@ input_problems contains "program facts are required to load or attach" if {
 	not has_program
 }
 
+input_problems contains "share.path must be a string" if {
+	input.action == "share"
+	not valid_share_path
+}
+
+input_problems contains "share.owner.uid must be a number" if {
+	input.action == "share"
+	not valid_share_owner
+}
+
 valid_uid if is_number(input.subject.uid)
 
 valid_action if loads_code
@@ -424,9 +477,15 @@ valid_action if acts_on_loaded
 
 valid_action if input.action == "pull"
 
+valid_action if input.action == "share"
+
 valid_priority if is_number(input.attach.priority)
 
 has_program if is_object(input.program)
+
+valid_share_path if is_string(input.share.path)
+
+valid_share_owner if is_number(input.share.owner.uid)
 
 # --- reserved bands --------------------------------------------------------
 

@@ -235,7 +235,7 @@ test_license_missing if {
 test_invalid_input_is_denied if {
 	denied_with(put(load_input, "subject", {"uid": "0"}), "invalid input: subject.uid must be a number")
 	denied_with(put(load_input, "subject", {"groups": []}), "the caller has no grant")
-	denied_with(object.union(load_input, {"action": "format-disk"}), "action must be one of load, attach, detach, unload, pull (got \"format-disk\")")
+	denied_with(object.union(load_input, {"action": "format-disk"}), "action must be one of load, attach, detach, unload, pull, share (got \"format-disk\")")
 	denied_with(put(load_input, "attach", {"iface": "eth0", "priority": "high"}), "attach.priority must be a number")
 	denied_with(object.remove(load_input, ["program"]), "program facts are required")
 }

@@ -8,7 +8,7 @@ export const doctorCommand = bpfdCommand({
   name: 'doctor',
   description:
     "Report where store, pins and kernel disagree (programs gone, pins no record owns, dead loads' temp dirs, dispatchers " +
-    'not running what is recorded, pending restores); change nothing unless --fix. Exit 0 healthy, 1 problems left',
+    'not running what is recorded, applications\' bpffs mounts and pins that disagree with their shares, pending restores); change nothing unless --fix. Exit 0 healthy, 1 problems left',
   options: {
     fix: { type: 'boolean', description: 'repair what every changing bpfd command would repair first, report what was done, then look again' },
     ...lockOption,

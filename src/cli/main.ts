@@ -6,6 +6,7 @@ import { attachCommand, detachCommand, getCommand, listCommand, loadCommand, unl
 import { policyCommand } from './policy.js';
 import { systemCommand } from './system.js';
 import { doctorCommand } from './doctor.js';
+import { bpffsCommand } from './bpffs.js';
 import { versionCommand } from './version.js';
 import { imageCommand, imagesCommand, pullCommand } from './images.js';
 import { BpfdError } from '../base/errors.js';
@@ -34,6 +35,7 @@ const main = defineCommand({
     policy: policyCommand,
     system: systemCommand,
     doctor: doctorCommand,
+    bpffs: bpffsCommand,
     version: versionCommand,
     pull: pullCommand,
     images: imagesCommand,

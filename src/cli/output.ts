@@ -90,6 +90,7 @@ export function programDetail(p: ProgramView): string {
     ['Loaded at', p.loaded_at],
     ['Maps', `${p.maps.pin_path}${p.maps.names.length ? ` (${p.maps.names.join(', ')})` : ''}`],
     ['Map owner', p.maps.owner_id === null ? '-' : String(p.maps.owner_id)],
+    ['Map used by', p.maps.used_by.join(', ')],
     ['Application', p.application ?? '-'],
     ['Metadata', Object.entries(p.metadata).map(([k, v]) => `${k}=${v}`).join(', ') || '-'],
   ];

@@ -4,6 +4,7 @@ import type { Context } from './context.js';
 import { TMP_MAPS_DIR } from '../loader/pin-names.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from '../state/records.js';
 import { ifaceKeyString, keyOfLink, type IfaceKey } from './iface-key.js';
+import { checkAppMounts, type AppMountFinding, type PinIdentity } from './app-mount-check.js';
 
 /**
  * Where store, pins and kernel disagree. Detection only reads; src/core/repair.ts applies what
@@ -26,7 +27,9 @@ export type Finding =
   /** the dispatcher runs other links than the records name: the records win */
   | { kind: 'dispatcher-diverged'; iface: IfaceKey; links: LinkRecord[]; running: number[] }
   /** an interface's dispatcher link with no recorded members */
-  | { kind: 'empty-interface'; path: string };
+  | { kind: 'empty-interface'; path: string }
+  /** applications' bpffs mounts and their pins (src/core/app-mount-check.ts) */
+  | AppMountFinding;
 
 export type FindingKind = Finding['kind'];
 
@@ -47,7 +50,7 @@ export type RunningLinks = (ctx: Context, key: IfaceKey) => number[];
  * it also asks the kernel which links each dispatcher runs. That is passed in rather than
  * imported so that this module, and a read that never reaches the kernel, do not load koffi.
  */
-export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: RunningLinks }): Detection {
+export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: RunningLinks; pins?: PinIdentity }): Detection {
   const store = ctx.store();
   const bootId = ctx.bootId();
   const allLinks = store.links();
@@ -71,6 +74,8 @@ export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: Runnin
     findings.push(...strayPins(ctx.paths.bpffs, pinned, live, programs));
     if (opts.dispatchers) findings.push(...divergedDispatchers(ctx, links, opts.dispatchers));
     findings.push(...emptyInterfaces(ctx.paths.bpffs, links));
+    const waiting = new Set(pendingRestores({ programs, links, findings }).map((p) => p.key));
+    findings.push(...checkAppMounts(ctx, programs, waiting, opts.pins));
   }
   return { programs, links, findings };
 }

@@ -2,6 +2,8 @@ import { type Context, requireRoot } from './context.js';
 import { detect, type Finding, type FindingKind } from './disagreements.js';
 import { repair } from './repair.js';
 import { runningLinkIds } from './dispatcher-members.js';
+import { describeAppMountFinding } from './app-mount-check.js';
+import { pinnedMapId } from '../loader/app-bpffs.js';
 
 /** One disagreement as `bpfd doctor` prints it. */
 export interface FindingView {
@@ -31,14 +33,14 @@ export interface DoctorReport {
 export async function doctor(ctx: Context, opts: { fix: boolean }): Promise<DoctorReport> {
   requireRoot('bpfd doctor', "reading bpfd's pins and looking kernel objects up by id require CAP_SYS_ADMIN");
   return ctx.exclusive(async () => {
-    const found = detect(ctx, { deep: true, dispatchers: runningLinkIds });
+    const found = detect(ctx, { deep: true, dispatchers: runningLinkIds, pins: pinnedMapId });
     if (!opts.fix) return { healthy: found.findings.length === 0, findings: found.findings.map(describe) };
     const outcomes = new Map(repair(ctx, found).map((o) => [o.finding, o]));
     const findings = found.findings.map((f) => {
       const o = outcomes.get(f);
       return { ...describe(f), fixed: o?.ok ?? false, done: o?.done ?? 'nothing automatic: see the remedy' };
     });
-    const remaining = detect(ctx, { deep: true, dispatchers: runningLinkIds }).findings.map(describe);
+    const remaining = detect(ctx, { deep: true, dispatchers: runningLinkIds, pins: pinnedMapId }).findings.map(describe);
     return { healthy: remaining.length === 0, findings, remaining };
   });
 }
@@ -70,5 +72,9 @@ export function describe(f: Finding): FindingView {
       );
     case 'empty-interface':
       return view(f.path, 'a dispatcher is attached there, but no recorded program is', 'detach it');
+    default: {
+      const d = describeAppMountFinding(f);
+      return view(d.subject, d.detail, d.remedy);
+    }
   }
 }

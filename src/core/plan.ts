@@ -107,12 +107,12 @@ export function planAttach(state: Records, program: ProgramRecord, target: Iface
   return planJoin(state, target, mode);
 }
 
-/** An unload: the program, unless others share its maps. */
+/**
+ * An unload: the program. One whose maps others share goes too, as in bpfman: the maps stay
+ * for the programs that use them (removeProgram unpins them with the last one).
+ */
 export function planUnload(state: Records, id: number): ProgramRecord {
-  const program = loadedProgram(state, id);
-  const users = state.programs.filter((p) => p.maps.owner_id === id);
-  if (users.length) throw failed(`program ${id} owns maps that programs ${users.map((u) => u.id).join(', ')} share`, ['unload those first']);
-  return program;
+  return loadedProgram(state, id);
 }
 
 export function loadedProgram(state: Records, id: number): ProgramRecord {

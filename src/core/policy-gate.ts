@@ -4,10 +4,10 @@ import type { MapDescription } from '../loader/object.js';
 import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
 import { elfProgramFacts, groupNames } from '../policy/facts.js';
-import type { PolicyImage, PolicyInput, PolicyProgram } from '../policy/input.js';
+import type { PolicyImage, PolicyInput, PolicyProgram, PolicyShare } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
-export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
+export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull' | 'share';
 
 export interface GateRequest {
   action: Action;
@@ -18,6 +18,7 @@ export interface GateRequest {
   metadata?: Record<string, string>;
   /** for a program from an OCI image, and for pull */
   image?: PolicyImage;
+  share?: PolicyShare;
 }
 
 /** Facts about a program already loaded: what was recorded at load, for later decisions. */
@@ -62,6 +63,7 @@ export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
     ...(p?.record ? { owner: p.record.owner } : {}),
     application: req.application ?? null,
     metadata: req.metadata ?? {},
+    ...(req.share ? { share: req.share } : {}),
   };
 }
 

@@ -1,7 +1,7 @@
 import type { Context } from './context.js';
 import { keyOfLink } from './iface-key.js';
 import type { Reconciled } from './reconcile.js';
-import { positions, programView, type KernelView, type ProgramView } from './view.js';
+import { mapUsers, positions, programView, type KernelView, type ProgramView } from './view.js';
 import { memberCounters } from './dispatcher-members.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 import { closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
@@ -14,7 +14,7 @@ export function viewOf(ctx: Context, id: number, state: Pick<Reconciled, 'progra
     const c = memberCounters(ctx, keyOfLink(l)).get(l.id);
     if (c) counters.set(l.id, c);
   }
-  return programView(prog, state.links, positions(state.links), kernelView(id), counters);
+  return programView(prog, state.links, positions(state.links), kernelView(id), counters, mapUsers(prog, state.programs));
 }
 
 function kernelView(id: number): KernelView | undefined {

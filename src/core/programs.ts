@@ -17,7 +17,8 @@ import { ensureBpffs } from '../loader/bpffs.js';
 import { readBpfElf, type BpfElf } from '../loader/elf.js';
 import { opensslSha256 } from '../loader/lib.js';
 import { inNetns, currentNetnsIno, ifindexOf, netnsIno } from '../loader/netns.js';
-import { mapsDirPath, openBpfObject, progPinPath, type LoadedProgram } from '../loader/object.js';
+import { openBpfObject, progPinPath, type LoadedProgram } from '../loader/object.js';
+import { syncAppMounts, warnSyncProblems } from './app-mount-sync.js';
 import type { PolicyInput } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../state/records.js';
 
@@ -131,6 +132,8 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
     ]));
     // The state after this load is the reconciled one plus what it just committed: no second look.
     const after = { programs: [...state.programs, record!], links: link ? [...state.links, link] : state.links };
+    // an application's bpffs that shares this program's application gets its maps now
+    timedSync('application bpffs', () => warnSyncProblems(syncAppMounts(ctx, after.programs)));
     return timedSync('answer', () => viewOf(ctx, record!.id, after));
   } finally {
     obj.close();
@@ -252,7 +255,11 @@ export function removeProgram(ctx: Context, state: Reconciled, prog: ProgramReco
   store.removeProgram(prog);
   checkpoint('unload:after-store');
   rmSync(progPinPath(ctx.paths.bpffs, id), { force: true });
-  if (prog.maps.owner_id === null) rmSync(mapsDirPath(ctx.paths.bpffs, id), { recursive: true, force: true });
+  // As in bpfman, shared maps live while any program that uses them remains: the owner's unload
+  // leaves them to its users, and the last one out unpins them.
+  const others = state.programs.filter((p) => p.id !== id);
+  if (!others.some((p) => p.maps.pin_path === prog.maps.pin_path)) rmSync(prog.maps.pin_path, { recursive: true, force: true });
+  warnSyncProblems(syncAppMounts(ctx, others));
 }
 
 function resolveInterface(opts: XdpAttachOptions): IfaceKey {

@@ -3,7 +3,7 @@ import { detect, pendingRestores } from './disagreements.js';
 import { notFound } from '../base/errors.js';
 import { lastHolderFinished } from './lock-state.js';
 import type { Reconciled } from './reconcile.js';
-import { pendingView, positions, programView, type PendingView, type ProgramView } from './view.js';
+import { mapUsers, pendingView, positions, programView, type PendingView, type ProgramView } from './view.js';
 
 // The read side: list and get. Kept apart from programs.ts so that a read whose records agree
 // with the pins loads neither koffi nor the dispatcher, and talks to no kernel.
@@ -18,7 +18,7 @@ export interface ListFilter {
 export async function list(ctx: Context, filter: ListFilter = {}): Promise<ProgramView[]> {
   const state = await readState(ctx);
   const pos = positions(state.links);
-  const views = state.programs.map((p) => programView(p, state.links, pos)).filter((v) => matches(v, filter));
+  const views = state.programs.map((p) => programView(p, state.links, pos, undefined, undefined, mapUsers(p, state.programs))).filter((v) => matches(v, filter));
   const sortKey = (v: ProgramView) => {
     const l = v.links[0];
     return l ? [0, `${l.netns ?? ''}\u0000${l.iface}`, l.position, v.id] : [1, '', 0, v.id];

@@ -2,6 +2,7 @@ import type { Context } from './context.js';
 import { detect, type Finding } from './disagreements.js';
 import { repair as applyRepairs, type RepairOutcome } from './repair.js';
 import { runningLinkIds } from './dispatcher-members.js';
+import { pinnedMapId } from '../loader/app-bpffs.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
 export interface Reconciled {
@@ -22,7 +23,8 @@ export function reconcile(ctx: Context, repair: boolean): Reconciled {
   // What the kernel's dispatchers run changes behind the records only when a writer dies half-way
   // (a program that vanished shows in the pins, and its repair recomposes the interface anyway):
   // the writer after it asks the kernel, the others trust the records. Doctor always asks.
-  const d = detect(ctx, repair ? { deep: true, dispatchers: ctx.previousHolderDied() ? runningLinkIds : undefined } : { deep: false });
+  const died = repair && ctx.previousHolderDied();
+  const d = detect(ctx, repair ? { deep: true, dispatchers: died ? runningLinkIds : undefined, pins: died ? pinnedMapId : undefined } : { deep: false });
   const repairs = repair ? applyRepairs(ctx, d) : [];
   for (const r of repairs) {
     if (!r.ok) process.stderr.write(`bpfd: warning: could not repair (${r.finding.kind}): ${r.done}\n`);

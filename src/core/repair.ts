@@ -2,6 +2,8 @@ import { rmSync } from 'node:fs';
 import type { Context } from './context.js';
 import { pendingOf, type Detection, type Finding } from './disagreements.js';
 import { applyXdpMembers, orderLinks } from './dispatcher-members.js';
+import { isAppMountFinding } from './app-mount-check.js';
+import { syncAppMounts } from './app-mount-sync.js';
 
 export interface RepairOutcome {
   finding: Finding;
@@ -39,6 +41,9 @@ export function repair(ctx: Context, d: Detection): RepairOutcome[] {
       }));
     }
   }
+  // applications' mounts last: they pin maps of the programs the records above kept
+  const appFindings = d.findings.filter(isAppMountFinding);
+  if (appFindings.length) outcomes.push(...syncAppMounts(ctx, d.programs, appFindings));
   return outcomes;
 }
 

@@ -7,6 +7,8 @@ import { reconcile } from './reconcile.js';
 import type { XdpAttachOptions } from './attach-options.js';
 import type { ProgramView } from './view.js';
 import { parseBpfElf, type BpfElf } from '../loader/elf.js';
+import { retargetProgramShares } from '../state/mounts.js';
+import { syncAppMounts, warnSyncProblems } from './app-mount-sync.js';
 import type { LinkRecord, PendingRestore } from '../state/records.js';
 
 export interface RestoreReport {
@@ -31,14 +33,20 @@ export async function restore(ctx: Context): Promise<RestoreReport> {
     const restoredIds = new Map(state.programs.filter((p) => p.restored_from).map((p) => [p.restored_from!, p.id]));
     const failures: RestoreReport['failed'] = [];
     const done: Array<{ pending: PendingRestore; id: number }> = [];
-    for (const pending of inDependencyOrder(ctx.store().pendingRestores())) {
+    const all = ctx.store().pendingRestores();
+    const waiting = new Set(all.map((p) => p.key));
+    for (const pending of inDependencyOrder(all)) {
       const { program } = pending;
       try {
         const ownerKey = program.maps.owner_id === null ? null : `${program.boot_id}/${program.maps.owner_id}`;
         const ownerId = ownerKey === null ? undefined : restoredIds.get(ownerKey);
-        if (ownerKey !== null && ownerId === undefined) throw failed(`it shares the maps of program ${program.maps.owner_id}, which was not restored`);
+        // An owner unloaded before the reboot left its maps to its users (bpfman's semantics):
+        // the first user restored gets fresh maps, and the other users share them.
+        const ownerGone = ownerKey !== null && ownerId === undefined && !waiting.has(ownerKey);
+        if (ownerKey !== null && ownerId === undefined && !ownerGone) throw failed(`it shares the maps of program ${program.maps.owner_id}, which was not restored`);
         const id = await restoreOne(ctx, pending, ownerId);
         restoredIds.set(pending.key, id);
+        if (ownerGone) restoredIds.set(ownerKey, id);
         done.push({ pending, id });
       } catch (e) {
         const err = e instanceof BpfdError ? e : failed((e as Error).message);
@@ -112,6 +120,9 @@ async function restoreOne(ctx: Context, pending: PendingRestore, mapOwnerId: num
     }
     throw e;
   }
+  // shares of this program into applications' bpffs follow it to its new id
+  retargetProgramShares(ctx.store(), { program: rec.id, boot_id: rec.boot_id }, { program: id, boot_id: ctx.bootId() });
+  warnSyncProblems(syncAppMounts(ctx, reconcile(ctx, false).programs));
   ctx.store().removePending(pending.key);
   return id;
 }

@@ -11,7 +11,8 @@ export interface ProgramView {
   bytecode: ProgramRecord['bytecode'];
   owner: ProgramRecord['owner'];
   metadata: Record<string, string>;
-  maps: ProgramRecord['maps'] & { names: string[] };
+  /** used_by: the programs loaded now that use these maps, the owner included (bpfman's map_used_by) */
+  maps: ProgramRecord['maps'] & { names: string[]; used_by: number[] };
   application: string | null;
   loaded_at: string;
   kernel?: KernelView;
@@ -52,7 +53,10 @@ export function positions(allLinks: LinkRecord[]): Map<number, number> {
   return pos;
 }
 
-export function programView(p: ProgramRecord, links: LinkRecord[], pos: Map<number, number>, kernel?: KernelView, counters?: Map<number, ActionCounts>): ProgramView {
+/** Ids of the programs (of those given) whose maps are the same pins as p's. */
+export const mapUsers = (p: ProgramRecord, programs: ProgramRecord[]) => programs.filter((q) => q.maps.pin_path === p.maps.pin_path).map((q) => q.id).sort((a, b) => a - b);
+
+export function programView(p: ProgramRecord, links: LinkRecord[], pos: Map<number, number>, kernel?: KernelView, counters?: Map<number, ActionCounts>, usedBy: number[] = [p.id]): ProgramView {
   const mine = orderLinks(links.filter((l) => l.prog_id === p.id));
   return {
     id: p.id,
@@ -72,7 +76,7 @@ export function programView(p: ProgramRecord, links: LinkRecord[], pos: Map<numb
     bytecode: p.bytecode,
     owner: p.owner,
     metadata: p.metadata,
-    maps: { ...p.maps, names: p.map_names },
+    maps: { ...p.maps, names: p.map_names, used_by: usedBy },
     application: p.application,
     loaded_at: p.loaded_at,
     ...(kernel ? { kernel } : {}),

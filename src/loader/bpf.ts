@@ -1,5 +1,5 @@
 import { Errno, KernelError } from '../base/errors.js';
-import { BpfFlag, encodeStruct, LinkCreateOpts, LinkUpdateOpts, offsetOf, PROG_INFO_GPL_COMPATIBLE, ProgInfoStruct, XdpLinkInfoStruct } from './abi.js';
+import { BpfFlag, encodeStruct, LinkCreateOpts, LinkUpdateOpts, MapInfoStruct, offsetOf, PROG_INFO_GPL_COMPATIBLE, ProgInfoStruct, XdpLinkInfoStruct } from './abi.js';
 import { koffi, libbpf, libc } from './lib.js';
 
 /** Thin, typed wrappers over libbpf's low-level (syscall) API. Negative returns are -errno. */
@@ -114,6 +114,14 @@ export function linkInfo(fd: number): LinkInfo {
   check('read BPF link info', obj_get_info_by_fd(fd, buf, [size]));
   const i = koffi.decode(buf, XdpLinkInfoStruct) as Record<string, number>;
   return { type: i.type, id: i.id, progId: i.prog_id, ifindex: i.xdp_ifindex };
+}
+
+/** Kernel id of the map behind fd (struct bpf_map_info's id). */
+export function mapIdOf(fd: number): number {
+  const size = koffi.sizeof(MapInfoStruct);
+  const buf = Buffer.alloc(size);
+  check('read BPF map info', obj_get_info_by_fd(fd, buf, [size]));
+  return (koffi.decode(buf, MapInfoStruct) as { id: number }).id;
 }
 
 /** Every program id the kernel has, in order. */

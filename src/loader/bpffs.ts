@@ -26,6 +26,11 @@ export function ensureBpffs(path: string, opts: { mode?: number; uid?: number; g
   } catch (e) {
     throw failed(`cannot create ${path} for bpfd's bpffs: ${(e as Error).message}`);
   }
+  mountBpffs(path, opts);
+}
+
+/** Mounts a bpffs at path (mode 0700 unless given); its root belongs to uid:gid when given. */
+export function mountBpffs(path: string, opts: { mode?: number; uid?: number; gid?: number } = {}): void {
   const data = [
     opts.mode !== undefined ? `mode=${opts.mode.toString(8)}` : 'mode=700',
     opts.uid !== undefined ? `uid=${opts.uid}` : '',
@@ -37,6 +42,21 @@ export function ensureBpffs(path: string, opts: { mode?: number; uid?: number; g
   }
 }
 
-export function unmount(path: string): void {
-  if (c_umount2(path, 0) !== 0) throw new KernelError(`unmount ${path}`, lastErrno());
+const MS_SHARED = 1 << 20;
+
+/** Makes the mount at path shared (mount --make-shared), so that binds of it join its peer group. */
+export function makeShared(path: string): void {
+  if (c_mount('none', path, null as unknown as string, MS_SHARED, null as unknown as string) !== 0) {
+    throw new KernelError(`make ${path} a shared mount`, lastErrno());
+  }
+}
+
+const MNT_DETACH = 2;
+
+/** Unmounts path; with lazyWhenBusy, a mount a process still uses (its cwd, an open pin) is detached and freed later. */
+export function unmount(path: string, opts: { lazyWhenBusy?: boolean } = {}): void {
+  if (c_umount2(path, 0) === 0) return;
+  const errno = lastErrno();
+  if (opts.lazyWhenBusy && errno === Errno.EBUSY && c_umount2(path, MNT_DETACH) === 0) return;
+  throw new KernelError(`unmount ${path}`, errno);
 }

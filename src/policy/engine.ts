@@ -41,6 +41,8 @@ export interface Decision extends PolicyResult {
 export interface EvaluateOptions {
   /** evaluation budget in charges; default BPFD_POLICY_FUEL, else DEFAULT_FUEL */
   fuel?: bigint;
+  /** the clock of the RECHECK_MS window, in ms (default nowMs): tests step it instead of waiting */
+  now?: () => number;
 }
 
 interface Engine {
@@ -122,9 +124,10 @@ export async function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 
   const json = JSON.stringify(input);
   const fuel = opts.fuel ?? fuelFromEnv();
   const key = engineKey(paths);
+  const checkTime = opts.now?.() ?? started;
   let engine: Engine;
   try {
-    engine = freshEngine(key, started) ?? (await timed('policy module', () => engineFor(key, paths, fuel, started)));
+    engine = freshEngine(key, checkTime) ?? (await timed('policy module', () => engineFor(key, paths, fuel, checkTime)));
   } catch (e) {
     const reason = e instanceof PolicyUnavailable ? e.message : `policy module ${paths.policy} failed to load: ${message(e)}`;
     return decided(deny(reason), moduleShaOrNull(paths.policy), json, started);

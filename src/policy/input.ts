@@ -4,7 +4,7 @@
  * are what Rego sees.
  */
 
-export type PolicyAction = 'load' | 'attach' | 'detach' | 'unload' | 'pull';
+export type PolicyAction = 'load' | 'attach' | 'detach' | 'unload' | 'pull' | 'share';
 
 export interface PolicySubject {
   uid: number;
@@ -93,6 +93,22 @@ export interface PolicyInput {
   owner?: { uid: number; username: string };
   application?: string | null;
   metadata?: Record<string, string>;
+  /** action share: where the maps go, to whom, with which mode */
+  share?: PolicyShare;
+}
+
+/** A share into an application's bpffs (bpfd bpffs share). */
+export interface PolicyShare {
+  /** the mount's path */
+  path: string;
+  /** the mount's owner, who gets the pins */
+  owner: { uid: number; gid: number };
+  /** permission bits of the pins, as an octal string ("0660") */
+  mode: string;
+  /** the maps named, or null for all of them */
+  maps: string[] | null;
+  /** the application the mount was created for */
+  mount_application: string | null;
 }
 
 /** What a policy must return. Anything else is treated as a deny. */

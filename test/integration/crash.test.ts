@@ -103,5 +103,23 @@ describe('a bpfd killed at any step leaves nothing inconsistent behind', { skip 
       assert.ok(net.ping(), 'traffic flows once everything is unloaded');
     });
   }
+
+  // The first command after the crash is a change, not a read: the load must repair what the dead
+  // writer left on the interface under the lock, then join it, and agree with the kernel after.
+  for (const step of ['load:after-pin', 'load:after-attach']) {
+    test(`killed at ${step}, then a load on the same interface`, () => {
+      const first = load('xdp_pass.o', 'xdp_pass', true, '10');
+      assert.equal(first.status, 0, first.stderr);
+      const r = killedAt(step, ['load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop', ...at(), '--priority', '20']);
+      assert.equal(r.signal, 'SIGKILL', `the hook killed bpfd at ${step} (status ${r.status}, stderr ${r.stderr})`);
+      const next = load('xdp_drop.o', 'xdp_drop', true, '30');
+      assert.equal(next.status, 0, `${step}: the load after the crash: ${next.stderr}`);
+      assert.deepEqual(next.json().links.map((l: { position: number }) => l.position), [1], `${step}: the new program runs after xdp_pass only`);
+      assertConsistent(`${step} then load`);
+      assert.equal(net.ping(), false, `${step}: the dropper loaded after the crash drops`);
+      reset();
+      assert.ok(net.ping(), 'traffic flows once everything is unloaded');
+    });
+  }
 });
 

@@ -59,6 +59,11 @@ describe('load, list, get, unload of a real XDP program', { skip }, () => {
     assert.deepEqual(list.map((p: any) => p.id), [id]);
     assert.deepEqual(list[0].metadata, { app: 'demo', team: 'net' });
     assert.equal(env.run('list', '--metadata', 'app=other', '-o', 'json').json().length, 0);
+    // a filter that matches: each pair must hold, and the program is listed
+    assert.deepEqual(env.run('list', '--metadata', 'app=demo', '-o', 'json').json().map((p: any) => p.id), [id]);
+    assert.deepEqual(env.run('list', '--metadata', 'app=demo', '--metadata', 'team=net', '-o', 'json').json().map((p: any) => p.id), [id]);
+    assert.deepEqual(env.run('list', '--metadata', 'app=demo', '--metadata', 'team=ops', '-o', 'json').json(), []);
+    assert.match(env.run('list', '--metadata', 'app=demo').stdout, new RegExp(`^\\s*${id}\\s`, 'm'));
     const got = env.run('get', String(id), '-o', 'json').json();
     const k = bpftool('prog', 'show', 'id', String(id));
     assert.equal(got.kernel.tag, k.tag);

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { BPFD, bpftool, fixture, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
+import { BPFD, bpftool, fixture, kernelProgIds, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
 import { ip, makeVethPair, type VethPair } from '../helpers/netns.js';
 import { simulateReboot, xdpProgOn } from '../helpers/reboot.js';
 import { openStore } from '../../src/state/store.js';
@@ -97,7 +97,8 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
       assert.deepEqual([...now.maps.names].sort(), [...was.maps.names].sort());
       assert.equal(now.maps.pin_path, `${env.bpffs}/maps/${now.id}`);
       const [l, w] = [now.links[0], was.links[0]];
-      assert.deepEqual([l.id, l.iface, l.netns, l.priority, l.proceed_on, l.mode], [w.id, w.iface, w.netns, w.priority, w.proceed_on, 'skb'], 'the link keeps its id, place, proceed-on and mode');
+      assert.equal(w.mode, 'skb', 'the interface ran in skb mode before the reboot');
+      assert.deepEqual([l.id, l.iface, l.netns, l.priority, l.proceed_on, l.mode], [w.id, w.iface, w.netns, w.priority, w.proceed_on, w.mode], 'the link keeps its id, place, proceed-on and the recorded mode');
     }
     assert.equal(dumpMap(after[1], 'rodata')['.rodata'][0].verdict, 1, 'the --global came back');
 
@@ -131,8 +132,12 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
       // and the rules changed while the machine was down
       writeFileSync(env.env.BPFD_POLICY_DATA!, JSON.stringify({ reserved_priorities: [{ min: 35, max: 45, applications: ['firewall'] }] }));
 
+      const kernelBefore = kernelProgIds();
       const r = restore();
       assert.equal(r.status, 1, 'exit 1 when any failed');
+      const ours = new Set(['bpfd_xdp', 'xdp_drop', 'xdp_pass', 'xdp_count']);
+      const made = (bpftool('prog', 'list') as Array<{ id: number; name: string }>).filter((p) => !kernelBefore.has(p.id) && ours.has(p.name)).map((p) => p.name).sort();
+      assert.deepEqual(made, ['bpfd_xdp', 'xdp_drop'], 'the kernel holds the restored dropper and its dispatcher, nothing of the failed ones');
       assert.deepEqual(r.report.restored.map((x) => x.previous_id), [dropper.id]);
       const why = new Map(r.report.failed.map((f) => [f.previous_id, f]));
       assert.match(why.get(lost.id)!.reason, new RegExp(`interface ${other.ifB} does not exist in network namespace ${other.nsPathB}`));
@@ -141,6 +146,10 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
       assert.equal(net.ping(), false, 'the dropper came back all the same');
       assert.deepEqual(listed().map((p) => p.name), ['xdp_drop']);
       assert.deepEqual((env.run('list', '--pending', '-o', 'json').json() as Array<{ previous_id: number }>).map((p) => p.previous_id).sort(), [lost.id, denied.id].sort());
+      // the failed ones left nothing behind: only the restored dropper is pinned and in the kernel
+      const restoredId = r.report.restored[0].id;
+      assert.deepEqual(env.pins().filter((p) => p.startsWith('progs/')), [`progs/${restoredId}`], 'no pin of a failed restore');
+      assert.deepEqual(env.pins().filter((p) => p.startsWith('maps/') && !p.startsWith(`maps/${restoredId}/`)), [], 'no maps of a failed restore');
 
       const text = env.run('system', 'restore');
       assert.equal(text.status, 1);

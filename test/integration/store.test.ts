@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, openSync, renameSync, truncateSync, writeSync, closeSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { fixture, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
+import { fixture, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
 
 const skip = needsRoot();
 
@@ -49,6 +49,7 @@ describe('a damaged store gives a clear error, never a crash', { skip }, () => {
   });
 
   test('moving the store aside recovers: the orphaned program is removed, new loads work', () => {
+    const orphan: number = env.run('list', '-o', 'json').json()[0].id;
     const backup = `${data}.orig`;
     copyFileSync(data, backup);
     truncateSync(data, 100);
@@ -59,6 +60,7 @@ describe('a damaged store gives a clear error, never a crash', { skip }, () => {
     assert.equal(list.status, 0, list.stderr);
     assert.deepEqual(list.json(), []);
     assert.deepEqual(env.pins(), [], 'the program pinned without a record was removed');
+    assert.ok(progGone(orphan), 'and the kernel freed it');
     const again = env.run('load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass');
     assert.equal(again.status, 0, again.stderr);
   });

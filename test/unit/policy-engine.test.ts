@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
-import { setTimeout } from 'node:timers/promises';
 import { BpfdError } from '../../src/base/errors.js';
 import { exitCodeOf } from '../../src/cli/exit-codes.js';
 import { sha256Hex } from '../../src/base/sha256.js';
@@ -80,13 +79,10 @@ describe('policy engine fails closed', () => {
   });
 
   it('stops a runaway policy when its evaluation budget runs out, and denies', async () => {
-    const started = Date.now();
     const d = await assertDeniedWith(
       testPolicy('loop'),
       /^policy evaluation ran out of its evaluation budget \(5000000 steps, BPFD_POLICY_FUEL\): the policy loops, or does far more work than a decision needs$/,
     );
-    const took = Date.now() - started;
-    assert.ok(took < 1000, `took ${took} ms`);
     assert.match(d.policySha256 ?? '', /^[0-9a-f]{64}$/);
     // the process is still usable afterwards
     const ok = await evaluate(loadInput({ subject: root }), make().paths);
@@ -113,22 +109,20 @@ describe('policy engine fails closed', () => {
     const mod = make();
     mod.paths.policy = path.join(mod.dir, 'policy.wasm');
     copyFileSync(SHIPPED_POLICY, mod.paths.policy);
-    const first = performance.now();
-    assert.equal((await evaluate(loadInput(), data.paths)).allow, false);
-    assert.equal((await evaluate(loadInput({ subject: root }), mod.paths)).allow, true);
+    // The window's clock, stepped by hand: the cached case is checked on every machine, however slow.
+    let clock = 1_000_000;
+    const now = () => clock;
+    assert.equal((await evaluate(loadInput(), data.paths, { now })).allow, false);
+    assert.equal((await evaluate(loadInput({ subject: root }), mod.paths, { now })).allow, true);
     data.writeData({ grants: [{ name: 'all-netops', groups: ['netops'] }] });
     copyFileSync(testPolicy('undefined'), mod.paths.policy);
-    const cachedData = await evaluate(loadInput(), data.paths);
-    const cachedModule = await evaluate(loadInput({ subject: root }), mod.paths);
-    // Inside the window the loaded engines decide without looking at the files (unless this
-    // machine stalled for a whole window, when they may already have been reloaded).
-    if (performance.now() - first < RECHECK_MS) {
-      assert.equal(cachedData.allow, false);
-      assert.equal(cachedModule.allow, true);
-    }
-    await setTimeout(RECHECK_MS);
-    assert.deepEqual((await evaluate(loadInput(), data.paths)).reasons, ['allowed by grant "all-netops"']);
-    assert.match((await evaluate(loadInput({ subject: root }), mod.paths)).reasons[0], /^policy result is undefined/);
+    clock += RECHECK_MS - 1;
+    // Inside the window the loaded engines decide without looking at the files.
+    assert.equal((await evaluate(loadInput(), data.paths, { now })).allow, false);
+    assert.equal((await evaluate(loadInput({ subject: root }), mod.paths, { now })).allow, true);
+    clock += 1;
+    assert.deepEqual((await evaluate(loadInput(), data.paths, { now })).reasons, ['allowed by grant "all-netops"']);
+    assert.match((await evaluate(loadInput({ subject: root }), mod.paths, { now })).reasons[0], /^policy result is undefined/);
   });
 
   it('picks up an edit at once after resetEngines (a service reloading on SIGHUP)', async () => {

@@ -113,7 +113,7 @@ describe('shipped policy (compiled) with the netops example data', () => {
 
   it('denies malformed input with a reason per problem', async () => {
     await assertDenied({ subject: { uid: 'root' }, action: 'load', program: {} }, 'invalid input: subject.uid must be a number');
-    await assertDenied({ subject: subject(), action: 'reboot' }, 'invalid input: action must be one of load, attach, detach, unload, pull (got "reboot")');
+    await assertDenied({ subject: subject(), action: 'reboot' }, 'invalid input: action must be one of load, attach, detach, unload, pull, share (got "reboot")');
     await assertDenied({ subject: subject(), action: 'attach', program: fixtureProgram('xdp_pass'), attach: { iface: 'eth0', priority: 'first' } }, 'invalid input: attach.priority must be a number');
     await assertDenied({ subject: subject(), action: 'load' }, 'invalid input: program facts are required to load or attach');
   });
