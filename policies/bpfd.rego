@@ -183,24 +183,6 @@ grant_problems contains [i, msg] if {
 	msg := concat("", ["image ", quote(image), " is not granted (granted: ", list(grants[i].images), ")"])
 }
 
-# A grant's "registries" and "repositories" limit the images it may load from
-# or pull (input.image; absent for programs from files, which they do not limit).
-grant_problems contains [i, msg] if {
-	some i in matching_grants
-	is_array(grants[i].registries)
-	registry := input.image.registry
-	not matches_any(grants[i].registries, registry)
-	msg := concat("", ["registry ", quote(registry), " is not granted (granted: ", list(grants[i].registries), ")"])
-}
-
-grant_problems contains [i, msg] if {
-	some i in matching_grants
-	is_array(grants[i].repositories)
-	repository := input.image.repository
-	not matches_any(grants[i].repositories, repository)
-	msg := concat("", ["repository ", quote(repository), " is not granted (granted: ", list(grants[i].repositories), ")"])
-}
-
 # Acting on a program someone else loaded needs "manage_others".
 grant_problems contains [i, msg] if {
 	acts_on_loaded
@@ -312,53 +294,6 @@ deny contains msg if {
 	license := object.get(input, ["program", "license"], "")
 	not license in allowed_licenses
 	msg := concat("", ["licence ", quote(license), " is not allowed (allowed: ", list(allowed_licenses), ")"])
-}
-
-# Images that must be signed, for everyone: each entry of data.signatures
-# names the registries and repositories it covers (all when left out) and the
-# keys (file names in the keys directory, or sha256 fingerprints) one of which
-# must have signed the image. Checked at load, where the signature is known.
-deny contains msg if {
-	input.action == "load"
-	is_object(input.image)
-	some rule in signature_rules
-	signature_rule_covers(rule)
-	not signed_by_rule_key(rule)
-	msg := concat("", [
-		"image ", quote(input.image.reference), " must be signed by ",
-		list(object.get(rule, "keys", [])), ": ", signature_problem,
-	])
-}
-
-default signature_rules := []
-
-signature_rules := data.signatures if is_array(data.signatures)
-
-signature_rule_covers(rule) if {
-	rule_admits(rule, "registries", input.image.registry)
-	rule_admits(rule, "repositories", input.image.repository)
-}
-
-rule_admits(rule, field, _) if not is_array(object.get(rule, field, null))
-
-rule_admits(rule, field, value) if matches_any(rule[field], value)
-
-signed_by_rule_key(rule) if {
-	input.image.signature.verified == true
-	some k in rule.keys
-	k in {input.image.signature.key, input.image.signature.fingerprint}
-}
-
-default signature_problem := "its signature was not checked"
-
-signature_problem := input.image.signature.reason if {
-	not input.image.signature.verified == true
-	is_string(input.image.signature.reason)
-}
-
-signature_problem := msg if {
-	input.image.signature.verified == true
-	msg := concat("", ["it is signed by ", quote(input.image.signature.key), ", which this rule does not list"])
 }
 
 # --- helpers ----------------------------------------------------------------
