@@ -130,11 +130,12 @@ function coldSamples(n: number, preloadSdk: boolean, inputFile: string): number[
  */
 function cliSamples(n: number, dir: string): { policy: number[]; log: number[] } {
   const env = { ...process.env, BPFD_TIMINGS: '1', BPFD_RUNTIME_DIR: path.join(dir, 'run'), BPFD_STATE_DIR: path.join(dir, 'state') };
-  const args = [path.join(ROOT, 'dist', 'bpfd.cjs'), 'load', 'file', '--path', path.join(ROOT, 'fixtures', 'bytecode', 'xdp_count.o'), '--name', 'xdp_count', '--iface', 'lo', '--dry-run'];
+  const bpfd = path.join(ROOT, 'dist', 'bpfd');
+  const args = ['load', 'file', '--path', path.join(ROOT, 'fixtures', 'bytecode', 'xdp_count.o'), '--name', 'xdp_count', '--iface', 'lo', '--dry-run'];
   const policy: number[] = [];
   const log: number[] = [];
   for (let i = 0; i < n; i++) {
-    const r = spawnSync(process.execPath, args, { env, encoding: 'utf8' });
+    const r = spawnSync(bpfd, args, { env, encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`bpfd load --dry-run failed (${r.status}): ${r.stderr}`);
     const span = (name: string) => Number(new RegExp(`${name} ([0-9.]+) ms`).exec(r.stderr)?.[1] ?? NaN);
     policy.push(span('policy') - span('decision log'));

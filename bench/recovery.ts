@@ -15,7 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
  */
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BPFD = path.join(ROOT, 'dist', 'bpfd.cjs');
+const BPFD = path.join(ROOT, 'dist', 'bpfd');
 const OBJ = path.join(ROOT, 'fixtures', 'bytecode', 'xdp_pass.o');
 const CONCURRENT = 8;
 
@@ -47,7 +47,7 @@ function lab(ifaceCount: number): Lab {
     nsPath: `/var/run/netns/${ns}`,
     ifaces,
     bpfd(...args) {
-      const r = spawnSync(process.execPath, [BPFD, ...args], { env, encoding: 'utf8' });
+      const r = spawnSync(BPFD, args, { env, encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`bpfd ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
       return r.stdout;
     },
@@ -66,7 +66,7 @@ async function lockContention(): Promise<string[]> {
     const runs = Array.from({ length: CONCURRENT }, (_, i) =>
       new Promise<{ wait: number; held: number; wall: number }>((resolve, reject) => {
         const t0 = performance.now();
-        const child = spawn(process.execPath, [BPFD, 'load', 'file', '--path', OBJ, '--name', 'xdp_pass', '--iface', l.ifaces[0], '--netns', l.nsPath, '--priority', String(10 + i), '-o', 'json'], {
+        const child = spawn(BPFD, ['load', 'file', '--path', OBJ, '--name', 'xdp_pass', '--iface', l.ifaces[0], '--netns', l.nsPath, '--priority', String(10 + i), '-o', 'json'], {
           env: { ...l.env, BPFD_TIMINGS: '1' },
           stdio: ['ignore', 'ignore', 'pipe'],
         });

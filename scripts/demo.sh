@@ -14,7 +14,7 @@ IF_CLIENT=dc$tag
 IF_SERVER=ds$tag
 work=$(mktemp -d /tmp/bpfd-demo.XXXXXX)
 export BPFD_RUNTIME_DIR=$work/run BPFD_STATE_DIR=$work/state
-bpfd() { node dist/bpfd.cjs "$@"; }
+bpfd() { dist/bpfd "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 cleanup() {
   for id in $(bpfd list -o json 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{for(const p of JSON.parse(s))console.log(p.id)}catch{}})'); do

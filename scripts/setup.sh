@@ -11,7 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 OPA_VERSION=v1.22.0
-APT_PACKAGES=(clang llvm xdp-tools libxdp-dev iproute2 iputils-ping util-linux linux-libc-dev systemd sudo docker-registry skopeo apache2-utils)
+# strace: npm run bench splits a load into the kernel's syscalls and bpfd's own time with it
+APT_PACKAGES=(clang llvm xdp-tools libxdp-dev iproute2 iputils-ping util-linux linux-libc-dev systemd sudo docker-registry skopeo apache2-utils strace)
 
 # libbpf 1.1.2 (bookworm) segfaults in bpf_object__open_mem on some malformed objects and lacks
 # the TCX API; bookworm-backports has libbpf 1.4.6 and bpftool 7.5 on the same Debian mirror.

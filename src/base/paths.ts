@@ -22,9 +22,19 @@ export interface Paths {
   policyData: string;
 }
 
+let embeddedPolicy: string | null = null;
+
+/** The executable carries the shipped policy inside it (src/cli/entry.ts says where). */
+export function useEmbeddedPolicy(file: string): void {
+  embeddedPolicy = file;
+}
+
+/** Whether `file` is the policy built into the executable (`version` says so). */
+export const isEmbeddedPolicy = (file: string): boolean => file === embeddedPolicy;
+
 export function shippedPolicyPath(): string {
-  // dist/bpfd-main.cjs and build/src/base/paths.js both sit two levels or fewer below the repo root;
-  // BPFD_HOME is set by bin/bpfd so we never guess.
+  if (embeddedPolicy !== null) return embeddedPolicy;
+  // Run from the sources (tests import build/src/...): the repo's wasm/, three levels up.
   const home = process.env.BPFD_HOME ?? path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..');
   return path.join(home, 'wasm', 'bpfd.wasm');
 }

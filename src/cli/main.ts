@@ -1,7 +1,4 @@
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
+import { defineCommand, runCommand, type CommandDef } from 'citty';
 import { attachCommand, detachCommand, getCommand, listCommand, loadCommand, unloadCommand } from './programs.js';
 import { policyCommand } from './policy.js';
 import { systemCommand } from './system.js';
@@ -11,14 +8,8 @@ import { versionCommand } from './version.js';
 import { imageCommand, imagesCommand, pullCommand } from './images.js';
 import { BpfdError } from '../base/errors.js';
 import { ExitCode, exitCodeOf } from './exit-codes.js';
-import { writeErr } from './output.js';
-
-// The shipped policy and fixtures are found relative to the install, wherever the bundle sits.
-if (!process.env.BPFD_HOME) {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (dir !== '/' && !existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
-  process.env.BPFD_HOME = dir;
-}
+import { writeErr, writeOut } from './output.js';
+import { renderHelp } from './help.js';
 
 const main = defineCommand({
   meta: {
@@ -43,24 +34,25 @@ const main = defineCommand({
   },
 });
 
-async function resolve(cmd: CommandDef, args: string[]): Promise<[CommandDef, CommandDef | undefined]> {
-  let parent: CommandDef | undefined;
+/** The command that `args` names, and the words that name it (`bpfd load file`). */
+async function resolve(cmd: CommandDef, args: string[]): Promise<[CommandDef, string[]]> {
+  const path = ['bpfd'];
   for (const a of args) {
     if (a.startsWith('-')) break;
     const subs = (typeof cmd.subCommands === 'function' ? await cmd.subCommands() : await cmd.subCommands) as Record<string, CommandDef> | undefined;
     const next = subs?.[a];
     if (!next) break;
-    parent = cmd;
+    path.push(a);
     cmd = typeof next === 'function' ? await (next as () => Promise<CommandDef>)() : await next;
   }
-  return [cmd, parent];
+  return [cmd, path];
 }
 
-/** Runs one command line and returns its exit code; src/cli/launcher.cjs calls it. */
+/** Runs one command line and returns its exit code; the executable's entry (entry.ts) calls it. */
 export async function cli(argv: string[]): Promise<number> {
   if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
-    const [cmd, parent] = await resolve(main, argv);
-    await showUsage(cmd, parent);
+    const [cmd, path] = await resolve(main, argv);
+    writeOut(await renderHelp(cmd, path));
     return argv.length === 0 ? ExitCode.usage : ExitCode.ok;
   }
   if (argv[0] === '--version') argv = ['version'];
@@ -81,7 +73,8 @@ function report(e: unknown): number {
   const err = e as Error & { code?: string };
   // citty's own usage errors (unknown command, missing subcommand)
   if (err?.name === 'CLIError' || err?.code === 'E_UNKNOWN_COMMAND' || err?.code === 'E_NO_COMMAND') {
-    writeErr(`bpfd: ${err.message} (see: bpfd --help)\n`);
+    // citty colours the command name even when stderr is a pipe
+    writeErr(`bpfd: ${err.message.replace(/\x1b\[[0-9;]*m/g, '')} (see: bpfd --help)\n`);
     return ExitCode.usage;
   }
   writeErr(`bpfd: internal error: ${err?.message ?? String(e)}\n`);

@@ -69,11 +69,19 @@ const SIG_SETMASK = 2;
 const SIGSET_BYTES = 128;
 const allSignals = Buffer.alloc(SIGSET_BYTES);
 sigfillset(allSignals);
+// Under Bun, JavaScriptCore suspends the JS thread with SIGPWR (its sampling profiler does, while
+// it holds locks the thread may need to run JS, as libbpf's print callback does inside a load).
+// Held back, the sample would wait for the load and the load for the sample: a hang. So SIGPWR
+// stays deliverable, and a load it interrupts with EAGAIN is tried again (prog-load.ts; libbpf
+// retries its own).
+const SIGPWR = 30;
+if (process.versions.bun) libc.func('int sigdelset(_Inout_ uint8_t *set, int signo)')(allSignals, SIGPWR);
 
 /**
  * Runs fn with this thread's signals blocked. The verifier gives up with EAGAIN as soon as a
  * signal is pending for the loading thread (a profiler's SIGPROF, a terminal resize), so program
- * loads run with signals held back; they are delivered when fn returns. SIGKILL still kills.
+ * loads run with signals held back; they are delivered when fn returns. SIGKILL still kills, and
+ * under Bun SIGPWR still arrives (see allSignals).
  */
 export function withSignalsBlocked<T>(fn: () => T): T {
   const previous = Buffer.alloc(SIGSET_BYTES);

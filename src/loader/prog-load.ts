@@ -1,4 +1,4 @@
-import { failed, KernelError } from '../base/errors.js';
+import { Errno, failed, KernelError } from '../base/errors.js';
 import { BpfCmd, BtfLoadAttr, encodeStruct, MapCreateAttr, ProgLoadAttr, SYS_BPF, TestRunAttr } from './abi.js';
 import { koffi, lastErrno, libc, withSignalsBlocked } from './lib.js';
 
@@ -77,7 +77,11 @@ function progLoadOnce(req: ProgLoadRequest, logLevel: number, log: Buffer | null
     expected_attach_type: req.expectedAttachType ?? 0,
     ...(withFuncInfo ? { prog_btf_fd: req.btfFd, func_info_rec_size: 8, func_info: addr(req.funcInfo), func_info_cnt: req.funcInfo!.length / 8 } : {}),
   });
-  return { fd: withSignalsBlocked(() => bpfSyscall(BpfCmd.PROG_LOAD, attr)) };
+  // A signal that loads cannot hold back (see withSignalsBlocked) makes the verifier give up with
+  // EAGAIN: try again, as libbpf does for its own loads (5 attempts).
+  let fd = -Errno.EAGAIN;
+  for (let attempt = 0; attempt < 5 && fd === -Errno.EAGAIN; attempt++) fd = withSignalsBlocked(() => bpfSyscall(BpfCmd.PROG_LOAD, attr));
+  return { fd };
 }
 
 /** Loads BTF data; returns its fd. */

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const BPFD = path.join(ROOT, 'dist', 'bpfd.cjs');
+/** The shipped executable (npm run build): one file, run directly, no node involved. */
+export const BPFD = path.join(ROOT, 'dist', 'bpfd');
 export const FIXTURES = path.join(ROOT, 'fixtures', 'bytecode');
 export const fixture = (name: string) => path.join(FIXTURES, name);
 
@@ -40,7 +41,7 @@ export function makeEnv(extra: NodeJS.ProcessEnv = {}): Env {
   };
   const bpffs = path.join(dir, 'run', 'fs');
   const run = (argv: string[], pre: string[] = []): RunResult => {
-    const [cmd, ...args] = [...pre, process.execPath, BPFD, ...argv];
+    const [cmd, ...args] = [...pre, BPFD, ...argv];
     const r = spawnSync(cmd, args, { env, encoding: 'utf8', timeout: 60_000 });
     return {
       status: r.status ?? -1,

@@ -33,7 +33,7 @@ describe('a bpfd killed at any step leaves nothing inconsistent behind', { skip 
     env.run('load', 'file', '--path', fixture(obj), '--name', name, ...(attach ? [...at(), '--priority', prio] : []), '-o', 'json');
   /** runs bpfd with the test hook that SIGKILLs it at `step` */
   const killedAt = (step: string, args: string[]) => {
-    const r = spawnSync(process.execPath, [BPFD, ...args], { env: { ...env.env, BPFD_TEST_HOOK: `${step}=kill` }, encoding: 'utf8' });
+    const r = spawnSync(BPFD, args, { env: { ...env.env, BPFD_TEST_HOOK: `${step}=kill` }, encoding: 'utf8' });
     return { signal: r.signal, status: r.status, stderr: r.stderr };
   };
 

@@ -51,7 +51,7 @@ describe('bpfd doctor', { skip }, () => {
     return r.json() as { id: number; links: Array<{ id: number }> };
   };
   const killedAt = (step: string, ...args: string[]) => {
-    const r = spawnSync(process.execPath, [BPFD, ...args], { env: { ...env.env, BPFD_TEST_HOOK: `${step}=kill` }, encoding: 'utf8' });
+    const r = spawnSync(BPFD, args, { env: { ...env.env, BPFD_TEST_HOOK: `${step}=kill` }, encoding: 'utf8' });
     assert.equal(r.signal, 'SIGKILL', `killed at ${step}: ${r.stderr}`);
   };
   const doctor = (...args: string[]) => {

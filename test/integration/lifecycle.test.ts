@@ -149,14 +149,16 @@ describe('load, list, get, unload of a real XDP program', { skip }, () => {
   });
 
   test('a load while signals keep arriving (a profiler) still lands: the verifier is not interrupted', () => {
-    // The verifier gives up with EAGAIN whenever a signal is pending; node's profiler at a 5 us
-    // interval sends SIGPROF that often. Unless loads hold signals back, most of these fail.
+    // The verifier gives up with EAGAIN whenever a signal is pending; the executable's own
+    // sampling profiler (Bun's, switched on through BUN_OPTIONS) at a 5 us interval signals the
+    // main thread that often. Unless loads hold signals back, most of these fail.
     const profiles = path.join(env.dir, 'profiles');
+    const profiled = { ...env.env, BUN_OPTIONS: `--cpu-prof --cpu-prof-interval 5 --cpu-prof-dir ${profiles}` };
     for (let i = 0; i < 5; i++) {
       const r = spawnSync(
-        process.execPath,
-        ['--cpu-prof', '--cpu-prof-interval', '5', '--cpu-prof-dir', profiles, BPFD, 'load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop', '--iface', net.ifB, '--netns', net.nsPathB, '-o', 'json'],
-        { env: env.env, encoding: 'utf8' },
+        BPFD,
+        ['load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop', '--iface', net.ifB, '--netns', net.nsPathB, '-o', 'json'],
+        { env: profiled, encoding: 'utf8' },
       );
       assert.equal(r.status, 0, `load ${i + 1} under the profiler: ${r.stderr}`);
       const id = JSON.parse(r.stdout).id as number;

@@ -8,7 +8,7 @@ import { BPFD, fixture, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js'
 const skip = needsRoot();
 
 function spawnBpfd(env: NodeJS.ProcessEnv, args: string[]) {
-  const child = spawn(process.execPath, [BPFD, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(BPFD, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -72,7 +72,7 @@ describe('one writer at a time, reads never wait', { skip }, () => {
 
   test('a read after writers that finished answers without the lock; after a writer died it takes the lock and repairs', () => {
     const list = () => {
-      const r = spawnSync(process.execPath, [BPFD, 'list', '-o', 'json'], { env: { ...env.env, BPFD_TIMINGS: '1' }, encoding: 'utf8' });
+      const r = spawnSync(BPFD, ['list', '-o', 'json'], { env: { ...env.env, BPFD_TIMINGS: '1' }, encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stderr, /^bpfd timings: /m);
       return { ids: (JSON.parse(r.stdout) as Array<{ id: number }>).map((p) => p.id), locked: /lock held/.test(r.stderr) };
@@ -82,7 +82,7 @@ describe('one writer at a time, reads never wait', { skip }, () => {
     const id = loaded.json().id as number;
     assert.deepEqual(list(), { ids: [id], locked: false }, 'clean: the store and the pins answer, no lock');
 
-    const killed = spawnSync(process.execPath, [BPFD, 'load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop'], {
+    const killed = spawnSync(BPFD, ['load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop'], {
       env: { ...env.env, BPFD_TEST_HOOK: 'load:after-pin=kill' },
       encoding: 'utf8',
     });

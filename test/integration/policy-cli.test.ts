@@ -88,7 +88,7 @@ describe('policy decides every change, through the real CLI', { skip }, () => {
 
   test('BPFD_TIMINGS=1 reports the policy and the decision-log write of a change, and nothing without it', () => {
     const args = ['load', 'file', '--path', fixture('xdp_count.o'), '--name', 'xdp_count', ...attachArgs(), '--priority', '30', '--dry-run'];
-    const timed = spawnSync(process.execPath, [BPFD, ...args], { env: { ...env.env, BPFD_TIMINGS: '1' }, encoding: 'utf8' });
+    const timed = spawnSync(BPFD, args, { env: { ...env.env, BPFD_TIMINGS: '1' }, encoding: 'utf8' });
     assert.equal(timed.status, 0, timed.stderr);
     const line = /^bpfd timings: (.*)$/m.exec(timed.stderr);
     assert.ok(line, `a timings line on stderr: ${timed.stderr}`);

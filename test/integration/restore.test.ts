@@ -172,7 +172,7 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
     assert.equal(a.status, 0, a.stderr);
     const links = (a.json() as Listed).links.map((l) => l.id).sort();
     simulateReboot(env, [both.id]);
-    const killed = spawnSync(process.execPath, [BPFD, 'system', 'restore'], { env: { ...env.env, BPFD_TEST_HOOK: 'restore:after-load=kill' }, encoding: 'utf8' });
+    const killed = spawnSync(BPFD, ['system', 'restore'], { env: { ...env.env, BPFD_TEST_HOOK: 'restore:after-load=kill' }, encoding: 'utf8' });
     assert.equal(killed.signal, 'SIGKILL', killed.stderr);
     const half = listed();
     assert.equal(half.length, 1);

@@ -1,106 +1,101 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BPFD, ROOT, fixture, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
+import { ROOT, fixture, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 
 const skip = needsRoot();
 
-// Every bpfd command is a process of its own, so what it loads is what it costs: node:crypto
-// ~3 ms, perf_hooks ~1 ms, koffi and libbpf ~2 ms. These are loaded only by commands that need
-// them, and a careless import or a `performance.now()` would bring them back unnoticed.
-// Package names resolved at run time are recorded too: the build fixes the bundle's dependency
-// paths (scripts/build.mjs), since resolving a name walks node_modules (~5 ms for the four).
-const REPORT = `
-  const Module = require('node:module');
-  const resolved = [];
-  const resolve = Module._resolveFilename;
-  Module._resolveFilename = function (request, ...rest) {
-    if (!/^(\\.|\\/|node:)/.test(request) && !Module.isBuiltin(request)) resolved.push(request);
-    return resolve.call(this, request, ...rest);
-  };
-  process.on('exit', () => {
-    const builtins = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13));
-    const addons = Object.keys(require.cache).filter((f) => f.endsWith('.node')).map((f) => require('node:path').basename(f));
-    require('node:fs').writeSync(2, '\\nloaded: ' + JSON.stringify({ builtins, addons, resolved }) + '\\n');
-  });`;
+// Every bpfd command is a process of its own, so what it loads is what it costs: lmdb and its
+// addon, koffi with libbpf, the policy SDK. Each is loaded only by the commands that need it, and
+// a careless static import would bring it into every command unnoticed. The executable says what
+// it evaluated when BPFD_TRACE_MODULES is set (src/cli/entry.ts): every bundled module notes its
+// name as it runs (scripts/compile.mjs), and the process's memory map shows the shared objects it
+// loaded. Bun writes an embedded addon out under a name of its own before loading it, so an addon
+// is recognised by its bytes, compared with the file in node_modules that the build embedded.
+const ADDONS = {
+  koffi: path.join(ROOT, 'node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node'),
+  lmdb: path.join(ROOT, 'node_modules/@lmdb/lmdb-linux-x64/node.napi.glibc.node'),
+};
 
-describe('a command loads only the modules it needs', { skip }, () => {
+interface Loaded {
+  /** bundled modules evaluated, as `src/...` or `package:file` */
+  modules: string[];
+  /** which of ADDONS were mapped, and the basenames of the other shared objects */
+  addons: string[];
+  libraries: string[];
+  stdout: string;
+}
+
+const sameBytes = (a: string, b: string) => statSync(a).size === statSync(b).size && readFileSync(a).equals(readFileSync(b));
+
+describe('a command loads only the modules it needs, in the executable', { skip }, () => {
   let env: Env;
   let net: VethPair;
-  let dir: string;
   before(() => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'bpfd-modules-'));
-    writeFileSync(path.join(dir, 'report.cjs'), REPORT);
-    env = makeEnv({ NODE_OPTIONS: `--require=${path.join(dir, 'report.cjs')}` });
+    env = makeEnv({ BPFD_TRACE_MODULES: '1' });
     net = makeVethPair();
   });
   after(() => {
     env?.cleanup();
     net?.cleanup();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
-
-  interface Loaded {
-    builtins: string[];
-    addons: string[];
-    resolved: string[];
-    stdout: string;
-  }
 
   function loaded(...args: string[]): Loaded {
     const r = env.run(...args);
     assert.equal(r.status, 0, `bpfd ${args.join(' ')}: ${r.stderr}`);
     const line = /\nloaded: (.*)\n/.exec(r.stderr);
     assert.ok(line, `no module report from bpfd ${args.join(' ')}: ${r.stderr}`);
-    return { ...(JSON.parse(line[1]) as Omit<Loaded, 'stdout'>), stdout: r.stdout };
+    const report = JSON.parse(line[1]) as { modules: string[]; mapped: string[] };
+    const addons: string[] = [];
+    const libraries: string[] = [];
+    for (const file of report.mapped) {
+      const addon = Object.entries(ADDONS).find(([, original]) => file.endsWith('.node') && sameBytes(file, original));
+      if (addon) addons.push(addon[0]);
+      else libraries.push(path.basename(file));
+    }
+    return { modules: report.modules, addons: addons.sort(), libraries, stdout: r.stdout };
   }
+  const has = (l: Loaded, prefix: string) => l.modules.some((m) => m.startsWith(prefix));
 
-  test('load and unload use OpenSSL through koffi, not node:crypto, and no perf_hooks', () => {
+  test('the trace sees the modules and addons a command really runs', () => {
+    const r = loaded('list');
+    assert.ok(has(r, 'src/cli/main.ts'), `the CLI itself is traced: ${r.modules.join(' ')}`);
+    assert.ok(has(r, 'lmdb:'), 'list reads the store through lmdb');
+    assert.deepEqual(r.addons, ['lmdb'], `list maps lmdb's addon, recognised by its bytes: ${r.libraries}`);
+  });
+
+  test('load and unload run libbpf through koffi; load consults the policy', () => {
     const load = loaded('load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', '--iface', net.ifB, '--netns', net.nsPathB, '-o', 'json');
-    assert.ok(load.addons.includes('koffi.node'), `load runs libbpf through koffi: ${load.addons}`);
-    for (const m of ['crypto', 'perf_hooks']) assert.ok(!load.builtins.includes(m), `load loaded ${m}`);
+    assert.deepEqual(load.addons, ['koffi', 'lmdb']);
+    assert.ok(load.libraries.some((l) => l.startsWith('libbpf.so')), `load maps libbpf: ${load.libraries}`);
+    assert.ok(has(load, '@open-policy-agent/opa-wasm:'), 'load evaluates the policy SDK');
+    assert.ok(!has(load, 'yaml:'), "the policy SDK's yaml parser stays unloaded: no shipped rule calls a yaml builtin");
     const unload = loaded('unload', String(JSON.parse(load.stdout).id));
-    for (const m of ['crypto', 'perf_hooks']) assert.ok(!unload.builtins.includes(m), `unload loaded ${m}`);
-    assert.deepEqual([...load.resolved, ...unload.resolved], [], 'load and unload resolve no package by name: the build fixed the paths');
+    assert.deepEqual(unload.addons, ['koffi', 'lmdb']);
+    assert.ok(unload.libraries.some((l) => l.startsWith('libbpf.so')), `unload maps libbpf: ${unload.libraries}`);
   });
 
   // get asks the kernel for the program's live info and counters, through koffi; list does not.
-  test('list answers from the store without koffi; neither list nor get loads node:crypto or perf_hooks', () => {
+  test('list answers from the store without koffi, libbpf or the policy; get adds koffi', () => {
     const id = String(env.run('load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', '-o', 'json').json().id);
     for (const args of [['list'], ['list', '-o', 'json'], ['get', id]]) {
       const r = loaded(...args);
-      assert.ok(r.addons.some((a) => a.includes('glibc')), `${args.join(' ')} reads the store through lmdb's addon: ${r.addons}`);
-      if (args[0] === 'list') assert.ok(!r.addons.includes('koffi.node'), `${args.join(' ')} loaded koffi`);
-      for (const m of ['crypto', 'perf_hooks']) assert.ok(!r.builtins.includes(m), `${args.join(' ')} loaded ${m}`);
-      assert.deepEqual(r.resolved, [], `${args.join(' ')} resolves no package by name`);
+      const what = args.join(' ');
+      assert.deepEqual(r.addons, args[0] === 'list' ? ['lmdb'] : ['koffi', 'lmdb'], what);
+      assert.equal(has(r, 'koffi:'), args[0] === 'get', `${what}: koffi evaluated only by get`);
+      assert.equal(has(r, 'src/loader/lib.ts'), args[0] === 'get', `${what}: the loader's native handles only in get`);
+      assert.equal(r.libraries.some((l) => l.startsWith('libbpf.so')), args[0] === 'get', `${what}: libbpf only in get: ${r.libraries}`);
+      assert.ok(!has(r, '@open-policy-agent/opa-wasm:'), `${what} evaluates no policy SDK`);
     }
   });
 
-  test('version reads no store: neither lmdb nor koffi', () => {
+  test('version reads no store: no lmdb, no koffi, no addon, no policy SDK', () => {
     const r = loaded('version');
     assert.deepEqual(r.addons, []);
-  });
-
-  // Installed with another layout (node_modules hoisted two levels up, say), the fixed paths
-  // miss and each shim resolves its package by name, as the packages themselves would.
-  test('a bundle whose fixed paths miss finds its dependencies by name and still works', () => {
-    const moved = path.join(dir, 'prefix', 'lib', 'bpfd', 'dist');
-    mkdirSync(path.dirname(moved), { recursive: true });
-    cpSync(path.dirname(BPFD), moved, { recursive: true });
-    symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'prefix', 'node_modules'));
-    for (const args of [['list', '-o', 'json'], ['version']]) {
-      const r = spawnSync(process.execPath, [path.join(moved, path.basename(BPFD)), ...args], { env: env.env, encoding: 'utf8' });
-      assert.equal(r.status, 0, `moved bundle: bpfd ${args.join(' ')}: ${r.stderr}`);
-      if (args[0] === 'list') {
-        const ids = (out: string) => (JSON.parse(out) as Array<{ id: number }>).map((p) => p.id);
-        assert.deepEqual(ids(r.stdout), ids(env.run('list', '-o', 'json').stdout), 'the moved bundle reads the same store');
-        const report = JSON.parse(/\nloaded: (.*)\n/.exec(r.stderr)?.[1] ?? '{}') as { resolved?: string[] };
-        assert.ok(report.resolved?.includes('ordered-binary'), `the moved bundle resolved its packages by name: ${JSON.stringify(report.resolved)}`);
-      }
-    }
+    assert.ok(!r.libraries.some((l) => l.startsWith('libbpf.so')), `${r.libraries}`);
+    for (const p of ['lmdb:', 'koffi:', 'msgpackr:', '@open-policy-agent/opa-wasm:']) assert.ok(!has(r, p), `version evaluated ${p}`);
+    assert.match(r.stdout, /policy sha256: [0-9a-f]{64}/);
   });
 });

@@ -1,0 +1,7 @@
+// `import x from 'bpfd:shipped-policy' with { type: 'file' }` (src/cli/entry.ts): the compile
+// (scripts/compile.mjs) resolves the name to wasm/bpfd.wasm, Bun embeds the file in the
+// executable, and the import is its path there.
+declare module 'bpfd:shipped-policy' {
+  const path: string;
+  export default path;
+}

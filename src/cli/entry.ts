@@ -1,0 +1,43 @@
+// The executable's entry point, and the one place that uses what only Bun offers: `bun build
+// --compile` (scripts/compile.mjs) starts here. Everything below it is portable TypeScript
+// that node's test runner imports as it is.
+import { readFileSync, writeSync } from 'node:fs';
+import shippedPolicy from 'bpfd:shipped-policy' with { type: 'file' };
+import { useEmbeddedPolicy } from '../base/paths.js';
+import { useNativeSha256 } from '../base/sha256.js';
+import { cli } from './main.js';
+
+// The shipped policy (wasm/bpfd.wasm: scripts/compile.mjs resolves the name) rides inside the
+// executable, as a path in Bun's embedded file system, so a copied bpfd needs nothing beside it;
+// BPFD_POLICY and /etc/bpfd/policy.wasm still win.
+useEmbeddedPolicy(shippedPolicy);
+
+// Bun hashes in native code (Bun.SHA256); node:crypto would first evaluate its JavaScript and the
+// streams it builds on, ~2 ms of `bpfd version`, which hashes the policy and nothing else.
+interface BunHash {
+  SHA256: { hash(data: Uint8Array): Uint8Array };
+}
+const { SHA256 } = (globalThis as unknown as { Bun: BunHash }).Bun;
+useNativeSha256((data) => {
+  const md = SHA256.hash(data);
+  return Buffer.from(md.buffer, md.byteOffset, md.byteLength);
+});
+
+// BPFD_TRACE_MODULES=1: on exit, say which bundled modules this command evaluated (each notes
+// itself, scripts/compile.mjs) and which shared objects the process mapped (native addons,
+// libbpf), for test/integration/startup-modules.test.ts. Inert unless set.
+const modules = (globalThis as { __bpfdModules?: string[] }).__bpfdModules;
+if (modules) {
+  process.on('exit', () => {
+    const mapped = new Set<string>();
+    for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+      const file = /\s(\/\S+\.(?:node|so(?:\.[0-9.]+)?))(?: \(deleted\))?$/.exec(line)?.[1];
+      if (file) mapped.add(file);
+    }
+    writeSync(2, `\nloaded: ${JSON.stringify({ modules, mapped: [...mapped] })}\n`);
+  });
+}
+
+cli(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});
