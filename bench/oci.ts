@@ -16,7 +16,7 @@ import { keysDir, trustedKeys, verifySignatures } from '../src/oci/cosign.js';
  */
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BPFD = path.join(ROOT, 'dist', 'bpfd.cjs');
+const BPFD = path.join(ROOT, 'dist', 'bpfd');
 const OBJ = path.join(ROOT, 'fixtures', 'bytecode', 'xdp_pass.o');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -42,7 +42,7 @@ export async function benchOci(rounds = 7): Promise<string[]> {
       const copies: number[] = [];
       for (let i = 0; i < rounds; i++) {
         const state = path.join(dir, `state-${bytes}-${i}`);
-        pulls.push(timeMs(process.execPath, [BPFD, 'pull', ref], { ...baseEnv, BPFD_STATE_DIR: state }).ms);
+        pulls.push(timeMs(BPFD, ['pull', ref], { ...baseEnv, BPFD_STATE_DIR: state }).ms);
         rmSync(state, { recursive: true, force: true });
         const target = path.join(dir, `skopeo-${bytes}-${i}`);
         copies.push(timeMs('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `dir:${target}`]).ms);
@@ -57,10 +57,10 @@ export async function benchOci(rounds = 7): Promise<string[]> {
     const env = { ...baseEnv, BPFD_STATE_DIR: path.join(dir, 'state-load') };
     const ref = `${reg.host}/bench/pass:v1`;
     pushWithSkopeo(ref, { object: OBJ, program: 'xdp_pass' });
-    timeMs(process.execPath, [BPFD, 'pull', ref], env);
+    timeMs(BPFD, ['pull', ref], env);
     const loadOnce = (args: string[]) => {
-      const r = timeMs(process.execPath, [BPFD, 'load', ...args, '--name', 'xdp_pass', '-o', 'json'], env);
-      timeMs(process.execPath, [BPFD, 'unload', String(JSON.parse(r.stdout).id)], env);
+      const r = timeMs(BPFD, ['load', ...args, '--name', 'xdp_pass', '-o', 'json'], env);
+      timeMs(BPFD, ['unload', String(JSON.parse(r.stdout).id)], env);
       return r.ms;
     };
     const file: number[] = [];
