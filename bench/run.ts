@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BUN, benchCli } from './cli.js';
 import { benchDispatcher } from './dispatcher.js';
+import { benchElfGate } from './elf-gate.js';
 import { benchRecovery } from './recovery.js';
 import { benchOci } from './oci.js';
 
@@ -37,6 +38,7 @@ async function benchPolicyUnderBun(): Promise<string[]> {
 
 const sections: Array<[string, () => Promise<string[]>]> = [
   ['CLI', () => benchCli()],
+  ['Strict ELF gate', () => benchElfGate()],
   ['XDP dispatcher', () => benchDispatcher()],
   ['Policy', () => benchPolicyUnderBun()],
   ['Lock and recovery check', () => benchRecovery()],

@@ -195,6 +195,22 @@ grant_problems contains [i, msg] if {
 	])
 }
 
+# Sharing the maps of a program someone else loaded (--map-owner-id) reads and
+# writes their maps, prog arrays included, so it steers their programs too: it
+# needs "manage_others", like acting on their program.
+grant_problems contains [i, msg] if {
+	input.action == "load"
+	is_object(input.map_owner)
+	input.map_owner.owner.uid != input.subject.uid
+	some i in matching_grants
+	not grants[i].manage_others == true
+	msg := concat("", [
+		"the load shares the maps of program ", format_int(input.map_owner.id, 10),
+		" (", quote(input.map_owner.name), "), which belongs to uid ", format_int(input.map_owner.owner.uid, 10),
+		", and the grant does not allow managing others' programs (manage_others)",
+	])
+}
+
 # --- sharing maps into applications' bpffs (bpfd bpffs share) -------------
 #
 # input.share names the mount (path), its owner (who gets the pins) and the
@@ -285,6 +301,22 @@ deny contains msg if {
 	msg := concat("", [
 		trim_suffix(kind, "s"), " ", name, " is forbidden to group ", quote(group),
 		" (rule ", quote(pattern), ")",
+	])
+}
+
+# The same rule for each tail-call target the load brings along: its code runs
+# in the same context, so a helper it calls is as good as called by the program.
+deny contains msg if {
+	loads_code
+	some kind in ["helpers", "kfuncs"]
+	some group in input.subject.groups
+	some pattern in data.forbidden[kind][group]
+	some target in object.get(input, ["program", "tail_calls"], [])
+	some name in object.get(target, kind, [])
+	matches(pattern, name)
+	msg := concat("", [
+		"tail-call target ", quote(target.name), " calls ", trim_suffix(kind, "s"), " ", name,
+		", forbidden to group ", quote(group), " (rule ", quote(pattern), ")",
 	])
 }
 

@@ -335,3 +335,38 @@ test_signature_rule_covers_only_its_repositories if {
 test_signature_rule_ignores_files if {
 	authz.decision.allow with input as object.union(load_input, {"subject": root}) with data.signatures as [{"keys": ["release.pub"]}]
 }
+
+# --- everything a load runs: tail-call targets, shared maps -----------------
+
+sneaky_target := {"name": "sneaky", "section": "xdp", "insn_count": 4, "helpers": ["bpf_redirect"], "kfuncs": []}
+
+test_forbidden_helper_in_tail_call_target if {
+	contractor := object.union(alice, {"groups": ["netops", "contractors"]})
+	innocent := object.union(program, {"name": "innocent", "tail_calls": [sneaky_target]})
+	inp := object.union(load_input, {"subject": contractor, "program": innocent})
+	denied_with(inp, "tail-call target \"sneaky\" calls helper bpf_redirect, forbidden to group \"contractors\" (rule \"bpf_redirect*\")")
+	decide(object.union(inp, {"subject": alice})).allow
+}
+
+test_forbidden_kfunc_in_tail_call_target if {
+	contractor := object.union(alice, {"groups": ["netops", "contractors"]})
+	target := object.union(sneaky_target, {"helpers": [], "kfuncs": ["bpf_kfunc_call_test"]})
+	innocent := object.union(program, {"tail_calls": [target]})
+	denied_with(object.union(load_input, {"subject": contractor, "program": innocent}), "calls kfunc bpf_kfunc_call_test")
+}
+
+bobs_maps := {"id": 42, "name": "xdp_count", "owner": {"uid": 1002, "username": "bob"}, "application": "billing", "maps": ["xdp_stats"]}
+
+test_sharing_another_owners_maps_needs_manage_others if {
+	inp := object.union(load_input, {"map_owner": bobs_maps})
+	denied_with(inp, "the load shares the maps of program 42 (\"xdp_count\"), which belongs to uid 1002, and the grant does not allow managing others' programs (manage_others)")
+
+	# a grant with manage_others allows it
+	lead := object.union(alice, {"groups": ["netops", "leads"]})
+	decide(object.union(inp, {"subject": lead})).allow
+}
+
+test_sharing_own_maps_needs_nothing_more if {
+	own := object.union(bobs_maps, {"owner": {"uid": 1001, "username": "alice"}})
+	decide(object.union(load_input, {"map_owner": own})).allow
+}

@@ -31,6 +31,17 @@ if ! dpkg-query -W -f='${Version}' libbpf1 2>/dev/null | grep -q '1:1\.[4-9]'; t
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports "${BACKPORTS[@]}" >/dev/null
 fi
 
+# The refusal of an older libbpf is tested against the real one: bookworm's libbpf 1.1.2, unpacked
+# (not installed) where only the test's LD_LIBRARY_PATH finds it.
+OLD_LIBBPF_DIR=/opt/bpfd-test/libbpf-1.1
+if [ ! -e "$OLD_LIBBPF_DIR/usr/lib/x86_64-linux-gnu/libbpf.so.1" ]; then
+  echo "setup: unpacking bookworm's libbpf 1.1.2 into $OLD_LIBBPF_DIR (for the libbpf version test)"
+  old=$(apt-cache madison libbpf1 | awk '$3 ~ /^1:1\.1\./ {print $3; exit}')
+  tmp=$(mktemp -d)
+  (cd "$tmp" && chmod 777 . && apt-get download -qq "libbpf1=$old" && mkdir -p "$OLD_LIBBPF_DIR" && dpkg-deb -x libbpf1_*.deb "$OLD_LIBBPF_DIR")
+  rm -rf "$tmp"
+fi
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

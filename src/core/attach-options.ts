@@ -1,6 +1,7 @@
 import { invalidInput } from '../base/errors.js';
 import { DEFAULT_PRIORITY, parseProceedOn, validatePriority } from '../dispatcher/planner.js';
 import type { XdpAction } from '../state/records.js';
+import { checkIfaceName } from './request-checks.js';
 
 export { parseProceedOn, proceedOnMask } from '../dispatcher/planner.js';
 export { DEFAULT_PRIORITY };
@@ -16,6 +17,7 @@ export interface XdpAttachOptions {
 /** Validates attach options before anything touches the kernel, so bad input costs nothing. */
 export function parseXdpAttach(o: { iface?: string; priority?: string | number; proceedOn?: string | string[]; mode?: string; netns?: string }): XdpAttachOptions {
   if (!o.iface) throw invalidInput('--iface is required to attach an XDP program');
+  checkIfaceName(o.iface);
   return {
     iface: o.iface,
     priority: parsePriority(o.priority),

@@ -4,6 +4,7 @@ import type { Context } from './context.js';
 import { TMP_MAPS_DIR } from '../loader/pin-names.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from '../state/records.js';
 import { ifaceKeyString, keyOfLink, type IfaceKey } from './iface-key.js';
+import { damagedRecord, linkRecordProblem, programRecordProblem } from '../state/record-check.js';
 import { checkAppMounts, type AppMountFinding, type PinIdentity } from './app-mount-check.js';
 
 /**
@@ -50,10 +51,17 @@ export type RunningLinks = (ctx: Context, key: IfaceKey) => number[];
  * it also asks the kernel which links each dispatcher runs. That is passed in rather than
  * imported so that this module, and a read that never reaches the kernel, do not load koffi.
  */
+/** A record read for reconcile, or the error naming what is wrong with it (state/record-check.ts). */
+function checkedRecord<T>(ctx: Context, what: string, value: T, problem: (v: unknown) => string | null): T {
+  const why = problem(value);
+  if (why) throw damagedRecord(ctx.paths.stateDir, what, (value as { id?: unknown } | null)?.id, why);
+  return value;
+}
+
 export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: RunningLinks; pins?: PinIdentity }): Detection {
   const store = ctx.store();
   const bootId = ctx.bootId();
-  const allLinks = store.links();
+  const allLinks = store.links().map((l) => checkedRecord(ctx, 'link', l, linkRecordProblem));
   const byProgram = new Map<number, LinkRecord[]>();
   for (const l of allLinks) byProgram.set(l.prog_id, [...(byProgram.get(l.prog_id) ?? []), l]);
   const linksOf = (id: number) => byProgram.get(id) ?? [];
@@ -62,7 +70,8 @@ export function detect(ctx: Context, opts: { deep: boolean; dispatchers?: Runnin
   // A program's pin is what keeps it alive, and bpfd pins every program it loads: one readdir
   // answers for all records, where asking the kernel would take a bpf() call each.
   const pinned = new Set(listDir(path.join(ctx.paths.bpffs, 'progs')));
-  for (const p of store.programs()) {
+  for (const raw of store.programs()) {
+    const p = checkedRecord(ctx, 'program', raw, programRecordProblem);
     if (p.boot_id !== bootId) findings.push({ kind: p.persist ? 'previous-boot-persisted' : 'previous-boot', program: p, links: linksOf(p.id) });
     else if (!pinned.has(String(p.id))) findings.push({ kind: 'program-gone', program: p, links: linksOf(p.id) });
     else programs.push(p);

@@ -3,7 +3,8 @@ import type { BpfElf } from '../loader/elf.js';
 import type { MapDescription } from '../loader/object.js';
 import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
-import { elfProgramFacts, groupNames } from '../policy/facts.js';
+import { groupNames } from '../policy/facts.js';
+import { requestFacts } from '../policy/request-facts.js';
 import type { PolicyImage, PolicyInput, PolicyProgram, PolicyShare } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
@@ -18,6 +19,8 @@ export interface GateRequest {
   metadata?: Record<string, string>;
   /** for a program from an OCI image, and for pull */
   image?: PolicyImage;
+  /** the program whose maps a load shares (--map-owner-id) */
+  mapOwner?: ProgramRecord;
   share?: PolicyShare;
 }
 
@@ -40,7 +43,7 @@ function recordFacts(r: ProgramRecord): PolicyProgram {
 export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
   const s = ctx.subject;
   const p = req.program;
-  const facts = p?.elf ? elfProgramFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
+  const facts = p?.elf ? requestFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
   const img = req.image;
   const program = img && facts ? { ...facts, image: img.reference, digest: img.digest ?? undefined } : img ? { image: img.reference, ...(img.digest ? { digest: img.digest } : {}) } : facts;
   return {
@@ -63,8 +66,13 @@ export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
     ...(p?.record ? { owner: p.record.owner } : {}),
     application: req.application ?? null,
     metadata: req.metadata ?? {},
+    ...(req.mapOwner ? { map_owner: mapOwnerFacts(req.mapOwner) } : {}),
     ...(req.share ? { share: req.share } : {}),
   };
+}
+
+function mapOwnerFacts(r: ProgramRecord): NonNullable<PolicyInput['map_owner']> {
+  return { id: r.id, name: r.name, owner: r.owner, application: r.application, maps: r.map_names };
 }
 
 /**

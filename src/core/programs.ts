@@ -21,6 +21,8 @@ import { openBpfObject, progPinPath, type LoadedProgram } from '../loader/object
 import { syncAppMounts, warnSyncProblems } from './app-mount-sync.js';
 import type { PolicyInput } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../state/records.js';
+import { checkMapSizes } from './map-limits.js';
+import { checkMetadata } from './request-checks.js';
 
 export { programIn, type DryRunResult };
 
@@ -52,6 +54,7 @@ const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 /** Loads a program from an object file and, with attach options, attaches it in the same step. */
 export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<ProgramView | DryRunResult> {
   requireRoot('bpfd load');
+  checkMetadata(req.metadata);
   const elf = timedSync('read object', () => readBpfElf(path.resolve(req.path)));
   const program = programIn(elf, req.name, req.type, req.attach !== undefined);
   return ctx.exclusive(async () => loadObject(ctx, timedSync('recovery check', () => reconcile(ctx, true)), { ...req, elf, program }));
@@ -92,7 +95,9 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
       application: req.application ?? null,
       metadata: req.metadata,
       image: req.image,
+      mapOwner: req.mapOwnerId === undefined ? undefined : state.programs.find((p) => p.id === req.mapOwnerId),
     });
+    checkMapSizes(input.program?.maps ?? [], elf.path);
     if (req.dryRun) {
       const order = dryRunOrder(state, join, { name: req.name, priority: req.attach?.priority ?? 0, application: req.application });
       return { dry_run: true as const, allow: decision.allow, reasons: decision.reasons, order };

@@ -216,12 +216,37 @@ export const XdpLinkInfoStruct = koffi.struct('bpfd_link_info_xdp', {
   union_rest: koffi.array('uint8_t', 44),
 });
 
-/** libbpf's struct bpf_link_create_opts, up to the fields bpfd sets (sz says how much is given) */
-export const LinkCreateOpts = koffi.struct('bpf_link_create_opts_head', { sz: 'size_t', flags: u32 });
-/** libbpf's struct bpf_link_update_opts, up to old_prog_fd */
-export const LinkUpdateOpts = koffi.struct('bpf_link_update_opts_head', { sz: 'size_t', flags: u32, old_prog_fd: u32 });
-/** libbpf's struct bpf_object_open_opts, up to object_name */
-export const ObjectOpenOpts = koffi.struct('bpf_object_open_opts_head', { sz: 'size_t', object_name: 'const char *' });
+/**
+ * libbpf's option structs at their 1.4 sizes (libbpf.h and bpf.h of libbpf 1.4.6, checked against
+ * the C headers: open 88, link_create 80, link_update 24 bytes). libbpf reads `sz` to know how
+ * much of the struct the caller knows; 1.4's full struct, zeroed past what bpfd sets, is what
+ * 1.4 expects (bpfd refuses older libbpf, see libbpf-version.ts).
+ */
+export const LinkCreateOpts = koffi.struct('bpf_link_create_opts', {
+  sz: 'size_t',
+  flags: u32,
+  iter_info: 'void *',
+  iter_info_len: u32,
+  target_btf_id: u32,
+  /** the union of perf_event, kprobe_multi, uprobe_multi, tracing, netfilter, tcx, netkit */
+  target: koffi.array('uint64_t', 6),
+});
+export const LinkUpdateOpts = koffi.struct('bpf_link_update_opts', { sz: 'size_t', flags: u32, old_prog_fd: u32, old_map_fd: u32 });
+export const ObjectOpenOpts = koffi.struct('bpf_object_open_opts', {
+  sz: 'size_t',
+  object_name: 'const char *',
+  relaxed_maps: 'bool',
+  pin_root_path: 'const char *',
+  _removed_attach_prog_fd: u32,
+  kconfig: 'const char *',
+  btf_custom_path: 'const char *',
+  kernel_log_buf: 'char *',
+  kernel_log_size: 'size_t',
+  kernel_log_level: u32,
+  bpf_token_path: 'const char *',
+});
+/** Sizes of the same structs in libbpf 1.4's headers, for the unit test. */
+export const LIBBPF_1_4_SIZES = { bpf_object_open_opts: 88, bpf_link_create_opts: 80, bpf_link_update_opts: 24 } as const;
 
 /** A zeroed buffer the size of a koffi struct, with `fields` encoded into it. */
 export function encodeStruct(type: TypeObject, fields: Record<string, unknown>): Buffer {

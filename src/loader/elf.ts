@@ -1,6 +1,8 @@
 import { sha256Hex } from '../base/sha256.js';
-import { readFileSync } from 'node:fs';
 import { invalidInput } from '../base/errors.js';
+import { timedSync } from '../base/timings.js';
+import { checkBpfObject, EM_BPF, SHF_EXECINSTR, SHT, STB_GLOBAL, STT } from './elf-gate.js';
+import { readObjectFile } from './object-file.js';
 
 /**
  * Just enough ELF to judge a BPF object before libbpf sees it: whether it is one at all, which
@@ -9,13 +11,10 @@ import { invalidInput } from '../base/errors.js';
  * state, and keeps policy facts available without loading anything.
  */
 
-const EM_BPF = 247;
-const SHT_SYMTAB = 2;
-const SHT_REL = 9;
-const SHF_EXECINSTR = 0x4;
-const STT_OBJECT = 1;
-const STT_FUNC = 2;
-const STB_GLOBAL = 1;
+const SHT_SYMTAB = SHT.SYMTAB;
+const SHT_REL = SHT.REL;
+const STT_OBJECT = STT.OBJECT;
+const STT_FUNC = STT.FUNC;
 
 export interface ElfSection {
   index: number;
@@ -73,16 +72,7 @@ export interface BpfElf {
 }
 
 export function readBpfElf(path: string): BpfElf {
-  let data: Buffer;
-  try {
-    data = readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw invalidInput(`bytecode file ${path} does not exist`, ['give the path of a compiled BPF object (.o) with --path']);
-    if (code === 'EISDIR') throw invalidInput(`bytecode path ${path} is a directory, not a BPF object file`);
-    throw invalidInput(`cannot read bytecode file ${path}: ${(e as Error).message}`);
-  }
-  return parseBpfElf(path, data);
+  return parseBpfElf(path, readObjectFile(path));
 }
 
 export function parseBpfElf(path: string, data: Buffer): BpfElf {
@@ -93,6 +83,8 @@ export function parseBpfElf(path: string, data: Buffer): BpfElf {
   if (data[5] !== 1) throw notBpf('not little-endian (big-endian BPF objects do not run on this host)');
   const machine = data.readUInt16LE(18);
   if (machine !== EM_BPF) throw notBpf(`ELF machine is ${machine}, not BPF (${EM_BPF})`);
+  // Everything below indexes the buffer with the file's own numbers: the gate checked them all.
+  timedSync('object gate', () => checkBpfObject(path, data));
 
   const shoff = Number(data.readBigUInt64LE(40));
   const shentsize = data.readUInt16LE(58);

@@ -1,10 +1,14 @@
 import koffi from 'koffi';
+import { libbpfVersionOf, unsupportedLibbpf } from './libbpf-version.js';
 
 /**
- * The one place that opens native libraries. libbpf 1.1 (Debian bookworm) is the system
- * library; everything else in src/loader declares its functions against these handles.
+ * The one place that opens native libraries. libbpf 1.4 (bookworm-backports) or newer is
+ * required; everything else in src/loader declares its functions against these handles.
  */
 export const libbpf = koffi.load('libbpf.so.1');
+// Refuse an older libbpf before any of its functions is declared or called (see libbpf-version.ts).
+const loadedLibbpf = libbpfVersionOf(libbpf);
+if (!loadedLibbpf.supported) throw unsupportedLibbpf(loadedLibbpf);
 export const libc = koffi.load('libc.so.6');
 
 /**

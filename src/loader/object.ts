@@ -7,7 +7,7 @@ import { objPin, progInfo, type ProgInfo } from './bpf.js';
 import type { BpfElf } from './elf.js';
 import { koffi, libbpf, takeLibbpfLog, withSignalsBlocked } from './lib.js';
 
-const open_mem = libbpf.func('bpf_object *bpf_object__open_mem(const void *buf, size_t size, const bpf_object_open_opts_head *opts)');
+const open_mem = libbpf.func('bpf_object *bpf_object__open_mem(const void *buf, size_t size, const bpf_object_open_opts *opts)');
 const obj_load = libbpf.func('int bpf_object__load(bpf_object *obj)');
 const obj_close = libbpf.func('void bpf_object__close(bpf_object *obj)');
 const next_program = libbpf.func('bpf_program *bpf_object__next_program(bpf_object *obj, bpf_program *prev)');
@@ -77,7 +77,7 @@ export function openBpfObject(elf: BpfElf): BpfObjectHandle {
   const obj = openObject(elf);
   const openErr = Number(get_error(obj));
   if (!obj || openErr) {
-    throw failed(`libbpf could not open ${elf.path}: ${new KernelError('open', -openErr || Errno.EINVAL).message.replace(/^open: /, '')}`, logLines(takeLibbpfLog()));
+    throw libbpfRefused(elf, openErr);
   }
   let closed = false;
   return {
@@ -213,6 +213,17 @@ function applyGlobals(map: unknown, mname: string, patches: GlobalPatch[]) {
   for (const p of patches) p.bytes.copy(value, p.offset);
   const rc = map_set_initial_value(map, value, value.length);
   if (rc < 0) throw new KernelError(`set initial value of ${mname}`, -rc);
+}
+
+/**
+ * libbpf refusing to open an object is bad input like any other malformed object: exit 2 with
+ * libbpf's own words, which say what it found wrong.
+ */
+function libbpfRefused(elf: BpfElf, err: number): BpfdError {
+  const words = logLines(takeLibbpfLog()).map((l) => l.replace(/^libbpf: /, ''));
+  const reason = words.find((l) => /error|invalid|corrupt|missing|fail|unsupported|bad/i.test(l)) ?? words[words.length - 1];
+  const errno = new KernelError('', -err || Errno.EINVAL).message.slice(2);
+  return invalidInput(`${elf.path} is not a valid BPF object: libbpf refused it (${errno})${reason ? `: ${reason}` : ''}`, words.slice(-20));
 }
 
 function logLines(log: string): string[] {

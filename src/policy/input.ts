@@ -44,6 +44,29 @@ export interface PolicyProgram {
   /** kfunc names, sorted, each once */
   kfuncs: string[];
   maps: PolicyMap[];
+  /**
+   * Programs bpfd loads with this one as tail-call targets (named in the object's prog arrays),
+   * each with its own facts; insn_count, helpers and kfuncs above already include theirs.
+   */
+  tail_calls?: PolicyTailCall[];
+}
+
+export interface PolicyTailCall {
+  name: string;
+  section: string;
+  insn_count: number;
+  helpers: string[];
+  kfuncs: string[];
+}
+
+/** The program whose maps a load shares (--map-owner-id), and who it belongs to. */
+export interface PolicyMapOwner {
+  id: number;
+  name: string;
+  owner: { uid: number; username: string };
+  application: string | null;
+  /** the maps shared, as pinned: every map of that program */
+  maps: string[];
 }
 
 /** Only `image` is known when pulling: the program facts come after the pull. */
@@ -93,6 +116,8 @@ export interface PolicyInput {
   owner?: { uid: number; username: string };
   application?: string | null;
   metadata?: Record<string, string>;
+  /** a load with --map-owner-id: the program whose maps (prog arrays included) it will use */
+  map_owner?: PolicyMapOwner;
   /** action share: where the maps go, to whom, with which mode */
   share?: PolicyShare;
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { addFuel, FUEL_EXPORT, WasmRewriteError } from './wasm-fuel.js';
 import { sha256Hex } from '../base/sha256.js';
+import { dataDepthProblem, dataFileProblem } from './data-limits.js';
 
 /**
  * Loading a compiled policy module and its data document. Every way this can go wrong becomes a
@@ -192,12 +193,16 @@ function chooseEntrypoint(path: string, policy: LoadedPolicy): string {
 /** A missing data file means "no grants"; an unreadable or unparsable one must not mean that. */
 export function readData(path: string): PolicyData {
   let text: string;
+  const tooBig = dataFileProblem(path);
+  if (tooBig) return { path, ok: false, error: tooBig };
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { path, ok: true, document: {} };
     return { path, ok: false, error: `policy data ${path} cannot be read: ${message(e)}` };
   }
+  const tooDeep = dataDepthProblem(path, text);
+  if (tooDeep) return { path, ok: false, error: tooDeep };
   let doc: unknown;
   try {
     doc = JSON.parse(text);

@@ -4,6 +4,7 @@ import { failed } from '../base/errors.js';
 import { lmdbFileProblem } from './store-check.js';
 import { migrate, SCHEMA_VERSION } from './migrations.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from './records.js';
+import { storeOpenError } from './store-errors.js';
 
 /**
  * The LMDB environment under BPFD_STATE_DIR and its sub-databases. Private to src/state: the
@@ -32,10 +33,11 @@ export function openHandles(stateDir: string): Handles {
   try {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const problem = lmdbFileProblem(stateDir);
-    if (problem) throw new Error(problem);
+    if (problem) throw storeOpenError(stateDir, new Error(problem), true);
     root = open({ path: stateDir, maxDbs: 16, compression: false, noMemInit: true });
   } catch (e) {
-    throw storeUnreadable(stateDir, e);
+    if (e instanceof Error && e.name === 'BpfdError') throw e;
+    throw storeOpenError(stateDir, e);
   }
   try {
     const h: Handles = {
@@ -59,16 +61,8 @@ export function openHandles(stateDir: string): Handles {
     return h;
   } catch (e) {
     if (e instanceof Error && e.name === 'BpfdError') throw e;
-    throw storeUnreadable(stateDir, e);
+    throw storeOpenError(stateDir, e);
   }
-}
-
-function storeUnreadable(dir: string, e: unknown) {
-  const why = e instanceof Error ? e.message : String(e);
-  return failed(`cannot open the bpfd store in ${dir}: ${why}`, [
-    `to recover: move ${dir} aside (mv ${dir} ${dir}.damaged); the next bpfd command starts an empty store`,
-    'and removes the programs it finds pinned without a record, so reload what you need afterwards',
-  ]);
 }
 
 /** Next value of a named counter, inside the caller's write transaction. */

@@ -10,6 +10,9 @@ export const BPFD = path.join(ROOT, 'dist', 'bpfd');
 export const FIXTURES = path.join(ROOT, 'fixtures', 'bytecode');
 export const fixture = (name: string) => path.join(FIXTURES, name);
 
+/** The command line that runs the shipped executable with these arguments (for async spawns). */
+export const bpfdArgv = (argv: string[]): string[] => [BPFD, ...argv];
+
 export interface RunResult {
   status: number;
   stdout: string;
@@ -41,7 +44,7 @@ export function makeEnv(extra: NodeJS.ProcessEnv = {}): Env {
   };
   const bpffs = path.join(dir, 'run', 'fs');
   const run = (argv: string[], pre: string[] = []): RunResult => {
-    const [cmd, ...args] = [...pre, BPFD, ...argv];
+    const [cmd, ...args] = [...pre, ...bpfdArgv(argv)];
     const r = spawnSync(cmd, args, { env, encoding: 'utf8', timeout: 60_000 });
     return {
       status: r.status ?? -1,

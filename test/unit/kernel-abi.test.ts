@@ -26,9 +26,10 @@ const STRUCTS: Record<string, StructCheck> = {
   ProgInfoStruct: { ts: abi.ProgInfoStruct, c: 'struct bpf_prog_info', fields: { flags: null }, size: true },
   MapInfoStruct: { ts: abi.MapInfoStruct, c: 'struct bpf_map_info', size: true },
   XdpLinkInfoStruct: { ts: abi.XdpLinkInfoStruct, c: 'struct bpf_link_info', fields: { union_align: null, union_rest: null, xdp_ifindex: 'xdp.ifindex' }, size: true },
-  LinkCreateOpts: { ts: abi.LinkCreateOpts, c: 'struct bpf_link_create_opts', size: false },
-  LinkUpdateOpts: { ts: abi.LinkUpdateOpts, c: 'struct bpf_link_update_opts', size: false },
-  ObjectOpenOpts: { ts: abi.ObjectOpenOpts, c: 'struct bpf_object_open_opts', size: false },
+  // libbpf 1.4's whole option structs (issue #12): every field and the size match its headers
+  LinkCreateOpts: { ts: abi.LinkCreateOpts, c: 'struct bpf_link_create_opts', fields: { target: 'perf_event' }, size: true },
+  LinkUpdateOpts: { ts: abi.LinkUpdateOpts, c: 'struct bpf_link_update_opts', size: true },
+  ObjectOpenOpts: { ts: abi.ObjectOpenOpts, c: 'struct bpf_object_open_opts', fields: { _removed_attach_prog_fd: null }, size: true },
 };
 
 /** name in abi.ts -> C expression of its value */
