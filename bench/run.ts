@@ -7,6 +7,7 @@ import { benchElfGate } from './elf-gate.js';
 import { benchPolicyCases } from './policy-cases.js';
 import { benchRecovery } from './recovery.js';
 import { benchService } from './service.js';
+import { benchOci } from './oci.js';
 
 /** `npm run bench`: every benchmark in one run, each printed beside its reference. Needs root. */
 if (process.getuid?.() !== 0) {
@@ -48,6 +49,7 @@ const sections: Array<[string, () => Promise<string[]>]> = [
   ['Policy cases (bpfd policy test)', () => benchPolicyCases()],
   ['Lock and recovery check', () => benchRecovery()],
   ['Service (bpfman.v1 over the unix socket)', () => benchService()],
+  ['Images', () => benchOci()],
 ];
 for (const [name, run] of sections) {
   console.log(`\n### ${name}`);

@@ -5,6 +5,7 @@ import { systemCommand } from './system.js';
 import { doctorCommand } from './doctor.js';
 import { bpffsCommand } from './bpffs.js';
 import { versionCommand } from './version.js';
+import { imageCommand, imagesCommand, pullCommand } from './images.js';
 import { BpfdError } from '../base/errors.js';
 import { ExitCode, exitCodeOf } from './exit-codes.js';
 import { writeErr, writeOut } from './output.js';
@@ -28,6 +29,9 @@ const main = defineCommand({
     doctor: doctorCommand,
     bpffs: bpffsCommand,
     version: versionCommand,
+    pull: pullCommand,
+    images: imagesCommand,
+    image: defineCommand(imageCommand),
   },
 });
 

@@ -90,6 +90,28 @@ function parseGlobals(list: string[] | undefined): Record<string, Buffer> {
   return out;
 }
 
+/** The load and attach options `load file` and `load image` share, as a request. */
+function loadRequestOf(p: Parsed) {
+  const v = p.values;
+  return {
+    name: v.name as string,
+    type: v.type as ProgramType | undefined,
+    metadata: parsePairs(v.metadata as string[] | undefined, '--metadata'),
+    globals: parseGlobals(v.global as string[] | undefined),
+    mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
+    application: (v.application as string | undefined) ?? null,
+    persist: v.persist === true,
+    attach: attachFrom(p, false),
+    dryRun: v['dry-run'] === true,
+  };
+}
+
+function printLoaded(p: Parsed, view: Awaited<ReturnType<typeof import('../core/programs.js').loadFile>>): void {
+  if (isJson(p)) printJson(view);
+  else if ('dry_run' in view) writeOut(dryRunText(view));
+  else writeOut(programDetail(view));
+}
+
 const loadFile = bpfdCommand({
   name: 'load file',
   description: 'Load a program from a BPF object file; with --iface, attach it too',
@@ -115,19 +137,9 @@ const loadFile = bpfdCommand({
     const ctx = await ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
     const view = await load(ctx, {
       path: v.path as string,
-      name: v.name as string,
-      type: v.type as ProgramType | undefined,
-      metadata: parsePairs(v.metadata as string[] | undefined, '--metadata'),
-      globals: parseGlobals(v.global as string[] | undefined),
-      mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
-      application: (v.application as string | undefined) ?? null,
-      persist: v.persist === true,
-      attach: attachFrom(p, false),
-      dryRun: v['dry-run'] === true,
+      ...loadRequestOf(p),
     });
-    if (isJson(p)) printJson(view);
-    else if ('dry_run' in view) writeOut(dryRunText(view));
-    else writeOut(programDetail(view));
+    printLoaded(p, view);
   },
 });
 
@@ -144,18 +156,41 @@ async function sectionType(file: string, name: string): Promise<string> {
 
 const loadImage = bpfdCommand({
   name: 'load image',
-  description: 'Load a program from an OCI image in bpfman\'s bytecode image format',
+  description: [
+    "Load a program from an OCI image in bpfman's bytecode image format; with --iface, attach it too.",
+    'The image is pulled (or taken from the cache, per --pull-policy) and its blobs checked against their',
+    'digests; the object in its first layer goes through the same checks and policy as load file, with the',
+    "image's reference, digest, labels and cosign signature (against the keys in /etc/bpfd/keys, BPFD_KEYS_DIR)",
+    'as facts for the policy. Example: bpfd load image --image-url quay.io/org/prog:v1 --name xdp_pass --iface eth0',
+  ].join(' '),
   options: {
-    'image-url': { type: 'string', description: 'image reference, e.g. quay.io/org/prog:v1', valueHint: 'REF' },
-    'pull-policy': { type: 'string', description: 'Always, IfNotPresent or Never', valueHint: 'POLICY' },
-    'registry-auth': { type: 'string', description: 'base64 of user:password', valueHint: 'B64' },
+    'image-url': { type: 'string', description: 'image reference, e.g. quay.io/org/prog:v1 or REGISTRY/REPO@sha256:DIGEST (required)', valueHint: 'REF' },
+    'pull-policy': {
+      type: 'string',
+      description: 'Always (pull every time), IfNotPresent (default: the cache, unless the tag now names another digest; one HEAD request) or Never (the cache only)',
+      valueHint: 'POLICY',
+    },
+    'registry-auth': { type: 'string', description: 'base64 of user:password (default: BPFD_REGISTRY_AUTH, then containers/docker auth files)', valueHint: 'B64' },
     ...loadOptions,
     ...attachOptions,
     ...lockOption,
     ...outputOption,
   },
-  async run() {
-    throw failed('loading from OCI images is not available in this build yet', ['pull the object out of the image yourself and use: bpfd load file --path OBJ']);
+  async run(p) {
+    const v = p.values;
+    if (!v['image-url']) throw invalidInput('--image-url is required: the image to load from, e.g. quay.io/org/prog:v1');
+    if (!v.name) throw invalidInput('--name is required: the function name of the program in the image');
+    const { loadImage: load, PULL_POLICIES } = await import('../core/images.js');
+    const policy = (v['pull-policy'] as string | undefined) ?? 'IfNotPresent';
+    if (!PULL_POLICIES.includes(policy as never)) throw invalidInput(`--pull-policy ${policy}: give Always, IfNotPresent or Never`);
+    const ctx = await ctxFor(p, `bpfd load image --image-url ${v['image-url'] as string} --name ${v.name as string}`);
+    const view = await load(ctx, {
+      image: v['image-url'] as string,
+      pullPolicy: policy as 'Always' | 'IfNotPresent' | 'Never',
+      registryAuth: v['registry-auth'] as string | undefined,
+      ...loadRequestOf(p),
+    });
+    printLoaded(p, view);
   },
 });
 

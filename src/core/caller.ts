@@ -21,6 +21,11 @@ export const DELEGATION_REFUSED_ENV = [
   'BPFD_BOOT_ID',
   'BPFD_POLICY_FUEL',
   'BPFD_DECISION_LOG_MAX',
+  // keys of one's own would make one's own signatures count; a registries file of one's own
+  // allows plain HTTP to any host; a layer cap of one's own lifts a limit the policy relies on
+  'BPFD_KEYS_DIR',
+  'BPFD_REGISTRIES_CONFIG',
+  'BPFD_MAX_LAYER_BYTES',
 ] as const;
 
 export interface SudoCaller {

@@ -6,7 +6,7 @@ import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
 import { groupNames } from '../base/accounts.js';
 import { requestFacts } from '../policy/request-facts.js';
-import type { PolicyExisting, PolicyInput, PolicyProgram, PolicyShare, PolicySubject } from '../policy/input.js';
+import type { PolicyExisting, PolicyImage, PolicyInput, PolicyProgram, PolicyShare, PolicySubject } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
 export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull' | 'share';
@@ -18,14 +18,14 @@ export interface GateRequest {
   existing?: Array<{ link: LinkRecord; program: ProgramRecord | undefined }>;
   application?: string | null;
   metadata?: Record<string, string>;
+  /** for a program from an OCI image, and for pull */
+  image?: PolicyImage;
   /** the program whose maps a load shares (--map-owner-id) */
   mapOwner?: ProgramRecord;
   /** `policy eval --existing`: the programs already there, given as facts rather than records */
   existingFacts?: PolicyExisting[];
   /** `policy eval --owner`: who loaded the program acted on, when there is no record of it */
   owner?: { uid: number; username: string };
-  /** a program from a registry: its image (a pull has nothing else) and manifest digest */
-  bytecode?: { image: string; digest?: string };
   share?: PolicyShare;
 }
 
@@ -71,13 +71,16 @@ export function existingFacts(link: LinkRecord, program: ProgramRecord | undefin
  */
 export function policyInputFor(subject: PolicySubject, req: GateRequest): PolicyInput {
   const p = req.program;
-  const program = p?.elf ? requestFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
+  const facts = p?.elf ? requestFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
+  const img = req.image;
+  const program = img && facts ? { ...facts, image: img.reference, digest: img.digest ?? undefined } : img ? { image: img.reference, ...(img.digest ? { digest: img.digest } : {}) } : facts;
   const existing = req.existingFacts ?? req.existing?.map(({ link, program: ep }) => existingFacts(link, ep));
   const owner = p?.record ? p.record.owner : req.owner;
   return {
     subject,
     action: req.action,
-    ...(program ? { program: req.bytecode ? withSource(program, req.bytecode) : program } : req.bytecode ? { program: req.bytecode } : {}),
+    ...(img ? { image: img } : {}),
+    ...(program ? { program } : {}),
     ...(req.attach ? { attach: req.attach } : {}),
     ...(existing ? { existing } : {}),
     ...(owner ? { owner } : {}),
@@ -92,11 +95,6 @@ function mapOwnerFacts(r: ProgramRecord): NonNullable<PolicyInput['map_owner']> 
   return { id: r.id, name: r.name, owner: r.owner, application: r.application, maps: r.map_names };
 }
 
-/** Facts of a program that came from a registry: its image and digest stand for the file's sha256. */
-function withSource(program: PolicyProgram, source: { image: string; digest?: string }): PolicyProgram {
-  const { sha256: _file, ...rest } = program;
-  return { ...rest, image: source.image, ...(source.digest ? { digest: source.digest } : {}) };
-}
 
 /**
  * Asks the policy before any mutating step and logs the decision; a deny (or any failure to

@@ -7,7 +7,9 @@ import { openBpfObject } from '../loader/object.js';
 import { readBpfElf, type BpfElf } from '../loader/elf.js';
 import { groupNames, passwdEntry } from '../base/accounts.js';
 import { subjectFromCredentials } from '../policy/facts.js';
-import type { PolicyAction, PolicyExisting, PolicyInput, PolicySubject } from '../policy/input.js';
+import type { PolicyAction, PolicyExisting, PolicyImage, PolicyInput, PolicySubject } from '../policy/input.js';
+import { parseReference } from '../oci/reference.js';
+import { policyImage } from './images.js';
 import type { ProgramType } from '../state/records.js';
 
 /**
@@ -51,7 +53,7 @@ function gateRequest(req: DescribedRequest, label: FieldLabel): GateRequest {
   const { action } = req;
   if (action === 'pull') {
     if (!req.image) throw invalidInput(`a pull needs ${label('image')} REF (the image to pull)`);
-    return { action, bytecode: { image: req.image }, application: req.application ?? null, metadata: req.metadata ?? {} };
+    return { action, image: describedImage(req.image, undefined, label), application: req.application ?? null, metadata: req.metadata ?? {} };
   }
   if (!req.object) throw invalidInput(`${action} needs ${label('object')} OBJ: the policy decides on facts read from the bytecode`);
   if (!req.name) throw invalidInput(`${action} needs ${label('name')} FUNC: the program's function in ${req.object}`);
@@ -75,7 +77,7 @@ function gateRequest(req: DescribedRequest, label: FieldLabel): GateRequest {
   return {
     action,
     program: { elf, maps, name: req.name, type, section },
-    ...(req.image ? { bytecode: { image: req.image, ...(req.digest ? { digest: req.digest } : {}) } } : {}),
+    ...(req.image ? { image: describedImage(req.image, req.digest, label) } : {}),
     attach: req.attach,
     // a load or an attach sees what is on the interface (nothing, without one); detach and unload do not
     ...(action === 'load' || action === 'attach' ? { existingFacts: req.existing ?? [] } : {}),
@@ -143,4 +145,19 @@ function subjectOf(as: string | undefined, groups: string[] | undefined, via: 'c
   if (!groups) return subject;
   const named = groups.map((g) => (/^\d+$/.test(g) ? groupNames([Number(g)])[0] : g));
   return { ...subject, groups: [...new Set([...subject.groups, ...named])] };
+}
+
+/**
+ * An image as a real request gives it to the policy (core/images.ts policyImage), from the
+ * reference and digest given: before a pull there are no labels and no signature to check.
+ */
+function describedImage(reference: string, digest: string | undefined, label: FieldLabel): PolicyImage {
+  let ref;
+  try {
+    ref = parseReference(reference);
+  } catch (e) {
+    throw invalidInput(`${label('image')} ${reference}: ${(e as Error).message}`);
+  }
+  const image = policyImage(ref, null);
+  return digest ? { ...image, digest } : image;
 }
