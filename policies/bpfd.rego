@@ -93,6 +93,15 @@ missing_permission contains msg if {
 	msg := concat("", ["grant ", quote(grant_name(i)), ": ", problem])
 }
 
+missing_permission contains msg if {
+	input.subject.via == "tcp"
+	count(matching_grants) == 0
+	msg := concat("", [
+		"calls over TCP are anonymous: an administrator can allow them with a grant ",
+		"whose \"via\" lists \"tcp\" in the data document (BPFD_POLICY_DATA)",
+	])
+}
+
 matching_grants contains i if {
 	some i, g in grants
 	grant_names_subject(g)
@@ -121,6 +130,13 @@ grant_names_subject(g) if input.subject.username in g.users
 grant_names_subject(g) if {
 	some group in input.subject.groups
 	group in g.groups
+}
+
+# Callers over TCP are anonymous: nothing proves a uid, a name or a group, so
+# only a grant that lists "tcp" in "via" applies to them.
+grant_names_subject(g) if {
+	input.subject.via == "tcp"
+	"tcp" in g.via
 }
 
 grant_name(i) := grants[i].name if is_string(grants[i].name)
@@ -208,34 +224,6 @@ grant_problems contains [i, msg] if {
 		"the load shares the maps of program ", format_int(input.map_owner.id, 10),
 		" (", quote(input.map_owner.name), "), which belongs to uid ", format_int(input.map_owner.owner.uid, 10),
 		", and the grant does not allow managing others' programs (manage_others)",
-	])
-}
-
-# --- sharing maps into applications' bpffs (bpfd bpffs share) -------------
-#
-# input.share names the mount (path), its owner (who gets the pins) and the
-# pins' mode. A grant with "share_paths" limits where its holder may share;
-# one with "share_modes" limits the modes it may give.
-
-grant_problems contains [i, msg] if {
-	input.action == "share"
-	some i in matching_grants
-	is_array(grants[i].share_paths)
-	not matches_any(grants[i].share_paths, input.share.path)
-	msg := concat("", [
-		"sharing into ", quote(input.share.path),
-		" is not granted (granted: ", list(grants[i].share_paths), ")",
-	])
-}
-
-grant_problems contains [i, msg] if {
-	input.action == "share"
-	some i in matching_grants
-	is_array(grants[i].share_modes)
-	not input.share.mode in grants[i].share_modes
-	msg := concat("", [
-		"share mode ", quote(input.share.mode),
-		" is not granted (granted: ", list(grants[i].share_modes), ")",
 	])
 }
 

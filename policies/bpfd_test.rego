@@ -267,6 +267,75 @@ test_patterns if {
 	not authz.matches("eth*", "veth0")
 }
 
+# --- images: registries, repositories, signatures ---------------------------
+
+image_grant := {"name": "images", "uids": [1001], "registries": ["registry.example.com"], "repositories": ["net/*"]}
+
+pulled_image := {
+	"reference": "registry.example.com/net/xdp:1", "registry": "registry.example.com", "repository": "net/xdp",
+	"digest": "sha256:aa", "labels": {},
+	"signature": {"verified": true, "key": "release.pub", "fingerprint": "ff", "reason": null},
+}
+
+image_load := object.union(load_input, {"image": pulled_image})
+
+root_image_load := object.union(image_load, {"subject": root})
+
+denied_by(inp, g, sigs, fragment) if {
+	d := authz.decision with input as inp with data.grants as g with data.signatures as sigs
+	d.allow == false
+	some r in d.reasons
+	contains(r, fragment)
+}
+
+test_grant_registry_and_repository_admit if {
+	authz.decision.allow with input as object.union(image_load, {"subject": alice}) with data.grants as [image_grant]
+}
+
+test_grant_other_registry if {
+	inp := object.union(image_load, {"subject": alice, "image": object.union(pulled_image, {"registry": "evil.example.org"})})
+	denied_by(inp, [image_grant], [], "registry \"evil.example.org\" is not granted")
+}
+
+test_grant_other_repository if {
+	inp := object.union(image_load, {"subject": alice, "image": object.union(pulled_image, {"repository": "other/xdp"})})
+	denied_by(inp, [image_grant], [], "repository \"other/xdp\" is not granted")
+}
+
+test_grant_registries_limit_pull if {
+	inp := {"subject": alice, "action": "pull", "image": object.union(pulled_image, {"registry": "evil.example.org"}), "program": {"image": "evil.example.org/net/xdp:1"}}
+	denied_by(inp, [image_grant], [], "registry \"evil.example.org\" is not granted")
+}
+
+signing := [{"repositories": ["net/*"], "keys": ["release.pub"]}]
+
+test_signed_by_listed_key_loads if {
+	authz.decision.allow with input as root_image_load with data.signatures as signing
+}
+
+test_signed_by_fingerprint_loads if {
+	authz.decision.allow with input as root_image_load with data.signatures as [{"keys": ["ff"]}]
+}
+
+test_unsigned_image_denied_for_root_too if {
+	img := object.union(pulled_image, {"signature": {"verified": false, "key": null, "fingerprint": null, "reason": "the image has no cosign signature"}})
+	denied_by(object.union(root_image_load, {"image": img}), [], signing, "must be signed by release.pub: the image has no cosign signature")
+}
+
+test_signed_by_other_listed_key_denied if {
+	img := object.union(pulled_image, {"signature": {"verified": true, "key": "other.pub", "fingerprint": "ee", "reason": null}})
+	denied_by(object.union(root_image_load, {"image": img}), [], signing, "it is signed by \"other.pub\", which this rule does not list")
+}
+
+test_signature_rule_covers_only_its_repositories if {
+	img := object.union(pulled_image, {"repository": "tools/x", "signature": {"verified": false, "key": null, "fingerprint": null, "reason": "none"}})
+	authz.decision.allow with input as object.union(root_image_load, {"image": img}) with data.signatures as signing
+}
+
+test_signature_rule_ignores_files if {
+	authz.decision.allow with input as object.union(load_input, {"subject": root}) with data.signatures as [{"keys": ["release.pub"]}]
+}
+
 # --- everything a load runs: tail-call targets, shared maps -----------------
 
 sneaky_target := {"name": "sneaky", "section": "xdp", "insn_count": 4, "helpers": ["bpf_redirect"], "kfuncs": []}
@@ -300,4 +369,56 @@ test_sharing_another_owners_maps_needs_manage_others if {
 test_sharing_own_maps_needs_nothing_more if {
 	own := object.union(bobs_maps, {"owner": {"uid": 1001, "username": "alice"}})
 	decide(object.union(load_input, {"map_owner": own})).allow
+}
+
+# --- via: sudo, socket and tcp ------------------------------------------------
+
+sudo_alice := object.union(alice, {"via": "sudo"})
+
+sudo_root_data := [{"name": "socket-only", "groups": ["netops"], "via": ["socket"]}]
+
+test_sudo_user_is_judged_as_themselves_not_root if {
+	d := authz.decision with input as put(load_input, "subject", object.union(alice, {"groups": ["staff"], "via": "sudo"}))
+	not d.allow
+	some r in d.reasons
+	contains(r, "uid 1001 (alice) has no grant")
+}
+
+test_sudo_user_granted_by_group if {
+	decide(put(load_input, "subject", sudo_alice)).allow
+}
+
+test_grant_via_socket_only_refuses_sudo if {
+	d := authz.decision with input as put(load_input, "subject", sudo_alice) with data.grants as sudo_root_data
+	not d.allow
+	some r in d.reasons
+	contains(r, "requests via \"sudo\" are not granted (granted: socket)")
+}
+
+test_grant_via_socket_allows_socket if {
+	authz.decision.allow with input as put(load_input, "subject", object.union(alice, {"via": "socket"})) with data.grants as sudo_root_data
+}
+
+tcp_caller := {"uid": -1, "gid": -1, "groups": [], "username": "anonymous", "pid": 0, "via": "tcp"}
+
+test_tcp_caller_denied_by_default if {
+	d := authz.decision with input as put(load_input, "subject", tcp_caller)
+	not d.allow
+	some r in d.reasons
+	contains(r, "calls over TCP are anonymous")
+}
+
+test_tcp_caller_allowed_by_a_tcp_grant if {
+	authz.decision.allow with input as put(load_input, "subject", tcp_caller) with data.grants as [{"name": "lab", "via": ["tcp"]}]
+}
+
+test_tcp_caller_not_matched_by_a_user_grant if {
+	d := authz.decision with input as put(load_input, "subject", tcp_caller) with data.grants as [{"name": "anon", "users": ["anonymous"]}]
+	not d.allow
+	some r in d.reasons
+	contains(r, "does not list \"tcp\"")
+}
+
+test_root_over_tcp_is_not_root if {
+	not authz.decision.allow with input as put(load_input, "subject", object.union(tcp_caller, {"username": "root"}))
 }

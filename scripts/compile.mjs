@@ -63,6 +63,8 @@ const plugin = {
   setup(b) {
     // src/cli/entry.ts names the shipped policy without a path: src/ imports nothing outside it
     b.onResolve({ filter: /^bpfd:shipped-policy$/ }, () => ({ path: path.join(root, 'wasm', 'bpfd.wasm') }));
+    // and the capabilities file policies are built with (bpfd policy build, policy capabilities)
+    b.onResolve({ filter: /^bpfd:capabilities$/ }, () => ({ path: path.join(root, 'policies', 'capabilities.json') }));
     b.onResolve({ filter: /^@koromix\// }, (args) =>
       args.path in shims ? { path: args.path, namespace: 'bpfd-shim' } : { path: args.path, external: true },
     );
@@ -88,7 +90,7 @@ const plugin = {
 };
 
 const result = await Bun.build({
-  entrypoints: [path.join(root, 'src/cli/entry.ts')],
+  entrypoints: [path.join(root, 'src/app/entry.ts')],
   compile: { outfile, autoloadDotenv: false, autoloadBunfig: false, autoloadTsconfig: false, autoloadPackageJson: false },
   target: 'bun',
   format: want('bytecode') ? 'cjs' : 'esm',

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "demo: run as root (sudo npm run demo): it loads programs into the kernel" >&2; exit 1; }
+# Under sudo, bpfd judges the user who ran sudo and refuses BPFD_* paths; the demo acts as root
+# in a scratch store of its own, so it says so (root dropping sudo's variables is root's choice).
+unset SUDO_UID SUDO_GID SUDO_USER SUDO_COMMAND
 
 tag=$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
 NS_CLIENT=bpfd-demo-$tag-c

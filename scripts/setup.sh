@@ -70,6 +70,13 @@ if ! regal version >/dev/null 2>&1; then
   rm -rf "$tmp"
 fi
 
+# cosign signs images in the signature tests (bpfd itself verifies offline, without cosign).
+COSIGN_VERSION=v2.4.1
+if ! cosign version 2>/dev/null | grep -q "GitVersion: *${COSIGN_VERSION}"; then
+  echo "setup: installing cosign ${COSIGN_VERSION} with go install (a large build; several minutes)"
+  go install "github.com/sigstore/cosign/v2/cmd/cosign@${COSIGN_VERSION}"
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"
   npm ci --no-audit --no-fund --loglevel=error

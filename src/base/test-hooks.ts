@@ -4,9 +4,11 @@
  * BPFD_TEST_HOOK is set, e.g. BPFD_TEST_HOOK=load:after-pin=kill or =sleep:2000; the value names
  * one step. Steps are listed where they are called (grep "checkpoint(").
  */
-const spec = process.env.BPFD_TEST_HOOK;
+// read at each step, not once: the service sets it from its --test-hook flag after start-up
+const hookSpec = () => process.env.BPFD_TEST_HOOK;
 
 export function checkpoint(step: string): void {
+  const spec = hookSpec();
   if (!spec) return;
   const eq = spec.lastIndexOf('=');
   if (spec.slice(0, eq) !== step) return;

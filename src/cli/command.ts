@@ -36,6 +36,12 @@ export function bpfdCommand(def: {
   description: string;
   options?: Record<string, OptionSpec>;
   positionals?: PositionalSpec[];
+  /** the -o formats it prints (default table, json); null when -o means something else */
+  outputs?: string[] | null;
+  /** the last positional takes every argument left */
+  variadic?: boolean;
+  /** printed after the options by --help: worked examples, what to read next */
+  more?: string;
   run: (p: Parsed) => Promise<void>;
 }): CommandDef {
   const args: ArgsDef = {};
@@ -51,7 +57,7 @@ export function bpfdCommand(def: {
       ...(o.default !== undefined ? { default: o.default } : {}),
     } as ArgsDef[string];
   }
-  return defineCommand({
+  const cmd = defineCommand({
     meta: { name: def.name.split(' ').pop(), description: def.description },
     args,
     async run({ rawArgs }) {
@@ -76,15 +82,23 @@ export function bpfdCommand(def: {
       if (parsed.positionals.length < required) {
         throw invalidInput(`missing ${want[parsed.positionals.length].name.toUpperCase()} (see: bpfd ${def.name} --help)`);
       }
-      if (parsed.positionals.length > want.length) {
+      if (parsed.positionals.length > want.length && !def.variadic) {
         throw invalidInput(`unexpected argument '${parsed.positionals[want.length]}' (see: bpfd ${def.name} --help)`);
       }
       const out = parsed.values.output;
-      if (out !== undefined && out !== 'table' && out !== 'json') throw invalidInput(`-o ${String(out)}: give table or json`);
+      const outputs = def.outputs === undefined ? ['table', 'json'] : def.outputs;
+      if (out !== undefined && outputs && !outputs.includes(out as string)) throw invalidInput(`-o ${String(out)}: give ${outputs.join(' or ')}`);
       await def.run({ values: parsed.values as Parsed['values'], positionals: parsed.positionals });
     },
   });
+  if (def.more) helpMore.set(cmd, def.more);
+  return cmd;
 }
+
+const helpMore = new WeakMap<CommandDef, string>();
+
+/** The text --help prints after a command's options (bpfdCommand's `more`). */
+export const moreHelp = (cmd: CommandDef): string | undefined => helpMore.get(cmd);
 
 export function parseId(s: string, what = 'ID'): number {
   if (!/^\d+$/.test(s) || Number(s) <= 0 || Number(s) > 0xffffffff) throw invalidInput(`${what} '${s}' is not a valid id: give the number shown by 'bpfd list'`);

@@ -5,3 +5,10 @@ declare module 'bpfd:shipped-policy' {
   const path: string;
   export default path;
 }
+
+// `import x from 'bpfd:capabilities' with { type: 'file' }`: policies/capabilities.json, the same
+// way; Bun hands a JSON file over parsed, so it is the document rather than a path.
+declare module 'bpfd:capabilities' {
+  const path: string | object;
+  export default path;
+}

@@ -3,14 +3,17 @@
 // that node's test runner imports as it is.
 import { readFileSync, writeSync } from 'node:fs';
 import shippedPolicy from 'bpfd:shipped-policy' with { type: 'file' };
+import capabilities from 'bpfd:capabilities' with { type: 'file' };
 import { useEmbeddedPolicy } from '../base/paths.js';
 import { useNativeSha256 } from '../base/sha256.js';
+import { useCapabilitiesFile } from '../policy/capabilities.js';
 import { cli } from './main.js';
 
 // The shipped policy (wasm/bpfd.wasm: scripts/compile.mjs resolves the name) rides inside the
 // executable, as a path in Bun's embedded file system, so a copied bpfd needs nothing beside it;
 // BPFD_POLICY and /etc/bpfd/policy.wasm still win.
 useEmbeddedPolicy(shippedPolicy);
+useCapabilitiesFile(capabilities);
 
 // Bun hashes in native code (Bun.SHA256); node:crypto would first evaluate its JavaScript and the
 // streams it builds on, ~2 ms of `bpfd version`, which hashes the policy and nothing else.

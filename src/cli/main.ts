@@ -5,10 +5,12 @@ import { systemCommand } from './system.js';
 import { doctorCommand } from './doctor.js';
 import { bpffsCommand } from './bpffs.js';
 import { versionCommand } from './version.js';
+import { imageCommand, imagesCommand, pullCommand } from './images.js';
 import { BpfdError } from '../base/errors.js';
 import { ExitCode, exitCodeOf } from './exit-codes.js';
 import { writeErr, writeOut } from './output.js';
 import { renderHelp } from './help.js';
+import { moreHelp } from './command.js';
 
 const main = defineCommand({
   meta: {
@@ -27,6 +29,9 @@ const main = defineCommand({
     doctor: doctorCommand,
     bpffs: bpffsCommand,
     version: versionCommand,
+    pull: pullCommand,
+    images: imagesCommand,
+    image: defineCommand(imageCommand),
   },
 });
 
@@ -49,6 +54,8 @@ export async function cli(argv: string[]): Promise<number> {
   if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
     const [cmd, path] = await resolve(main, argv);
     writeOut(await renderHelp(cmd, path));
+    const more = moreHelp(cmd);
+    if (more) writeOut(`\n${more.trim()}\n`);
     return argv.length === 0 ? ExitCode.usage : ExitCode.ok;
   }
   if (argv[0] === '--version') argv = ['version'];

@@ -9,23 +9,49 @@ type PolicyInfo = typeof import('../policy/engine.js').policyInfo;
 import type { DecisionRecord } from '../state/decision-log.js';
 import { bpfdCommand, outputOption } from './command.js';
 import { printJson, table, writeOut } from './output.js';
+import { inputFromFlags, requestFlagsGiven, requestOptions } from './policy-eval-flags.js';
+import { policyBuildCommand, policyCapabilitiesCommand, policyCheckCommand } from './policy-module.js';
+import { policyTestCommand } from './policy-test.js';
 
 /** `bpfd policy eval` and `bpfd policy log`: see what the policy decides, and what it decided. */
 
 const evalCommand = bpfdCommand({
   name: 'policy eval',
-  description: 'Evaluate the active policy on an input document and print the decision, without acting (exit 0 allowed, 3 denied)',
+  description: 'Ask the policy about a request without making it: the decision and its reasons (exit 0 allowed, 3 denied)',
+  more: `
+The request is described with load's flags and built into policy input by the code a real request
+uses: the bytecode facts are read from --object as load reads them, --as/--group stand in for the
+caller, --existing for the programs already on the interface. Needs neither root nor a kernel.
+
+Examples:
+  bpfd policy eval --object xdp_count.o --name xdp_count --as alice:1001 --group netops \\
+      --iface eth0 --priority 150 --data policy-data.json
+  bpfd policy eval --object xdp_drop.o --name xdp_drop --action detach --owner 0 --as 1001 --iface eth0
+  bpfd policy eval --action pull --image registry.example.com/net/xdp:v1 --as 1001 --group netops
+  bpfd list -o json > eth0.json    # on a host: what is already there, for --existing eth0.json
+  bpfd policy eval --input input.json    # a whole input written by hand (policies/README.md)
+
+--explain prints the input that was evaluated. A table of such requests with the decisions they
+must get is a cases file for bpfd policy test.`,
   options: {
-    input: { type: 'string', description: 'policy input as JSON (see policies/README.md); - reads stdin', valueHint: 'FILE' },
+    ...requestOptions,
+    input: { type: 'string', description: 'a whole policy input as JSON instead of a request (see policies/README.md); - reads stdin', valueHint: 'FILE' },
     data: { type: 'string', description: 'data document to use instead of BPFD_POLICY_DATA, to try an edit before installing it', valueHint: 'FILE' },
+    policy: { type: 'string', description: 'policy module to use instead of the active one (BPFD_POLICY, /etc/bpfd/policy.wasm)', valueHint: 'FILE.wasm' },
+    explain: { type: 'boolean', description: 'also print the input that was evaluated' },
     ...outputOption,
   },
   async run({ values }) {
     const file = values.input as string | undefined;
-    if (!file) throw invalidInput('missing --input FILE (see: bpfd policy eval --help)', ['policies/examples/input-load.json is an example input']);
-    const input = readInput(file);
+    let input: unknown;
+    if (file) {
+      const extra = requestFlagsGiven(values);
+      if (extra.length) throw invalidInput(`--input is the whole input: leave out ${extra.join(', ')}`);
+      input = readInput(file);
+    } else input = await inputFromFlags(values);
     const paths = resolvePaths();
     if (values.data) paths.policyData = values.data as string;
+    if (values.policy) paths.policy = values.policy as string;
     // Loaded here, not at the top: every bpfd command imports this file for its --help.
     const { evaluate, inputSha256, policyInfo } = await import('../policy/engine.js');
     const decision = await evaluate(input, paths);
@@ -37,8 +63,12 @@ const evalCommand = bpfdCommand({
         data: paths.policyData,
         input_sha256: inputSha256(decision),
         duration_us: Math.round(decision.durationUs),
+        ...(values.explain ? { input } : {}),
       });
-    } else writeOut(decisionText(decision, paths.policy, paths.policyData, policyInfo));
+    } else {
+      writeOut(decisionText(decision, paths.policy, paths.policyData, policyInfo));
+      if (values.explain) writeOut(`Input:\n${JSON.stringify(input, null, 2)}\n`);
+    }
     process.exitCode = decision.allow ? ExitCode.ok : ExitCode.denied;
   },
 });
@@ -63,8 +93,15 @@ const logCommand = bpfdCommand({
 });
 
 export const policyCommand = defineCommand({
-  meta: { name: 'policy', description: 'Inspect the policy: evaluate an input, show recent decisions' },
-  subCommands: { eval: evalCommand, log: logCommand },
+  meta: { name: 'policy', description: 'The policy: evaluate a request, test a table of cases, check or build a module, show recent decisions' },
+  subCommands: {
+    eval: evalCommand,
+    test: policyTestCommand,
+    check: policyCheckCommand,
+    build: policyBuildCommand,
+    capabilities: policyCapabilitiesCommand,
+    log: logCommand,
+  },
 });
 
 function readInput(file: string): unknown {

@@ -1,9 +1,16 @@
+import path from 'node:path';
 import { defineCommand } from 'citty';
 import { bpfdCommand, outputOption, parseId, parsePairs, type OptionSpec, type Parsed } from './command.js';
 import { dryRunText, pendingTable, printJson, programDetail, programsTable, table, writeOut } from './output.js';
 import { parseXdpAttach } from '../core/attach-options.js';
 import { failed, invalidInput } from '../base/errors.js';
 import type { ProgramType } from '../state/records.js';
+import type { KernelOnlyProgram } from '../core/kernel-programs.js';
+import type { ProgramView } from '../core/view.js';
+import { goesRemote, refuseLocalOnly, remoteOption } from './remote-option.js';
+
+/** The client side loads only when a command goes to the service. */
+const remote = () => import('./remote.js');
 
 const attachOptions: Record<string, OptionSpec> = {
   iface: { type: 'string', description: 'interface to attach the XDP program to', valueHint: 'IF' },
@@ -37,6 +44,15 @@ const loadOptions: Record<string, OptionSpec> = {
 const createContext = async (opts: Parameters<typeof import('../core/context.js').createContext>[0]) =>
   (await import('../core/context.js')).createContext(opts);
 
+/** Under sudo, the user who ran it (env overrides refused); otherwise the process itself. */
+async function delegatedSubject() {
+  const { refuseDelegatedEnv, sudoCaller, sudoSubject } = await import('../core/caller.js');
+  const sudo = sudoCaller();
+  if (!sudo) return undefined;
+  refuseDelegatedEnv(process.env, 'sudo');
+  return sudoSubject(sudo);
+}
+
 export async function ctxFor(p: Parsed, what: string) {
   const lt = p.values['lock-timeout'];
   let lockTimeoutMs: number | undefined;
@@ -45,7 +61,7 @@ export async function ctxFor(p: Parsed, what: string) {
     if (!Number.isFinite(s) || s < 0) throw invalidInput(`--lock-timeout ${lt}: give a number of seconds`);
     lockTimeoutMs = s * 1000;
   }
-  return createContext({ lockTimeoutMs, what });
+  return createContext({ lockTimeoutMs, what, subject: await delegatedSubject() });
 }
 
 const isJson = (p: Parsed) => p.values.output === 'json';
@@ -74,48 +90,107 @@ function parseGlobals(list: string[] | undefined): Record<string, Buffer> {
   return out;
 }
 
+/** The load and attach options `load file` and `load image` share, as a request. */
+function loadRequestOf(p: Parsed) {
+  const v = p.values;
+  return {
+    name: v.name as string,
+    type: v.type as ProgramType | undefined,
+    metadata: parsePairs(v.metadata as string[] | undefined, '--metadata'),
+    globals: parseGlobals(v.global as string[] | undefined),
+    mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
+    application: (v.application as string | undefined) ?? null,
+    persist: v.persist === true,
+    attach: attachFrom(p, false),
+    dryRun: v['dry-run'] === true,
+  };
+}
+
+function printLoaded(p: Parsed, view: Awaited<ReturnType<typeof import('../core/programs.js').loadFile>>): void {
+  if (isJson(p)) printJson(view);
+  else if ('dry_run' in view) writeOut(dryRunText(view));
+  else writeOut(programDetail(view));
+}
+
 const loadFile = bpfdCommand({
   name: 'load file',
   description: 'Load a program from a BPF object file; with --iface, attach it too',
-  options: { path: { type: 'string', description: 'the compiled BPF object (.o) (required)', valueHint: 'OBJ' }, ...loadOptions, ...attachOptions, ...lockOption, ...outputOption },
+  options: { path: { type: 'string', description: 'the compiled BPF object (.o) (required)', valueHint: 'OBJ' }, ...loadOptions, ...attachOptions, ...lockOption, ...outputOption, ...remoteOption },
   async run(p) {
     const v = p.values;
     if (!v.path) throw invalidInput('--path is required: the BPF object file to load');
     if (!v.name) throw invalidInput('--name is required: the function name of the program in the object');
+    if (goesRemote(p, true)) {
+      refuseLocalOnly(p, ['persist', 'application', 'dry-run', 'mode']);
+      const view = await (await remote()).remoteLoad(p, {
+        path: v.path as string,
+        name: v.name as string,
+        type: (v.type as string | undefined) ?? (await sectionType(v.path as string, v.name as string)),
+        metadata: parsePairs(v.metadata as string[] | undefined, '--metadata'),
+        globals: parseGlobals(v.global as string[] | undefined),
+        mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
+        attach: attachFrom(p, false),
+      });
+      return isJson(p) ? printJson(view) : void writeOut(programDetail(view));
+    }
     const { loadFile: load } = await import('../core/programs.js');
     const ctx = await ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
     const view = await load(ctx, {
       path: v.path as string,
-      name: v.name as string,
-      type: v.type as ProgramType | undefined,
-      metadata: parsePairs(v.metadata as string[] | undefined, '--metadata'),
-      globals: parseGlobals(v.global as string[] | undefined),
-      mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
-      application: (v.application as string | undefined) ?? null,
-      persist: v.persist === true,
-      attach: attachFrom(p, false),
-      dryRun: v['dry-run'] === true,
+      ...loadRequestOf(p),
     });
-    if (isJson(p)) printJson(view);
-    else if ('dry_run' in view) writeOut(dryRunText(view));
-    else writeOut(programDetail(view));
+    printLoaded(p, view);
   },
 });
 
+/** The type the section gives the program, as the in-process load derives it; the service checks the rest. */
+async function sectionType(file: string, name: string): Promise<string> {
+  try {
+    const { readBpfElf, programTypeOfSection } = await import('../loader/elf.js');
+    const fn = readBpfElf(path.resolve(file)).programs.find((x) => x.name === name);
+    return fn ? programTypeOfSection(fn.section) : 'xdp';
+  } catch {
+    return 'xdp'; // unreadable here: the service says what is wrong with it
+  }
+}
+
 const loadImage = bpfdCommand({
   name: 'load image',
-  description: 'Load a program from an OCI image in bpfman\'s bytecode image format',
+  description: [
+    "Load a program from an OCI image in bpfman's bytecode image format; with --iface, attach it too.",
+    'The image is pulled (or taken from the cache, per --pull-policy) and its blobs checked against their',
+    'digests; the object in its first layer goes through the same checks and policy as load file, with the',
+    "image's reference, digest, labels and cosign signature (against the keys in /etc/bpfd/keys, BPFD_KEYS_DIR)",
+    'as facts for the policy. Example: bpfd load image --image-url quay.io/org/prog:v1 --name xdp_pass --iface eth0',
+  ].join(' '),
   options: {
-    'image-url': { type: 'string', description: 'image reference, e.g. quay.io/org/prog:v1', valueHint: 'REF' },
-    'pull-policy': { type: 'string', description: 'Always, IfNotPresent or Never', valueHint: 'POLICY' },
-    'registry-auth': { type: 'string', description: 'base64 of user:password', valueHint: 'B64' },
+    'image-url': { type: 'string', description: 'image reference, e.g. quay.io/org/prog:v1 or REGISTRY/REPO@sha256:DIGEST (required)', valueHint: 'REF' },
+    'pull-policy': {
+      type: 'string',
+      description: 'Always (pull every time), IfNotPresent (default: the cache, unless the tag now names another digest; one HEAD request) or Never (the cache only)',
+      valueHint: 'POLICY',
+    },
+    'registry-auth': { type: 'string', description: 'base64 of user:password (default: BPFD_REGISTRY_AUTH, then containers/docker auth files)', valueHint: 'B64' },
     ...loadOptions,
     ...attachOptions,
     ...lockOption,
     ...outputOption,
   },
-  async run() {
-    throw failed('loading from OCI images is not available in this build yet', ['pull the object out of the image yourself and use: bpfd load file --path OBJ']);
+  async run(p) {
+    const v = p.values;
+    if (!v['image-url']) throw invalidInput('--image-url is required: the image to load from, e.g. quay.io/org/prog:v1');
+    if (!v.name) throw invalidInput('--name is required: the function name of the program in the image');
+    const { loadImage: load, PULL_POLICIES } = await import('../core/images.js');
+    const policy = (v['pull-policy'] as string | undefined) ?? 'IfNotPresent';
+    if (!PULL_POLICIES.includes(policy as never)) throw invalidInput(`--pull-policy ${policy}: give Always, IfNotPresent or Never`);
+    const ctx = await ctxFor(p, `bpfd load image --image-url ${v['image-url'] as string} --name ${v.name as string}`);
+    const view = await load(ctx, {
+      image: v['image-url'] as string,
+      pullPolicy: policy as 'Always' | 'IfNotPresent' | 'Never',
+      registryAuth: v['registry-auth'] as string | undefined,
+      ...loadRequestOf(p),
+    });
+    printLoaded(p, view);
   },
 });
 
@@ -128,9 +203,10 @@ export const unloadCommand = bpfdCommand({
   name: 'unload',
   description: 'Detach every link of a program, then unload it',
   positionals: [{ name: 'id', description: 'program id (from bpfd list)' }],
-  options: { ...lockOption },
+  options: { ...lockOption, ...remoteOption },
   async run(p) {
     const id = parseId(p.positionals[0]);
+    if (goesRemote(p, true)) return (await remote()).remoteUnload(p, id);
     const { unload } = await import('../core/programs.js');
     await unload(await ctxFor(p, `bpfd unload ${id}`), id);
   },
@@ -140,11 +216,17 @@ export const attachCommand = bpfdCommand({
   name: 'attach',
   description: 'Attach a loaded program to (another) interface',
   positionals: [{ name: 'id', description: 'program id (from bpfd list)' }],
-  options: { ...attachOptions, ...lockOption, ...outputOption },
+  options: { ...attachOptions, ...lockOption, ...outputOption, ...remoteOption },
   async run(p) {
     const id = parseId(p.positionals[0]);
-    const { attach } = await import('../core/programs.js');
-    const view = await attach(await ctxFor(p, `bpfd attach ${id}`), id, attachFrom(p, true)!);
+    let view;
+    if (goesRemote(p, true)) {
+      refuseLocalOnly(p, ['mode']);
+      view = await (await remote()).remoteAttach(p, id, attachFrom(p, true)!);
+    } else {
+      const { attach } = await import('../core/programs.js');
+      view = await attach(await ctxFor(p, `bpfd attach ${id}`), id, attachFrom(p, true)!);
+    }
     if (isJson(p)) printJson(view);
     else writeOut(programDetail(view));
   },
@@ -154,9 +236,10 @@ export const detachCommand = bpfdCommand({
   name: 'detach',
   description: 'Remove one link of a program; the program stays loaded',
   positionals: [{ name: 'link_id', description: 'link id (from bpfd get ID)' }],
-  options: { ...lockOption },
+  options: { ...lockOption, ...remoteOption },
   async run(p) {
     const id = parseId(p.positionals[0], 'LINK_ID');
+    if (goesRemote(p, true)) return (await remote()).remoteDetach(p, id);
     const { detach } = await import('../core/programs.js');
     await detach(await ctxFor(p, `bpfd detach ${id}`), id);
   },
@@ -175,15 +258,21 @@ export const listCommand = bpfdCommand({
       description: 'list instead the programs loaded with --persist in an earlier boot that wait for bpfd system restore (not loaded now)',
     },
     ...outputOption,
+    ...remoteOption,
   },
   async run(p) {
-    const { list, listPending, dispatcherProgIds } = await import('../core/read.js');
-    const ctx = await createContext({ what: 'bpfd list' });
     const filter = {
       type: p.values.type as string | undefined,
       iface: p.values.iface as string | undefined,
       metadata: parsePairs(p.values.metadata as string[] | undefined, '--metadata'),
     };
+    if (goesRemote(p, false)) {
+      refuseLocalOnly(p, ['pending']);
+      const { views, others } = await (await remote()).remoteList(p, filter, p.values.all === true);
+      return printList(p, views, p.values.all === true ? others : null);
+    }
+    const { list, listPending, dispatcherProgIds } = await import('../core/read.js');
+    const ctx = await createContext({ what: 'bpfd list' });
     if (p.values.pending) {
       if (p.values.all) throw invalidInput('--pending and --all do not go together: --pending lists programs that are not loaded');
       const pending = await listPending(ctx, filter);
@@ -192,28 +281,30 @@ export const listCommand = bpfdCommand({
     const views = await list(ctx, filter);
     if (p.values.all) {
       const { unmanagedPrograms } = await import('../core/kernel-programs.js');
-      const others = unmanagedPrograms(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))]));
-      if (isJson(p)) return printJson([...views, ...others]);
-      writeOut(programsTable(views));
-      if (others.length) {
-        writeOut('\nNot managed by bpfd:\n' + table(['ID', 'NAME', 'TYPE', 'TAG'], others.map((o) => [String(o.id), o.name, o.type, o.kernel.tag])));
-      }
-      return;
+      return printList(p, views, unmanagedPrograms(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))])));
     }
-    if (isJson(p)) printJson(views);
-    else writeOut(programsTable(views));
+    printList(p, views, null);
   },
 });
+
+/** What list prints, in-process or from the service: bpfd's programs, then (--all) the others. */
+function printList(p: Parsed, views: ProgramView[], others: KernelOnlyProgram[] | null): void {
+  if (isJson(p)) return printJson(others ? [...views, ...others] : views);
+  writeOut(programsTable(views));
+  if (others?.length) {
+    writeOut('\nNot managed by bpfd:\n' + table(['ID', 'NAME', 'TYPE', 'TAG'], others.map((o) => [String(o.id), o.name, o.type, o.kernel.tag])));
+  }
+}
 
 export const getCommand = bpfdCommand({
   name: 'get',
   description: 'Show one program with its links and kernel details',
   positionals: [{ name: 'id', description: 'program id (from bpfd list)' }],
-  options: { ...outputOption },
+  options: { ...outputOption, ...remoteOption },
   async run(p) {
     const id = parseId(p.positionals[0]);
     const { get } = await import('../core/read.js');
-    const view = await get(await createContext({ what: `bpfd get ${id}` }), id);
+    const view = goesRemote(p, false) ? await (await remote()).remoteGet(p, id) : await get(await createContext({ what: `bpfd get ${id}` }), id);
     if (isJson(p)) printJson(view);
     else writeOut(programDetail(view));
   },

@@ -4,6 +4,7 @@ import { ifaceLabel, printJson, table, writeOut } from './output.js';
 import { ctxFor, lockOption } from './programs.js';
 import { ExitCode } from './exit-codes.js';
 import type { RestoreReport } from '../core/restore.js';
+import { serviceCommand } from './service.js';
 
 const restoreCommand = bpfdCommand({
   name: 'system restore',
@@ -49,6 +50,6 @@ function printReport(r: RestoreReport): void {
 }
 
 export const systemCommand = defineCommand({
-  meta: { name: 'system', description: 'Host-level tasks: restore persisted programs after a reboot' },
-  subCommands: { restore: restoreCommand },
+  meta: { name: 'system', description: 'Host-level tasks: restore persisted programs after a reboot; serve the bpfman.v1 API' },
+  subCommands: { restore: restoreCommand, service: serviceCommand },
 });

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import os from 'node:os';
+import { passwdEntry } from '../base/accounts.js';
 import { resolvePaths, type Paths } from '../base/paths.js';
 import { busy, failed } from '../base/errors.js';
 import type { HostLock } from './lock.js';
@@ -13,7 +13,7 @@ export interface Subject {
   groups: number[];
   username: string;
   pid: number;
-  via: 'cli' | 'socket';
+  via: 'cli' | 'socket' | 'sudo' | 'tcp';
 }
 
 /** Everything an operation needs: where things are, the store, who asks, the lock policy. */
@@ -40,14 +40,12 @@ export function currentBootId(): string {
 }
 
 export function cliSubject(): Subject {
-  let username = String(process.getuid?.() ?? '');
-  try {
-    username = os.userInfo().username;
-  } catch {
-    /* a uid without a passwd entry keeps its number as its name */
-  }
+  const uid = process.getuid?.() ?? -1;
+  // The name comes from the passwd database, not os.userInfo(): Bun's answers "unknown" for
+  // every uid (1.4.5), and the policy and the decision log judge people by name.
+  const username = passwdEntry({ uid })?.name ?? String(uid);
   return {
-    uid: process.getuid?.() ?? -1,
+    uid,
     gid: process.getgid?.() ?? -1,
     groups: process.getgroups?.() ?? [],
     username,

@@ -1,6 +1,7 @@
 import { allProgIds, closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
 
-const KERNEL_TYPES: Record<number, string> = {
+/** Kernel program type numbers (enum bpf_prog_type) and the names bpfd shows. */
+export const KERNEL_TYPES: Record<number, string> = {
   1: 'socket_filter', 2: 'kprobe', 3: 'sched_cls', 4: 'sched_act', 5: 'tracepoint', 6: 'xdp', 7: 'perf_event',
   8: 'cgroup_skb', 9: 'cgroup_sock', 13: 'sock_ops', 17: 'raw_tracepoint', 26: 'tracing', 28: 'ext', 29: 'lsm',
 };

@@ -1,11 +1,12 @@
-import type { Context } from './context.js';
+import { checkPolicyFiles, isDelegated } from './caller.js';
+import type { Context, Subject } from './context.js';
 import type { BpfElf } from '../loader/elf.js';
 import type { MapDescription } from '../loader/object.js';
 import { enforce, type Decision } from '../policy/engine.js';
 import { authorize } from './authorize.js';
-import { groupNames } from '../policy/facts.js';
+import { groupNames } from '../base/accounts.js';
 import { requestFacts } from '../policy/request-facts.js';
-import type { PolicyInput, PolicyProgram, PolicyShare } from '../policy/input.js';
+import type { PolicyExisting, PolicyImage, PolicyInput, PolicyProgram, PolicyShare, PolicySubject } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
 
 export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull' | 'share';
@@ -17,8 +18,14 @@ export interface GateRequest {
   existing?: Array<{ link: LinkRecord; program: ProgramRecord | undefined }>;
   application?: string | null;
   metadata?: Record<string, string>;
+  /** for a program from an OCI image, and for pull */
+  image?: PolicyImage;
   /** the program whose maps a load shares (--map-owner-id) */
   mapOwner?: ProgramRecord;
+  /** `policy eval --existing`: the programs already there, given as facts rather than records */
+  existingFacts?: PolicyExisting[];
+  /** `policy eval --owner`: who loaded the program acted on, when there is no record of it */
+  owner?: { uid: number; username: string };
   share?: PolicyShare;
 }
 
@@ -39,26 +46,44 @@ function recordFacts(r: ProgramRecord): PolicyProgram {
 
 
 export function policyInput(ctx: Context, req: GateRequest): PolicyInput {
-  const s = ctx.subject;
-  const p = req.program;
-  const program = p?.elf ? requestFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
+  return policyInputFor(subjectFacts(ctx.subject), req);
+}
+
+/** The subject as the policy sees it: group names, the primary group first. */
+export function subjectFacts(s: Subject): PolicySubject {
+  return { uid: s.uid, gid: s.gid, groups: groupNames([s.gid, ...s.groups]), username: s.username, pid: s.pid, via: s.via };
+}
+
+/** A program already on the interface, as the policy sees it. */
+export function existingFacts(link: LinkRecord, program: ProgramRecord | undefined): PolicyExisting {
   return {
-    subject: { uid: s.uid, gid: s.gid, groups: groupNames([s.gid, ...s.groups]), username: s.username, pid: s.pid, via: s.via },
+    name: program?.name ?? `program ${link.prog_id}`,
+    priority: link.priority,
+    owner: program?.owner ?? { uid: -1, username: 'unknown' },
+    application: program?.application ?? null,
+    metadata: program?.metadata ?? {},
+  };
+}
+
+/**
+ * The one way a request becomes policy input: real requests (gate) and `bpfd policy eval|test`
+ * (policy-request.ts, which gives the facts it cannot take from a store) both come here.
+ */
+export function policyInputFor(subject: PolicySubject, req: GateRequest): PolicyInput {
+  const p = req.program;
+  const facts = p?.elf ? requestFacts(p.elf, p.name, p.maps ?? []) : p?.record ? recordFacts(p.record) : undefined;
+  const img = req.image;
+  const program = img && facts ? { ...facts, image: img.reference, digest: img.digest ?? undefined } : img ? { image: img.reference, ...(img.digest ? { digest: img.digest } : {}) } : facts;
+  const existing = req.existingFacts ?? req.existing?.map(({ link, program: ep }) => existingFacts(link, ep));
+  const owner = p?.record ? p.record.owner : req.owner;
+  return {
+    subject,
     action: req.action,
+    ...(img ? { image: img } : {}),
     ...(program ? { program } : {}),
     ...(req.attach ? { attach: req.attach } : {}),
-    ...(req.existing
-      ? {
-          existing: req.existing.map(({ link, program: ep }) => ({
-            name: ep?.name ?? `program ${link.prog_id}`,
-            priority: link.priority,
-            owner: ep?.owner ?? { uid: -1, username: 'unknown' },
-            application: ep?.application ?? null,
-            metadata: ep?.metadata ?? {},
-          })),
-        }
-      : {}),
-    ...(p?.record ? { owner: p.record.owner } : {}),
+    ...(existing ? { existing } : {}),
+    ...(owner ? { owner } : {}),
     application: req.application ?? null,
     metadata: req.metadata ?? {},
     ...(req.mapOwner ? { map_owner: mapOwnerFacts(req.mapOwner) } : {}),
@@ -70,12 +95,15 @@ function mapOwnerFacts(r: ProgramRecord): NonNullable<PolicyInput['map_owner']> 
   return { id: r.id, name: r.name, owner: r.owner, application: r.application, maps: r.map_names };
 }
 
+
 /**
  * Asks the policy before any mutating step and logs the decision; a deny (or any failure to
  * decide) throws the `denied` error with the policy's reasons. Returns the facts the policy saw,
  * so the load can keep them for later decisions about the same program.
  */
 export async function gate(ctx: Context, req: GateRequest): Promise<{ decision: Decision; input: PolicyInput }> {
+  // a caller judged by rules someone else chose must not be able to rewrite them
+  if (isDelegated(ctx.subject)) checkPolicyFiles(ctx.paths);
   const input = policyInput(ctx, req);
   const decision = await authorize(input, { paths: ctx.paths, store: ctx.store() });
   enforce(decision);

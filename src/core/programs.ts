@@ -69,6 +69,10 @@ export interface LoadObjectRequest extends Omit<LoadFileRequest, 'path' | 'type'
   linkIdentity?: LinkIdentity;
   /** the PendingRestore key a restore loads it from (ProgramRecord.restored_from) */
   restoredFrom?: string;
+  /** where the bytes came from, when not a file (load image: the image and its digest) */
+  bytecode?: ProgramRecord['bytecode'];
+  /** image facts for the policy, for a program from an OCI image */
+  image?: import('../policy/input.js').PolicyImage;
 }
 
 /**
@@ -90,6 +94,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
       existing: (join?.existing ?? []).map((link) => ({ link, program: state.programs.find((p) => p.id === link.prog_id) })),
       application: req.application ?? null,
       metadata: req.metadata,
+      image: req.image,
       mapOwner: req.mapOwnerId === undefined ? undefined : state.programs.find((p) => p.id === req.mapOwnerId),
     });
     checkMapSizes(input.program?.maps ?? [], elf.path);
@@ -147,7 +152,7 @@ function programRecord(ctx: Context, req: LoadObjectRequest, loaded: LoadedProgr
     name: req.name,
     type,
     section,
-    bytecode: { path: elf.path, sha256: elf.sha256 },
+    bytecode: req.bytecode ?? { path: elf.path, sha256: elf.sha256 },
     owner: req.owner ?? { uid: ctx.subject.uid, username: ctx.subject.username },
     metadata: req.metadata,
     maps: { pin_path: loaded.mapsDir, owner_id: req.mapOwnerId ?? null },

@@ -2,7 +2,9 @@ import type { Context } from './context.js';
 import { detect, pendingRestores } from './disagreements.js';
 import { notFound } from '../base/errors.js';
 import { lastHolderFinished } from './lock-state.js';
+import { cachedRead, keepRead, readStamp } from './read-cache.js';
 import type { Reconciled } from './reconcile.js';
+import type { ProgramRecord } from '../state/records.js';
 import { mapUsers, pendingView, positions, programView, type PendingView, type ProgramView } from './view.js';
 
 // The read side: list and get. Kept apart from programs.ts so that a read whose records agree
@@ -16,6 +18,11 @@ export interface ListFilter {
 
 /** Programs bpfd manages, ordered by interface, then position of their first link. */
 export async function list(ctx: Context, filter: ListFilter = {}): Promise<ProgramView[]> {
+  return (await listWithRecords(ctx, filter)).views;
+}
+
+/** list, with the records the views were made from (the service answers from both). */
+export async function listWithRecords(ctx: Context, filter: ListFilter = {}): Promise<{ views: ProgramView[]; records: ProgramRecord[] }> {
   const state = await readState(ctx);
   const pos = positions(state.links);
   const views = state.programs.map((p) => programView(p, state.links, pos, undefined, undefined, mapUsers(p, state.programs))).filter((v) => matches(v, filter));
@@ -23,12 +30,13 @@ export async function list(ctx: Context, filter: ListFilter = {}): Promise<Progr
     const l = v.links[0];
     return l ? [0, `${l.netns ?? ''}\u0000${l.iface}`, l.position, v.id] : [1, '', 0, v.id];
   };
-  return views.sort((a, b) => {
+  views.sort((a, b) => {
     const ka = sortKey(a);
     const kb = sortKey(b);
     for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] < kb[i] ? -1 : 1;
     return 0;
   });
+  return { views, records: state.programs };
 }
 
 /** Persisted programs of earlier boots that `bpfd system restore` would load (list --pending). */
@@ -80,8 +88,16 @@ export async function get(ctx: Context, id: number): Promise<ProgramView> {
  */
 export async function readState(ctx: Context): Promise<Reconciled> {
   if (lastHolderFinished(ctx.paths.runtimeDir)) {
+    const stamp = readStamp(ctx);
+    const kept = cachedRead(ctx, stamp);
+    if (kept) return kept;
     const d = detect(ctx, { deep: true });
-    if (d.findings.every((f) => f.kind === 'pending-restore')) return { ...d, repairs: [] };
+    if (d.findings.every((f) => f.kind === 'pending-restore')) {
+      const state = { ...d, repairs: [] };
+      // the stamp from before the read: a writer that came in between makes the next read miss
+      keepRead(ctx, stamp, state);
+      return state;
+    }
   }
   const { reconcile } = await import('./reconcile.js');
   if (process.getuid?.() === 0) {

@@ -87,9 +87,12 @@ async function restoreOne(ctx: Context, pending: PendingRestore, mapOwnerId: num
   const loadedNow = id === undefined;
   try {
     if (id === undefined) {
-      const elf = storedObject(ctx, pending);
+      // a program from an image comes back from the image cache: no registry at boot
+      const fromImage = 'image' in rec.bytecode ? (await import('./images.js')).restoreSource(ctx, rec.bytecode, rec.name) : null;
+      const elf = fromImage?.elf ?? storedObject(ctx, pending);
       const loaded = await loadObject(ctx, reconcile(ctx, false), {
         elf,
+        ...(fromImage ? { bytecode: rec.bytecode, image: fromImage.image } : {}),
         name: rec.name,
         program: programIn(elf, rec.name, rec.type, links.length > 0),
         metadata: rec.metadata,

@@ -157,19 +157,27 @@ function decided(result: PolicyResult, policySha256: string | null, inputJson: s
 
 /** Only `[{result: {allow: boolean, reasons: string[]}}]` counts; the rest is a deny that says why. */
 export function checkResult(raw: unknown, entrypoint: string): PolicyResult {
+  const problem = resultProblem(raw, entrypoint);
+  if (problem) return deny(problem);
+  const { allow, reasons } = (raw as Array<{ result: PolicyResult }>)[0].result;
+  return { allow, reasons };
+}
+
+/** What is wrong with a raw result set, or null when it is one well-formed decision (`bpfd policy check`). */
+export function resultProblem(raw: unknown, entrypoint: string): string | null {
   if (!Array.isArray(raw) || raw.length === 0) {
-    return deny(`policy result is undefined (entrypoint ${entrypoint} produced no value)`);
+    return `policy result is undefined (entrypoint ${entrypoint} produced no value)`;
   }
   const result = (raw[0] as { result?: unknown }).result;
   const shape = 'expected {"allow": boolean, "reasons": [string]}';
   if (raw.length > 1 || result === null || typeof result !== 'object' || Array.isArray(result)) {
-    return deny(`policy result is malformed: ${shape}, got ${preview(raw.length > 1 ? raw : result)}`);
+    return `policy result is malformed: ${shape}, got ${preview(raw.length > 1 ? raw : result)}`;
   }
   const { allow, reasons } = result as { allow?: unknown; reasons?: unknown };
   if (typeof allow !== 'boolean' || !Array.isArray(reasons) || !reasons.every((r) => typeof r === 'string')) {
-    return deny(`policy result is malformed: ${shape}, got ${preview(result)}`);
+    return `policy result is malformed: ${shape}, got ${preview(result)}`;
   }
-  return { allow, reasons: reasons as string[] };
+  return null;
 }
 
 /**

@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import { BPF_CALL, BPF_JMP, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, decodeInsns } from '../base/insn.js';
 import { HELPER_NAMES } from './helper-names.js';
 import type { PolicyMap, PolicyProgram, PolicySubject } from './input.js';
+import { groupNames, passwdName, readGroupFile } from '../base/accounts.js';
 
 /**
  * Facts the policy decides on, taken from the bytecode itself rather than from what the request
@@ -119,12 +118,8 @@ function relocationSymbols(elf: BytecodeObject, sectionName: string): Map<number
 export function subjectFromProcess(): PolicySubject {
   const uid = process.getuid?.() ?? -1;
   const gid = process.getgid?.() ?? -1;
-  let username = String(uid);
-  try {
-    username = os.userInfo().username;
-  } catch {
-    // a uid without a passwd entry keeps its number as its name
-  }
+  // from the passwd database (base/accounts.ts says why not os.userInfo())
+  const username = passwdName(uid) ?? String(uid);
   return { uid, gid, groups: groupNames(process.getgroups?.() ?? [gid]), username, pid: process.pid, via: 'cli' };
 }
 
@@ -132,35 +127,10 @@ export function subjectFromProcess(): PolicySubject {
  * A caller known only by its peer credentials (the service socket): the username and the
  * supplementary groups come from /etc/passwd and /etc/group, as login would set them.
  */
-export function subjectFromCredentials(cred: { uid: number; gid: number; pid: number }, via: 'cli' | 'socket' = 'socket'): PolicySubject {
+export function subjectFromCredentials(cred: { uid: number; gid: number; pid: number }, via: 'cli' | 'sudo' | 'socket' | 'tcp' = 'socket'): PolicySubject {
   const username = passwdName(cred.uid) ?? String(cred.uid);
   const gids = new Set<number>([cred.gid]);
   for (const g of readGroupFile()) if (g.members.includes(username)) gids.add(g.gid);
   return { uid: cred.uid, gid: cred.gid, groups: groupNames([...gids]), username, pid: cred.pid, via };
 }
 
-/** Names for gids; policies match group names, and a gid without one keeps its number. */
-export function groupNames(gids: number[]): string[] {
-  const byGid = new Map(readGroupFile().map((g) => [g.gid, g.name]));
-  return [...new Set(gids.map((gid) => byGid.get(gid) ?? String(gid)))];
-}
-
-function readGroupFile(): Array<{ name: string; gid: number; members: string[] }> {
-  return readColonFile('/etc/group').map((f) => ({ name: f[0], gid: Number(f[2]), members: (f[3] ?? '').split(',').filter(Boolean) }));
-}
-
-function passwdName(uid: number): string | undefined {
-  return readColonFile('/etc/passwd').find((f) => Number(f[2]) === uid)?.[0];
-}
-
-function readColonFile(file: string): string[][] {
-  try {
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((l) => l && !l.startsWith('#'))
-      .map((l) => l.split(':'));
-  } catch {
-    // no file (minimal containers): callers fall back to numbers
-    return [];
-  }
-}

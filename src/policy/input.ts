@@ -14,7 +14,7 @@ export interface PolicySubject {
   username: string;
   pid: number;
   /** how the request arrived: a local command, or the service socket (peer credentials) */
-  via: 'cli' | 'socket';
+  via: 'cli' | 'socket' | 'sudo' | 'tcp';
 }
 
 export interface PolicyMap {
@@ -89,8 +89,24 @@ export interface PolicyExisting {
   metadata: Record<string, string>;
 }
 
+/** Facts about an OCI image, for load from an image and pull. */
+export interface PolicyImage {
+  /** the reference as given, canonical (registry/repository:tag or @digest) */
+  reference: string;
+  registry: string;
+  repository: string;
+  /** manifest digest; null for a pull by tag, decided before anything is fetched */
+  digest: string | null;
+  /** the config's labels (io.ebpf.programs, io.ebpf.maps, …); {} before a pull */
+  labels: Record<string, string>;
+  /** cosign verification against the administrator's keys; absent before a pull */
+  signature?: { verified: boolean; key: string | null; fingerprint: string | null; reason: string | null };
+}
+
 export interface PolicyInput {
   subject: PolicySubject;
+  /** the image the program comes from (load image, pull) */
+  image?: PolicyImage;
   action: PolicyAction;
   program?: PolicyProgram | PolicyPullProgram;
   attach?: PolicyAttach;

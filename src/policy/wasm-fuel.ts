@@ -396,7 +396,7 @@ function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer, charg
 }
 
 /**
- * Whether the module already exports FUEL_EXPORT: fuel added at build time (scripts/add-fuel.mjs,
+ * Whether the module already exports FUEL_EXPORT: fuel added at build time (bpfd policy build,
  * npm run policy:build), which spares a cold start the rewrite. Reads only the section headers
  * and the export section.
  */

@@ -16,6 +16,7 @@ import { storeOpenError } from './store-errors.js';
  *   blobs     keyed binary data (src/state/blobs.ts): relocatable images of XDP members, and
  *             the object files of persisted programs, which restore loads after a reboot
  *   pending   `<boot_id>/<id>` -> PendingRestore: persisted programs of earlier boots
+ *   images, image_refs  the OCI image cache index (src/state/images.ts)
  */
 export interface Handles {
   root: RootDatabase;

@@ -115,7 +115,7 @@ interface Spawned {
 }
 
 function runAsync(env: Env, args: string[], timeoutMs = 30_000): Promise<Spawned> {
-  const [cmd, ...rest] = bpfdArgv(args);
+  const [cmd, ...rest] = bpfdArgv(...args);
   return new Promise((resolve) => {
     const child = spawn(cmd, rest, { env: env.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

@@ -11,7 +11,6 @@ export const FIXTURES = path.join(ROOT, 'fixtures', 'bytecode');
 export const fixture = (name: string) => path.join(FIXTURES, name);
 
 /** The command line that runs the shipped executable with these arguments (for async spawns). */
-export const bpfdArgv = (argv: string[]): string[] => [BPFD, ...argv];
 
 export interface RunResult {
   status: number;
@@ -27,15 +26,26 @@ export interface Env {
   bpffs: string;
   run(...args: string[]): RunResult;
   runAs(uid: number, ...args: string[]): RunResult;
+  /** as uid (and gid) `uid` with no groups and no capabilities at all: what a CI job without root has */
+  runUnprivileged(uid: number, ...args: string[]): RunResult;
   /** pins under the bpffs (programs, maps, interface links), for "nothing left behind" checks */
   pins(): string[];
   cleanup(): void;
 }
 
+/** The command line that runs the shipped bpfd with these arguments. */
+export const bpfdArgv = (...args: string[]): string[] => [BPFD, ...args];
+
+/** The tests act as root: under `sudo npm test`, bpfd would otherwise judge the user who ran sudo. */
+function withoutSudo(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { SUDO_UID: _u, SUDO_GID: _g, SUDO_USER: _n, SUDO_COMMAND: _c, ...rest } = env;
+  return rest;
+}
+
 export function makeEnv(extra: NodeJS.ProcessEnv = {}): Env {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bpfd-test-'));
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
+    ...withoutSudo(process.env),
     BPFD_RUNTIME_DIR: path.join(dir, 'run'),
     BPFD_STATE_DIR: path.join(dir, 'state'),
     BPFD_SOCKET: `unix://${path.join(dir, 'bpfd.sock')}`,
@@ -46,7 +56,7 @@ export function makeEnv(extra: NodeJS.ProcessEnv = {}): Env {
   };
   const bpffs = path.join(dir, 'run', 'fs');
   const run = (argv: string[], pre: string[] = []): RunResult => {
-    const [cmd, ...args] = [...pre, ...bpfdArgv(argv)];
+    const [cmd, ...args] = [...pre, ...bpfdArgv(...argv)];
     const r = spawnSync(cmd, args, { env, encoding: 'utf8', timeout: 60_000 });
     return {
       status: r.status ?? -1,
@@ -67,6 +77,8 @@ export function makeEnv(extra: NodeJS.ProcessEnv = {}): Env {
     bpffs,
     run: (...args) => run(args),
     runAs: (uid, ...args) => run(args, ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups']),
+    runUnprivileged: (uid, ...args) =>
+      run(args, ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all']),
     pins() {
       const out: string[] = [];
       const walk = (d: string) => {

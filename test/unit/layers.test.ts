@@ -23,6 +23,8 @@ export const LAYER_RANK: Record<string, number> = {
   core: 3,
   cli: 4,
   api: 4,
+  // the executable's entry: plugs the service front end (api) into the command line (cli)
+  app: 5,
 };
 
 /** Packages one directory alone may import. */

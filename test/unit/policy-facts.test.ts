@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { groupNames, helperName, insnFacts, subjectFromCredentials, subjectFromProcess } from '../../src/policy/facts.js';
+import { groupNames } from '../../src/base/accounts.js';
+import { helperName, insnFacts, subjectFromCredentials, subjectFromProcess } from '../../src/policy/facts.js';
 import { HELPER_NAMES } from '../../src/policy/helper-names.js';
 import { fixtureProgram } from '../helpers/policy.js';
 

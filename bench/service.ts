@@ -1,0 +1,152 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The service (bpfd system service) as a bpfman.v1 client sees it: the first reply from a
+ * socket-activated service started cold, List calls per second on a warm one with 50 programs,
+ * and a Load + Attach + Detach + Unload cycle over the API beside xdp-loader's load + unload of
+ * the same object on the same interface. The client is grpc-js built from the .proto.
+ */
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BPFD = path.join(ROOT, 'dist', 'bpfd');
+const OBJ = path.join(ROOT, 'fixtures', 'bytecode', 'xdp_pass.o');
+const require = createRequire(path.join(ROOT, 'package.json'));
+const grpc = require('@grpc/grpc-js') as typeof import('@grpc/grpc-js');
+const loader = require('@grpc/proto-loader') as typeof import('@grpc/proto-loader');
+const Bpfman = (grpc.loadPackageDefinition(loader.loadSync(path.join(ROOT, 'proto', 'bpfman', 'v1', 'bpfman.proto'), { keepCase: true, longs: Number, defaults: true, oneofs: true })) as any).bpfman.v1.Bpfman;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
+
+function call(c: any, method: string, req: object): Promise<any> {
+  return new Promise((resolve, reject) => c[method](req, (e: Error | null, r: any) => (e ? reject(e) : resolve(r))));
+}
+
+function startService(args: string[], flags: string[], env: NodeJS.ProcessEnv): Promise<{ proc: ChildProcess; stop(): Promise<void> }> {
+  const [cmd, ...rest] = [...args, BPFD, 'system', 'service', ...flags];
+  const proc = spawn(cmd, rest, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  return new Promise((resolve, reject) => {
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      log += d;
+      if (/Listening on|serving bpfman/.test(log)) resolve({ proc, stop: () => new Promise((r) => (proc.exitCode !== null ? r() : (proc.once('exit', () => r()), proc.kill('SIGTERM')))) });
+    });
+    proc.once('exit', () => reject(new Error(`service exited: ${log}`)));
+  });
+}
+
+export async function benchService(rounds = 15): Promise<string[]> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bpfd-bench-svc-'));
+  const run = path.join(dir, 'run');
+  const state = path.join(dir, 'state');
+  const sock = path.join(dir, 'bpfd.sock');
+  const paths = ['--runtime-dir', run, '--state-dir', state];
+  const env = { PATH: process.env.PATH };
+  const cliEnv = { ...env, BPFD_RUNTIME_DIR: run, BPFD_STATE_DIR: state };
+  const ns = `bpfd-bsvc-${process.pid}`;
+  const ifA = `bsa${process.pid % 100000}`;
+  const ifB = `bsb${process.pid % 100000}`;
+  spawnSync('ip', ['netns', 'add', ns]);
+  spawnSync('ip', ['link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifB, 'netns', ns]);
+  spawnSync('ip', ['link', 'set', ifA, 'up']);
+  spawnSync('ip', ['-n', ns, 'link', 'set', ifB, 'up']);
+  const out: string[] = [];
+  try {
+    spawnSync(BPFD, ['list'], { env: cliEnv }); // creates the store and the bpffs once
+
+    // 1. cold: systemd-socket-activate holds the socket; the service starts on the first connection
+    const cold: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const svc = await startService(['systemd-socket-activate', '-l', sock], [...paths, '--timeout', '0'], env);
+      const c = new Bpfman(`unix://${sock}`, grpc.credentials.createInsecure());
+      const t0 = process.hrtime.bigint();
+      await call(c, 'List', { bpfman_programs_only: true });
+      cold.push(ms(t0));
+      c.close();
+      await svc.stop();
+    }
+
+    // 2. warm List with 50 programs: 16 calls in flight on one connection
+    const ids: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const r = spawnSync(BPFD, ['load', 'file', '--path', OBJ, '--name', 'xdp_pass', '-o', 'json'], { env: cliEnv, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`bpfd load: ${r.stderr}`);
+      ids.push(JSON.parse(r.stdout).id);
+    }
+    const svc = await startService([], [`unix://${sock}`, ...paths, '--timeout', '0'], env);
+    const c = new Bpfman(`unix://${sock}`, grpc.credentials.createInsecure());
+    const listed = await call(c, 'List', { bpfman_programs_only: true });
+    if (listed.results.length !== 50) throw new Error(`List returned ${listed.results.length} programs, not 50`);
+    // The service's rate, not the client's: grpc-js decoding 50 programs per answer costs more
+    // than the service spends on it, so the burst is sent raw over HTTP/2 (one connection, the
+    // request encoded once) and each answer checked for status 0 and its length.
+    const session = http2.connect('http://localhost', { createConnection: () => net.connect({ path: sock }) });
+    const frame = Buffer.from([0, 0, 0, 0, 2, 0x10, 0x01]); // ListRequest { bpfman_programs_only: true }
+    const rawList = () => new Promise<void>((resolve, reject) => {
+      const st = session.request({ ':method': 'POST', ':path': '/bpfman.v1.Bpfman/List', 'content-type': 'application/grpc', te: 'trailers' });
+      let bytes = 0;
+      st.on('data', (d: Buffer) => (bytes += d.length));
+      st.on('trailers', (t) => (t['grpc-status'] === '0' && bytes > 1000 ? resolve() : reject(new Error(`List: status ${t['grpc-status']}, ${bytes} bytes`))));
+      st.on('error', reject);
+      st.end(frame);
+    });
+    const burst = async (n: number, inFlight = 16) => {
+      let next = 0;
+      await Promise.all(Array.from({ length: inFlight }, async () => {
+        while (next++ < n) await rawList();
+      }));
+    };
+    await burst(500);
+    const N = 5000;
+    const t0 = process.hrtime.bigint();
+    await burst(N);
+    const perSecond = N / (ms(t0) / 1000);
+    session.close();
+    for (const id of ids) await call(c, 'Unload', { id });
+
+    // 3. warm cycle over the API beside xdp-loader on the same interface
+    const cycle: number[] = [];
+    const xdp: number[] = [];
+    const netns = `/var/run/netns/${ns}`;
+    for (let i = 0; i < rounds; i++) {
+      const t1 = process.hrtime.bigint();
+      const l = await call(c, 'Load', { bytecode: { file: OBJ }, info: [{ name: 'xdp_pass', program_type: 0 }] });
+      const id = l.programs[0].kernel_info.id;
+      const a = await call(c, 'Attach', { id, attach: { xdp_attach_info: { iface: ifB, netns, priority: 50, proceed_on: [2, 31] } } });
+      await call(c, 'Detach', { link_id: a.link_id });
+      await call(c, 'Unload', { id });
+      cycle.push(ms(t1));
+      const t2 = process.hrtime.bigint();
+      for (const args of [['load', '-m', 'native', ifB, OBJ], ['unload', ifB, '--all']]) {
+        const r = spawnSync('ip', ['netns', 'exec', ns, 'xdp-loader', ...args], { encoding: 'utf8' });
+        if (r.status !== 0) throw new Error(`xdp-loader ${args.join(' ')}: ${r.stderr}`);
+      }
+      xdp.push(ms(t2));
+    }
+    c.close();
+    await svc.stop();
+    const coldMs = median(cold);
+    out.push(
+      `  ${'first reply, socket-activated, cold'.padEnd(44)} ${coldMs.toFixed(1).padStart(7)} ms   (target < 150 ms${coldMs < 150 ? '' : ': MISSED'})`,
+      `  ${'List, warm, 50 programs, 16 in flight'.padEnd(44)} ${perSecond.toFixed(0).padStart(7)} /s   (target >= 3000/s${perSecond >= 3000 ? '' : ': MISSED'})`,
+      `  ${'Load+Attach+Detach+Unload over the API'.padEnd(44)} ${median(cycle).toFixed(1).padStart(7)} ms`,
+      `  ${'xdp-loader load + unload (ip netns exec)'.padEnd(44)} ${median(xdp).toFixed(1).padStart(7)} ms   (API ${median(cycle) <= median(xdp) ? 'no slower' : 'SLOWER'})`,
+    );
+  } finally {
+    spawnSync('ip', ['netns', 'exec', ns, 'xdp-loader', 'unload', ifB, '--all']);
+    spawnSync('ip', ['link', 'del', ifA]);
+    spawnSync('ip', ['netns', 'del', ns]);
+    const l = spawnSync(BPFD, ['list', '-o', 'json'], { env: cliEnv, encoding: 'utf8' });
+    if (l.status === 0) for (const p of JSON.parse(l.stdout) as Array<{ id: number }>) spawnSync(BPFD, ['unload', String(p.id)], { env: cliEnv });
+    spawnSync('umount', [path.join(run, 'fs')]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}

@@ -1,0 +1,136 @@
+import { bpfdCommand, outputOption, type Parsed } from './command.js';
+import { printJson, table, writeErr, writeOut } from './output.js';
+import { invalidInput } from '../base/errors.js';
+import type { ImageView } from '../core/images.js';
+
+const authOption = {
+  'registry-auth': { type: 'string' as const, description: 'base64 of user:password (default: BPFD_REGISTRY_AUTH, then the containers/docker auth files)', valueHint: 'B64' },
+};
+
+const createContext = async (what: string) => (await import('../core/context.js')).createContext({ what });
+const isJson = (p: Parsed) => p.values.output === 'json';
+
+const human = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+
+function signatureText(s: ImageView['signature']): string {
+  return s.verified ? `signed (${s.key})` : 'unverified';
+}
+
+function imagesTable(images: ImageView[]): string {
+  if (!images.length) return 'No images cached (bpfd pull REF)\n';
+  return table(
+    ['REFERENCE', 'DIGEST', 'SIZE', 'PROGRAMS', 'MAPS', 'SIGNATURE', 'PULLED'],
+    images.map((i) => [
+      i.references.join(', ') || '-',
+      i.digest.slice(0, 19),
+      human(i.size),
+      Object.entries(i.programs).map(([k, v]) => `${k} (${v})`).join(', ') || '-',
+      Object.keys(i.maps).join(', ') || '-',
+      signatureText(i.signature),
+      i.pulled_at,
+    ]),
+  );
+}
+
+function imageDetail(i: ImageView): string {
+  return [
+    `Reference: ${i.references.join(', ') || '-'}`,
+    `Digest:    ${i.digest}${i.index_digest ? ` (from index ${i.index_digest})` : ''}`,
+    `Size:      ${human(i.size)}`,
+    `Programs:  ${Object.entries(i.programs).map(([k, v]) => `${k} (${v})`).join(', ') || '-'}`,
+    `Maps:      ${Object.entries(i.maps).map(([k, v]) => `${k} (${v})`).join(', ') || '-'}`,
+    `Signature: ${i.signature.verified ? `verified by ${i.signature.key} (sha256 ${i.signature.fingerprint})` : `not verified: ${i.signature.reason}`}`,
+    '',
+  ].join('\n');
+}
+
+/** A progress line on a terminal for blobs over 1 MiB; nothing otherwise. */
+function progressReporter(): ((what: string, got: number, total: number) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  let last = 0;
+  return (what, got, total) => {
+    if (total < 1 << 20) return;
+    const now = Date.now();
+    if (got < total && now - last < 100) return;
+    last = now;
+    const width = 30;
+    const done = Math.round((got / total) * width);
+    writeErr(`\r${what} [${'#'.repeat(done)}${' '.repeat(width - done)}] ${human(got)}/${human(total)}${got >= total ? '\n' : ''}`);
+  };
+}
+
+export const pullCommand = bpfdCommand({
+  name: 'pull',
+  description: [
+    'Fetch a bytecode image into the cache: the tag is resolved to a digest, an index is followed to the',
+    'linux/amd64 manifest, and config, layer and cosign signatures are checked against their sha256 and size',
+    'while they stream, before anything is stored. The policy decides it (action pull). Example:',
+    'bpfd pull quay.io/org/prog:v1',
+  ].join(' '),
+  positionals: [{ name: 'ref', description: 'image reference: REGISTRY/REPOSITORY:TAG or @sha256:DIGEST' }],
+  options: { ...authOption, ...outputOption },
+  async run(p) {
+    const { pull, imageView } = await import('../core/images.js');
+    const ref = p.positionals[0];
+    const rec = await pull(await createContext(`bpfd pull ${ref}`), ref, { auth: p.values['registry-auth'] as string | undefined, progress: progressReporter() });
+    if (isJson(p)) printJson(imageView(rec));
+    else writeOut(imageDetail(imageView(rec)));
+  },
+});
+
+export const imagesCommand = bpfdCommand({
+  name: 'images',
+  description: [
+    'List the cached images: reference, digest, size, the programs and maps its labels name, signature status',
+    'and when it was pulled. `bpfd images rm REF|DIGEST` removes one, refused while a loaded (or persisted)',
+    'program uses it.',
+  ].join(' '),
+  positionals: [
+    { name: 'rm', description: 'rm, to remove an image', required: false },
+    { name: 'image', description: 'REF or DIGEST of the image to remove', required: false },
+  ],
+  options: { ...outputOption },
+  async run(p) {
+    const [verb, target] = p.positionals;
+    const images = await import('../core/images.js');
+    if (verb === undefined) {
+      const all = images.listImages(await createContext('bpfd images'));
+      return isJson(p) ? printJson(all) : void writeOut(imagesTable(all));
+    }
+    if (verb !== 'rm') throw invalidInput(`unknown images command '${verb}': use bpfd images, or bpfd images rm REF|DIGEST`);
+    if (!target) throw invalidInput('bpfd images rm needs the REF or DIGEST of the image to remove (see: bpfd images)');
+    const removed = await images.removeCachedImage(await createContext(`bpfd images rm ${target}`), target);
+    if (isJson(p)) printJson(removed);
+    else writeOut(`removed ${removed.digest}\n`);
+  },
+});
+
+const buildCommand = bpfdCommand({
+  name: 'image build',
+  description: [
+    "Make a bytecode image in bpfman's format from a BPF object, without a container engine: one gzip tar",
+    'layer holding the object, and config labels io.ebpf.programs and io.ebpf.maps read from the object.',
+    'It goes into the cache under --tag; with --push it is sent to the registry too. Example:',
+    'bpfd image build --tag 127.0.0.1:5000/net/xdp_pass:v1 xdp_pass.o --push',
+  ].join(' '),
+  positionals: [{ name: 'obj', description: 'the compiled BPF object (.o)' }],
+  options: {
+    tag: { type: 'string', description: 'the reference to give the image, REGISTRY/REPOSITORY:TAG (required)', valueHint: 'REF' },
+    push: { type: 'boolean', description: 'push it to the registry of --tag' },
+    ...authOption,
+    ...outputOption,
+  },
+  async run(p) {
+    if (!p.values.tag) throw invalidInput('--tag is required: the reference to give the image, e.g. 127.0.0.1:5000/net/prog:v1');
+    const { buildImageOf } = await import('../core/images.js');
+    const tag = p.values.tag as string;
+    const view = await buildImageOf(await createContext(`bpfd image build --tag ${tag}`), p.positionals[0], tag, {
+      push: p.values.push === true,
+      auth: p.values['registry-auth'] as string | undefined,
+    });
+    if (isJson(p)) printJson(view);
+    else writeOut(`${p.values.push ? 'pushed' : 'built'} ${tag}\n${imageDetail(view)}`);
+  },
+});
+
+export const imageCommand = { meta: { name: 'image', description: "Bytecode images in bpfman's format (build)" }, subCommands: { build: buildCommand } };

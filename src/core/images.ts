@@ -1,0 +1,275 @@
+import path from 'node:path';
+import { type Context, requireRoot } from './context.js';
+import { BpfdError, failed, invalidInput, notFound } from '../base/errors.js';
+import type { ProgramView } from './view.js';
+import type { DryRunResult, LoadFileRequest } from './programs.js';
+import { timed, timedSync } from '../base/timings.js';
+import { checkpoint } from '../base/test-hooks.js';
+import { parseBpfElf, type BpfElf } from '../loader/elf.js';
+import { keySetId, keysDir, trustedKeys, verifySignatures } from '../oci/cosign.js';
+import { checkListed } from '../oci/labels.js';
+import { MAX_LAYER_BYTES, objectFromLayer } from '../oci/layer.js';
+import { currentDigest, pullImage, type RegistryOptions } from '../oci/pull.js';
+import { parseReference, pinned, type ImageReference } from '../oci/reference.js';
+import { sha256Digest } from '../oci/verified.js';
+import type { PolicyImage } from '../policy/input.js';
+import { allImages, digestOfReference, imageByDigest, putBlob, readBlob, recordImage, removeImage, updateSignature, type ImageRecord } from '../state/images.js';
+
+export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
+export const PULL_POLICIES: readonly PullPolicy[] = ['Always', 'IfNotPresent', 'Never'];
+
+/** What `bpfd images` shows for one image (shared/CLI.md). */
+export interface ImageView {
+  references: string[];
+  digest: string;
+  index_digest: string | null;
+  size: number;
+  programs: Record<string, string>;
+  maps: Record<string, string>;
+  signature: { verified: boolean; key: string | null; fingerprint: string | null; reason: string | null };
+  pulled_at: string;
+}
+
+const gate: typeof import('./policy-gate.js').gate = async (...args) => (await import('./policy-gate.js')).gate(...args);
+
+const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+export const imageView = (r: ImageRecord): ImageView => ({
+  references: r.references,
+  digest: r.digest,
+  index_digest: r.index_digest,
+  size: r.size,
+  programs: r.programs,
+  maps: r.maps,
+  signature: { verified: r.signature.verified, key: r.signature.key, fingerprint: r.signature.fingerprint, reason: r.signature.reason },
+  pulled_at: r.pulled_at,
+});
+
+/** The policy's view of an image. */
+export function policyImage(ref: ImageReference, rec: ImageRecord | null): PolicyImage {
+  return {
+    reference: ref.canonical,
+    registry: ref.registry,
+    repository: ref.repository,
+    digest: rec?.digest ?? ref.digest,
+    labels: rec?.labels ?? {},
+    ...(rec ? { signature: imageView(rec).signature } : {}),
+  };
+}
+
+/** The cached image a reference names, by digest or by the tag as last pulled. */
+export function cachedImage(ctx: Context, ref: ImageReference): ImageRecord | null {
+  const store = ctx.store();
+  const digest = ref.digest ?? digestOfReference(store, ref.canonical);
+  if (!digest) return null;
+  const direct = imageByDigest(store, digest);
+  if (direct) return direct;
+  // a digest reference may name the index an image was picked from
+  return allImages(store).find((r) => r.index_digest === digest) ?? null;
+}
+
+/**
+ * The verification result for the trusted keys configured now: a result made against another
+ * key set (a key added, removed or replaced) is made again from the signatures kept with the
+ * image, without the network.
+ */
+export function currentSignature(ctx: Context, rec: ImageRecord): ImageRecord {
+  const { keys } = trustedKeys(keysDir());
+  const keyset = keySetId(keys);
+  if (rec.signature.keyset === keyset) return rec;
+  const facts = verifySignatures([rec.digest, rec.index_digest].filter((d): d is string => !!d), rec.signatures, keys);
+  const signature = { ...facts, keyset };
+  updateSignature(ctx.store(), rec.digest, signature);
+  return { ...rec, signature };
+}
+
+/** Pulls (policy action `pull`), verifies and caches an image; the index commits last. */
+export async function pull(ctx: Context, refText: string, o: RegistryOptions = {}): Promise<ImageRecord> {
+  const ref = parseReference(refText);
+  await gate(ctx, { action: 'pull', image: policyImage(ref, null), application: null, metadata: {} });
+  const img = await timed('pull', () => pullImage(ref, o));
+  const dir = ctx.paths.stateDir;
+  timedSync('cache blobs', () => {
+    putBlob(dir, img.layer.descriptor.digest, img.layer.bytes);
+    putBlob(dir, img.config.descriptor.digest, img.config.bytes);
+    putBlob(dir, img.digest, img.manifest.bytes);
+    if (img.index && img.indexDigest) putBlob(dir, img.indexDigest, img.index.bytes);
+  });
+  // blobs in place, index not yet: a pull killed here must not look cached
+  checkpoint('pull:after-blobs');
+  const { keys } = timedSync('signature check', () => trustedKeys(keysDir()));
+  const facts = verifySignatures([img.digest, img.indexDigest].filter((d): d is string => !!d), img.signatures, keys);
+  const rec: ImageRecord = {
+    digest: img.digest,
+    index_digest: img.indexDigest,
+    references: [],
+    registry: ref.registry,
+    repository: ref.repository,
+    manifest_media_type: img.manifest.mediaType,
+    config_digest: img.config.descriptor.digest,
+    layer: { digest: img.layer.descriptor.digest, size: img.layer.descriptor.size, media_type: img.layer.descriptor.mediaType },
+    size: img.manifest.bytes.length + img.config.bytes.length + img.layer.bytes.length,
+    programs: img.labels.programs,
+    maps: img.labels.maps,
+    labels: img.labels.all,
+    entry: img.entry,
+    signatures: img.signatures,
+    signature: { ...facts, keyset: keySetId(keys) },
+    pulled_at: nowIso(),
+  };
+  return timedSync('cache index', () => recordImage(ctx.store(), rec, ref.canonical));
+}
+
+/**
+ * The image to load under a pull policy. IfNotPresent asks the registry for the tag's current
+ * digest with one HEAD request, so a moved tag is pulled again; when the registry does not
+ * answer, the cached image is used. Never uses only the cache.
+ */
+export async function ensureImage(ctx: Context, refText: string, policy: PullPolicy, o: RegistryOptions = {}): Promise<{ ref: ImageReference; rec: ImageRecord }> {
+  const ref = parseReference(refText);
+  const cached = cachedImage(ctx, ref);
+  if (policy === 'Never') {
+    if (!cached) throw notFound(`image ${ref.canonical} is not in the cache and --pull-policy is Never (pull it first: bpfd pull ${refText})`);
+    return { ref, rec: cached };
+  }
+  if (policy === 'IfNotPresent' && cached) {
+    if (ref.digest) return { ref, rec: cached };
+    let now: string | null = null;
+    try {
+      now = await currentDigest(ref, o);
+    } catch (e) {
+      // offline, or the registry is down: the cached image is what IfNotPresent promises
+      if (!(e instanceof BpfdError) || e.kind === 'denied') throw e;
+      return { ref, rec: cached };
+    }
+    if (now === null || now === cached.digest || now === cached.index_digest) return { ref, rec: cached };
+  }
+  return { ref, rec: await pull(ctx, refText, o) };
+}
+
+/** The object in a cached image, read from the layer blob and checked against its digest again. */
+export function objectOfImage(ctx: Context, rec: ImageRecord): BpfElf {
+  const layer = readBlob(ctx.paths.stateDir, rec.layer.digest);
+  if (!layer) throw failed(`the cache has no layer ${rec.layer.digest} for image ${rec.digest}`, ['pull the image again: bpfd pull REF']);
+  if (sha256Digest(layer) !== rec.layer.digest) throw failed(`the cached layer ${rec.layer.digest} is damaged (its bytes no longer match its digest)`, ['remove it with bpfd images rm, then pull again']);
+  const { object } = objectFromLayer(layer, rec.layer.media_type, Math.max(MAX_LAYER_BYTES, layer.length));
+  return parseBpfElf(`${rec.registry}/${rec.repository}@${rec.digest}`, object);
+}
+
+export interface LoadImageRequest extends Omit<LoadFileRequest, 'path'> {
+  image: string;
+  pullPolicy: PullPolicy;
+  registryAuth?: string;
+}
+
+/** `bpfd load image`: the image under its pull policy, then the same load as a file. */
+export async function loadImage(ctx: Context, req: LoadImageRequest): Promise<ProgramView | DryRunResult> {
+  requireRoot('bpfd load');
+  const { ref, rec: found } = await ensureImage(ctx, req.image, req.pullPolicy, { auth: req.registryAuth });
+  const rec = currentSignature(ctx, found);
+  checkListed({ programs: rec.programs, maps: rec.maps, filename: null, all: rec.labels }, req.name, ref.canonical);
+  const elf = objectOfImage(ctx, rec);
+  const { programIn, loadObject } = await import('./programs.js');
+  const { reconcile } = await import('./reconcile.js');
+  const program = programIn(elf, req.name, req.type, req.attach !== undefined);
+  return ctx.exclusive(async () =>
+    loadObject(ctx, reconcile(ctx, true), {
+      ...req,
+      elf,
+      program,
+      bytecode: { image: ref.canonical, digest: rec.digest },
+      image: policyImage(ref, rec),
+    }),
+  );
+}
+
+/** For restore: the object and image facts of a program loaded from an image, from the cache only. */
+export function restoreSource(ctx: Context, bytecode: { image: string; digest: string }, name: string): { elf: BpfElf; image: PolicyImage } {
+  const ref = parseReference(bytecode.image);
+  const found = imageByDigest(ctx.store(), bytecode.digest);
+  if (!found) throw failed(`image ${bytecode.image} (${bytecode.digest}) is no longer in the cache`, [`pull it again (bpfd pull ${pinned(ref, bytecode.digest)}) and run bpfd system restore`]);
+  const rec = currentSignature(ctx, found);
+  return { elf: objectOfImage(ctx, rec), image: policyImage(ref, rec) };
+}
+
+export function listImages(ctx: Context): ImageView[] {
+  return allImages(ctx.store()).map((r) => imageView(currentSignature(ctx, r))).sort((a, b) => a.pulled_at.localeCompare(b.pulled_at) || a.digest.localeCompare(b.digest));
+}
+
+/** `bpfd images rm`: refused while a loaded program, or one waiting for restore, uses the image. */
+export async function removeCachedImage(ctx: Context, refOrDigest: string): Promise<ImageView> {
+  const store = ctx.store();
+  let rec: ImageRecord | null = null;
+  if (/^sha256:[0-9a-f]{64}$/.test(refOrDigest)) rec = imageByDigest(store, refOrDigest) ?? allImages(store).find((r) => r.index_digest === refOrDigest) ?? null;
+  else rec = cachedImage(ctx, parseReference(refOrDigest));
+  if (!rec) throw notFound(`no cached image ${refOrDigest} (see: bpfd images)`);
+  const found = rec;
+  return ctx.exclusive(async () => {
+    const { reconcile } = await import('./reconcile.js');
+    const state = reconcile(ctx, true);
+    const users = state.programs.filter((p) => 'digest' in p.bytecode && p.bytecode.digest === found.digest);
+    const waiting = store.pendingRestores().filter((e) => 'digest' in e.program.bytecode && e.program.bytecode.digest === found.digest);
+    if (users.length || waiting.length) {
+      throw failed(`image ${found.digest} is in use and stays cached`, [
+        ...users.map((p) => `program ${p.id} (${p.name}) is loaded from it: unload it first`),
+        ...waiting.map((e) => `program ${e.program.name} (persisted, key ${e.key}) waits to be restored from it`),
+      ]);
+    }
+    removeImage(store, ctx.paths.stateDir, found.digest);
+    return imageView(found);
+  });
+}
+
+/**
+ * `bpfd image build`: a bpfman-format image of an object, its labels read from the object (each
+ * program's type from its section, each map's type), cached as if pulled and, with push, sent
+ * to the registry. No container engine is involved.
+ */
+export async function buildImageOf(ctx: Context, objPath: string, tag: string, o: { push: boolean } & RegistryOptions): Promise<ImageView> {
+  const ref = parseReference(tag);
+  if (ref.digest) throw invalidInput(`--tag ${tag}: give a tag, not a digest (the digest comes from the build)`);
+  const { readBpfElf, programTypeOfSection } = await import('../loader/elf.js');
+  const { openBpfObject } = await import('../loader/object.js');
+  const elf = readBpfElf(path.resolve(objPath));
+  const programs = Object.fromEntries(elf.programs.map((p) => [p.name, programTypeOfSection(p.section)]));
+  if (!Object.keys(programs).length) throw invalidInput(`${objPath} has no programs to put in an image`);
+  // internal maps (.bss, .data, .rodata) are the object's globals, not maps a user names
+  const obj = openBpfObject(elf);
+  let described;
+  try {
+    described = obj.maps();
+  } finally {
+    obj.close();
+  }
+  const maps = Object.fromEntries(described.filter((m) => !/^(bss|data|rodata|kconfig)(_|$)/.test(m.name)).map((m) => [m.name, m.type]));
+  const { buildImage, pushImage } = await import('../oci/build.js');
+  const img = buildImage({ object: elf.bytes, filename: path.basename(objPath), programs, maps });
+  if (o.push) {
+    const { clientFor } = await import('../oci/pull.js');
+    await pushImage(clientFor(ref, o), img, ref.tag ?? 'latest');
+  }
+  const dir = ctx.paths.stateDir;
+  putBlob(dir, img.layer.descriptor.digest, img.layer.bytes);
+  putBlob(dir, img.config.descriptor.digest, img.config.bytes);
+  putBlob(dir, img.digest, img.manifest);
+  const { keys } = trustedKeys(keysDir());
+  const rec = recordImage(ctx.store(), {
+    digest: img.digest,
+    index_digest: null,
+    references: [],
+    registry: ref.registry,
+    repository: ref.repository,
+    manifest_media_type: 'application/vnd.oci.image.manifest.v1+json',
+    config_digest: img.config.descriptor.digest,
+    layer: { digest: img.layer.descriptor.digest, size: img.layer.descriptor.size, media_type: img.layer.descriptor.mediaType },
+    size: img.manifest.length + img.config.bytes.length + img.layer.bytes.length,
+    programs,
+    maps,
+    labels: JSON.parse(img.config.bytes.toString()).config.Labels,
+    entry: path.basename(objPath),
+    signatures: [],
+    signature: { ...verifySignatures([img.digest], [], keys), keyset: keySetId(keys) },
+    pulled_at: nowIso(),
+  }, ref.canonical);
+  return imageView(rec);
+}

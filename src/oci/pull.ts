@@ -1,0 +1,90 @@
+import { failed } from '../base/errors.js';
+import { credentialFor } from './auth.js';
+import { RegistryClient } from './client.js';
+import { fetchSignatures, type StoredSignature } from './cosign.js';
+import { parseLabels, type ImageLabels } from './labels.js';
+import { MAX_LAYER_BYTES, objectFromLayer } from './layer.js';
+import { fetchBlob, fetchManifest, headDigest, MAX_JSON_BYTES, type Descriptor } from './manifest.js';
+import type { ImageReference } from './reference.js';
+
+/** Everything a pull fetched and verified; nothing of it is stored yet. */
+export interface PulledImage {
+  ref: ImageReference;
+  /** digest of the image manifest bpfd loads from */
+  digest: string;
+  /** digest of the index it was picked from, when the reference named one */
+  indexDigest: string | null;
+  manifest: { mediaType: string; bytes: Buffer };
+  index: { mediaType: string; bytes: Buffer } | null;
+  config: { descriptor: Descriptor; bytes: Buffer };
+  layer: { descriptor: Descriptor; bytes: Buffer };
+  labels: ImageLabels;
+  /** the tar entry the object came from (null: the layer is the object) */
+  entry: string | null;
+  signatures: StoredSignature[];
+}
+
+export interface RegistryOptions {
+  /** --registry-auth */
+  auth?: string;
+  env?: NodeJS.ProcessEnv;
+  progress?: (what: string, got: number, total: number) => void;
+}
+
+export const registryTimeoutMs = (env: NodeJS.ProcessEnv = process.env) => {
+  const s = Number(env.BPFD_REGISTRY_TIMEOUT ?? 30);
+  return (Number.isFinite(s) && s > 0 ? s : 30) * 1000;
+};
+
+export function clientFor(ref: ImageReference, o: RegistryOptions): RegistryClient {
+  const env = o.env ?? process.env;
+  return new RegistryClient({
+    registry: ref.registry,
+    repository: ref.repository,
+    credential: credentialFor(ref.registry, ref.repository, o.auth, env),
+    timeoutMs: registryTimeoutMs(env),
+    env,
+  });
+}
+
+/** The tag's current digest (one HEAD request), or null when the registry does not say. */
+export async function currentDigest(ref: ImageReference, o: RegistryOptions): Promise<string | null> {
+  return headDigest(clientFor(ref, o), ref.digest ?? ref.tag ?? 'latest');
+}
+
+/**
+ * Resolves the reference, follows an index to this host's manifest, and fetches config, first
+ * layer and cosign signatures, each verified against its digest and size as it streams. The
+ * layer is unpacked here too, so an image without a usable object is refused before anything
+ * is cached.
+ */
+export async function pullImage(ref: ImageReference, o: RegistryOptions = {}): Promise<PulledImage> {
+  const client = clientFor(ref, o);
+  const m = await fetchManifest(client, ref.digest ?? ref.tag ?? 'latest');
+  const configDesc = m.manifest.config;
+  const layerDesc = m.manifest.layers[0];
+  const max = Number(o.env?.BPFD_MAX_LAYER_BYTES ?? process.env.BPFD_MAX_LAYER_BYTES ?? MAX_LAYER_BYTES);
+  const signed = [m.index?.digest, m.digest].filter((d): d is string => !!d);
+  // config, layer and signatures at once: a pull is mostly round trips to the registry
+  const [config, layer, ...sigs] = await Promise.all([
+    fetchBlob(client, configDesc, MAX_JSON_BYTES, 'config'),
+    fetchBlob(client, layerDesc, max, 'layer', (got, total) => o.progress?.(`layer ${layerDesc.digest.slice(7, 19)}`, got, total)),
+    ...signed.map((d) => fetchSignatures(client, d)),
+  ]);
+  const labels = parseLabels(config);
+  const { entry } = objectFromLayer(layer, layerDesc.mediaType, max);
+  const signatures: StoredSignature[] = sigs.flat();
+  if (!m.digest) throw failed(`${ref.canonical}: the registry gave no manifest digest`);
+  return {
+    ref,
+    digest: m.digest,
+    indexDigest: m.index?.digest ?? null,
+    manifest: { mediaType: m.mediaType, bytes: m.bytes },
+    index: m.index ? { mediaType: m.index.mediaType, bytes: m.index.bytes } : null,
+    config: { descriptor: configDesc, bytes: config },
+    layer: { descriptor: layerDesc, bytes: layer },
+    labels,
+    entry,
+    signatures,
+  };
+}

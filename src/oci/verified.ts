@@ -1,0 +1,54 @@
+import { createHash } from 'node:crypto';
+import { failed, limitReached } from '../base/errors.js';
+
+/** What a blob must be: its digest and size from the manifest, and the most bpfd will take. */
+export interface Expected {
+  digest: string;
+  size: number;
+  /** refuse anything larger than this, whatever the manifest says */
+  max: number;
+  /** how errors name it, e.g. "layer sha256:… of 127.0.0.1:5000/prog" */
+  what: string;
+}
+
+export type Progress = (received: number, total: number) => void;
+
+/**
+ * Reads a response body while hashing it, and refuses it the moment it runs past its declared
+ * size or the cap, then checks size and sha256 at the end. Nothing unverified leaves this
+ * function: callers store only what it returns.
+ */
+export async function readVerified(res: Response, want: Expected, progress?: Progress): Promise<Buffer> {
+  if (want.size > want.max) {
+    await res.body?.cancel();
+    throw limitReached(`${want.what} is ${want.size} bytes, over the ${want.max}-byte limit bpfd accepts for it`);
+  }
+  if (!/^sha256:[0-9a-f]{64}$/.test(want.digest)) {
+    await res.body?.cancel();
+    throw failed(`${want.what}: digest '${want.digest}' is not a sha256 digest; bpfd verifies sha256 only`);
+  }
+  const hash = createHash('sha256');
+  const chunks: Buffer[] = [];
+  let got = 0;
+  const reader = res.body?.getReader();
+  if (reader) {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      got += value.byteLength;
+      if (got > want.size) {
+        await reader.cancel();
+        throw failed(`${want.what}: the registry sent more than the ${want.size} bytes the manifest declares; nothing was stored`);
+      }
+      hash.update(value);
+      chunks.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+      progress?.(got, want.size);
+    }
+  }
+  if (got !== want.size) throw failed(`${want.what}: the registry sent ${got} of ${want.size} bytes (truncated); nothing was stored`);
+  const digest = `sha256:${hash.digest('hex')}`;
+  if (digest !== want.digest) throw failed(`${want.what}: its bytes hash to ${digest}, not the digest the manifest names; nothing was stored`);
+  return Buffer.concat(chunks, got);
+}
+
+export const sha256Digest = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;

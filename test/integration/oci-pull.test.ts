@@ -1,0 +1,230 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fixture, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
+import { makeVethPair, type VethPair } from '../helpers/netns.js';
+import { pushWithSkopeo } from '../helpers/oci-images.js';
+import { startRegistry, type Registry } from '../helpers/registry.js';
+import { simulateReboot } from '../helpers/reboot.js';
+
+const skip = needsRoot();
+
+/** Files in the env's image cache: a refused pull must leave none behind. */
+function cachedBlobs(env: Env): string[] {
+  const dir = path.join(env.env.BPFD_STATE_DIR!, 'oci', 'blobs', 'sha256');
+  return existsSync(dir) ? readdirSync(dir).sort() : [];
+}
+
+describe('load image from a registry without auth (docker-registry, images pushed by skopeo)', { skip }, () => {
+  let reg: Registry;
+  let env: Env;
+  let net: VethPair;
+  before(async () => {
+    reg = await startRegistry();
+    env = makeEnv({ BPFD_REGISTRY_TIMEOUT: '3', BPFD_KEYS_DIR: '/nonexistent' });
+    net = makeVethPair();
+  });
+  after(() => {
+    env?.cleanup();
+    net?.cleanup();
+    reg?.stop();
+  });
+
+  const attach = () => ['--iface', net.ifB, '--netns', net.nsPathB];
+
+  test('pull by tag caches it with its labels; load image --pull-policy Never runs it (pings drop)', () => {
+    const pushed = pushWithSkopeo(`${reg.host}/net/drop:v1`, { object: fixture('xdp_drop.o') });
+    const p = env.run('pull', `${reg.host}/net/drop:v1`, '-o', 'json');
+    assert.equal(p.status, 0, p.stderr);
+    const img = p.json();
+    assert.equal(img.digest, pushed.digest);
+    assert.deepEqual(img.programs, { xdp_drop: 'xdp' });
+    assert.deepEqual(img.references, [`${reg.host}/net/drop:v1`]);
+    assert.equal(img.signature.verified, false);
+    const list = env.run('images', '-o', 'json').json();
+    assert.deepEqual(list.map((i: any) => i.digest), [pushed.digest]);
+    assert.ok(net.ping(), 'ping works before the load');
+    const r = env.run('load', 'image', '--image-url', `${reg.host}/net/drop:v1`, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach(), '-o', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    const prog = r.json();
+    assert.deepEqual(prog.bytecode, { image: `${reg.host}/net/drop:v1`, digest: pushed.digest });
+    assert.equal(net.ping(), false, 'xdp_drop from the image drops pings');
+    const got = env.run('get', String(prog.id), '-o', 'json').json();
+    assert.deepEqual(got.bytecode, { image: `${reg.host}/net/drop:v1`, digest: pushed.digest });
+    assert.deepEqual(env.run('list', '-o', 'json').json()[0].bytecode, prog.bytecode);
+    assert.equal(env.run('unload', String(prog.id)).status, 0);
+    assert.ok(net.ping(), 'pings pass after unload');
+  });
+
+  test('load image by digest, and from an index that holds arm64 and amd64 (the amd64 manifest is loaded)', () => {
+    const pushed = pushWithSkopeo(`${reg.host}/net/count:multi`, { object: fixture('xdp_count.o'), index: true, layer: 'tar' });
+    assert.ok(pushed.indexDigest);
+    for (const ref of [`${reg.host}/net/count:multi`, `${reg.host}/net/count@${pushed.indexDigest}`, `${reg.host}/net/count@${pushed.digest}`]) {
+      const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_count', '--pull-policy', 'Always', ...attach(), '-o', 'json');
+      assert.equal(r.status, 0, `${ref}: ${r.stderr}`);
+      const prog = r.json();
+      assert.equal(prog.bytecode.digest, pushed.digest, `${ref} loads the amd64 manifest`);
+      assert.ok(net.ping(3), 'the counting program passes pings');
+      const stats = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', `${env.bpffs}/maps/${prog.id}/xdp_stats`], { encoding: 'utf8' }));
+      assert.ok(stats[0].formatted.value.packets >= 3, 'the program from the image counted the pings');
+      assert.equal(env.run('unload', String(prog.id)).status, 0);
+    }
+  });
+
+  test('each layer form loads: plain tar, raw ELF, gzip ELF', () => {
+    for (const layer of ['tar', 'elf', 'elf.gz'] as const) {
+      pushWithSkopeo(`${reg.host}/net/forms:${layer.replace('.', '-')}`, { object: fixture('xdp_drop.o'), layer });
+      const r = env.run('load', 'image', '--image-url', `${reg.host}/net/forms:${layer.replace('.', '-')}`, '--name', 'xdp_drop', ...attach(), '-o', 'json');
+      assert.equal(r.status, 0, `${layer}: ${r.stderr}`);
+      assert.equal(net.ping(), false, `${layer}: drops`);
+      assert.equal(env.run('unload', String(r.json().id)).status, 0);
+    }
+  });
+
+  test('pull policies: Never without a cached copy fails; a moved tag is picked up by IfNotPresent, not by Never', () => {
+    const ref = `${reg.host}/net/moving:stable`;
+    const never = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach());
+    assert.equal(never.status, 4, never.stderr);
+    assert.match(never.stderr, /not in the cache and --pull-policy is Never/);
+    const first = pushWithSkopeo(ref, { object: fixture('xdp_drop.o') });
+    const a = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', ...attach(), '-o', 'json');
+    assert.equal(a.status, 0, a.stderr);
+    assert.equal(a.json().bytecode.digest, first.digest);
+    assert.equal(net.ping(), false);
+    assert.equal(env.run('unload', String(a.json().id)).status, 0);
+
+    // the tag now names an image of xdp_pass, with the function name of the first
+    const second = pushWithSkopeo(ref, { object: fixture('xdp_pass.o'), program: 'xdp_pass' });
+    assert.notEqual(second.digest, first.digest);
+    const b = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach(), '-o', 'json');
+    assert.equal(b.status, 0, b.stderr);
+    assert.equal(b.json().bytecode.digest, first.digest, 'Never keeps the cached digest');
+    assert.equal(net.ping(), false, 'still the drop program');
+    assert.equal(env.run('unload', String(b.json().id)).status, 0);
+
+    const c = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_pass', '--pull-policy', 'IfNotPresent', ...attach(), '-o', 'json');
+    assert.equal(c.status, 0, c.stderr);
+    assert.equal(c.json().bytecode.digest, second.digest, 'IfNotPresent sees the tag moved');
+    assert.ok(net.ping(), 'the pass program passes');
+    assert.equal(env.run('unload', String(c.json().id)).status, 0);
+
+    const unlisted = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach());
+    assert.equal(unlisted.status, 2, unlisted.stderr);
+    assert.match(unlisted.stderr, /function xdp_drop is not one of the programs image .* lists/);
+  });
+
+  test('a blob whose bytes do not match its digest, and a truncated one: refused, nothing cached, nothing loaded', () => {
+    for (const damage of ['flipped', 'truncated'] as const) {
+      const ref = `${reg.host}/net/bad-${damage}:v1`;
+      const pushed = pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: `damaged-${damage}.txt` });
+      const file = reg.blobFile(pushed.layerDigest);
+      const bytes = readFileSync(file);
+      if (damage === 'flipped') {
+        bytes[bytes.length - 10] ^= 0xff;
+        writeFileSync(file, bytes);
+      } else truncateSync(file, Math.floor(bytes.length / 2));
+      const blobsBefore = cachedBlobs(env);
+      const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', ...attach());
+      assert.equal(r.status, 1, `${damage}: ${r.stderr}`);
+      assert.match(r.stderr, damage === 'flipped' ? /hash to sha256:[0-9a-f]{64}, not the digest the manifest names; nothing was stored/ : /sent \d+ of \d+ bytes \(truncated\); nothing was stored/);
+      assert.ok(r.stderr.includes(pushed.layerDigest), 'the error names the blob');
+      assert.deepEqual(cachedBlobs(env), blobsBefore, 'no blob was cached');
+      assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === pushed.digest), 'the image is not listed');
+      assert.deepEqual(env.run('list', '-o', 'json').json(), [], 'nothing was loaded');
+      assert.deepEqual(env.pins(), [], 'nothing pinned');
+      assert.ok(net.ping(), 'pings pass');
+    }
+  });
+
+  test('a pull killed after writing its blobs, before its index record, leaves nothing that looks cached', () => {
+    const ref = `${reg.host}/net/killed:v1`;
+    const pushed = pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: 'killed.txt' });
+    // the same store and cache as env, with the hook
+    const killed = makeEnv({ ...env.env, BPFD_TEST_HOOK: 'pull:after-blobs=kill' });
+    try {
+      const k = killed.run('pull', ref);
+      assert.notEqual(k.status, 0, 'the pull was killed');
+      assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === pushed.digest), 'not listed');
+      const never = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach());
+      assert.equal(never.status, 4, never.stderr);
+      const again = env.run('pull', ref, '-o', 'json');
+      assert.equal(again.status, 0, again.stderr);
+      assert.equal(again.json().digest, pushed.digest);
+    } finally {
+      killed.cleanup();
+    }
+  });
+
+  test('a tar with ../ entries, one with a symlink, and a zstd layer are refused with what was wrong', () => {
+    const cases = [
+      ['dotdot', /entry '\.\.\/\.\.\/xdp_drop\.o' with '\.\.' in its path; refused/],
+      ['symlink', /entry 'a-link\.o' that is a symbolic link \(to '\/etc\/passwd'\); refused/],
+      ['zstd', /zstd/],
+    ] as const;
+    for (const [layer, message] of cases) {
+      const ref = `${reg.host}/net/hostile:${layer}`;
+      pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), layer });
+      const before = cachedBlobs(env);
+      const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', ...attach());
+      assert.equal(r.status, 2, `${layer}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.deepEqual(cachedBlobs(env), before, `${layer}: nothing cached`);
+      assert.ok(net.ping(), 'nothing attached');
+    }
+  });
+
+  test('a registry that stops answering: the timeout names it; IfNotPresent falls back to the cached image', () => {
+    const ref = `${reg.host}/net/drop:v1`;
+    reg.pause();
+    try {
+      const p = env.run('pull', ref);
+      assert.equal(p.status, 1, p.stderr);
+      assert.match(p.stderr, new RegExp(`registry ${reg.host.replace(/\./g, '\\.')} did not answer within 3 s`));
+      const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', ...attach(), '-o', 'json');
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(net.ping(), false);
+      assert.equal(env.run('unload', String(r.json().id)).status, 0);
+    } finally {
+      reg.resume();
+    }
+  });
+
+  test('images rm is refused while a program uses the image, and works after unload', () => {
+    const ref = `${reg.host}/net/drop:v1`;
+    const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', ...attach(), '-o', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    const { id, bytecode } = r.json();
+    const rm = env.run('images', 'rm', ref);
+    assert.equal(rm.status, 1, rm.stderr);
+    assert.match(rm.stderr, new RegExp(`program ${id} \\(xdp_drop\\) is loaded from it: unload it first`));
+    assert.ok(env.run('images', '-o', 'json').json().some((i: any) => i.digest === bytecode.digest), 'still cached');
+    assert.equal(net.ping(), false, 'still running');
+    assert.equal(env.run('unload', String(id)).status, 0);
+    const rm2 = env.run('images', 'rm', bytecode.digest);
+    assert.equal(rm2.status, 0, rm2.stderr);
+    assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === bytecode.digest), 'gone from the list');
+    const never = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach());
+    assert.equal(never.status, 4, never.stderr);
+  });
+
+  test('--persist restores from the cached image after a reboot, with the registry stopped', () => {
+    const ref = `${reg.host}/net/drop:v1`;
+    const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--persist', ...attach(), '-o', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    const { id, bytecode } = r.json();
+    assert.equal(net.ping(), false);
+    simulateReboot(env, [id]);
+    assert.ok(progGone(id));
+    assert.ok(net.ping(), 'after the reboot nothing is attached');
+    reg.stop();
+    const restore = env.run('system', 'restore', '-o', 'json');
+    assert.equal(restore.status, 0, restore.stderr + restore.stdout);
+    const back = env.run('list', '-o', 'json').json();
+    assert.equal(back.length, 1);
+    assert.deepEqual(back[0].bytecode, bytecode);
+    assert.equal(net.ping(), false, 'the restored program drops again');
+    assert.equal(env.run('unload', String(back[0].id)).status, 0);
+  });
+});
