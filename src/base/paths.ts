@@ -32,6 +32,9 @@ export function useEmbeddedPolicy(file: string): void {
 /** Whether `file` is the policy built into the executable (`version` says so). */
 export const isEmbeddedPolicy = (file: string): boolean => file === embeddedPolicy;
 
+/** How messages name a policy module: the shipped one is a file inside the executable. */
+export const policyLabel = (file: string): string => (isEmbeddedPolicy(file) ? `built into ${process.execPath}` : file);
+
 export function shippedPolicyPath(): string {
   if (embeddedPolicy !== null) return embeddedPolicy;
   // Run from the sources (tests import build/src/...): the repo's wasm/, three levels up.

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { defineCommand } from 'citty';
-import { resolvePaths } from '../base/paths.js';
+import { policyLabel, resolvePaths } from '../base/paths.js';
 import { invalidInput } from '../base/errors.js';
 import { ExitCode } from './exit-codes.js';
 import type { Decision } from '../policy/engine.js';
@@ -122,7 +122,7 @@ function readInput(file: string): unknown {
 function decisionText(d: Decision, policyPath: string, dataPath: string, policyInfo: PolicyInfo): string {
   const lines = [
     `Decision: ${d.allow ? 'allow' : 'deny'}`,
-    `Policy:   ${policyPath} (sha256 ${d.policySha256 ?? policyInfo({ policy: policyPath }).sha256 ?? 'unreadable'})`,
+    `Policy:   ${policyLabel(policyPath)} (sha256 ${d.policySha256 ?? policyInfo({ policy: policyPath }).sha256 ?? 'unreadable'})`,
     `Data:     ${dataPath}`,
     'Reasons:',
     ...(d.reasons.length ? d.reasons.map((r) => `  ${r}`) : ['  (none given)']),

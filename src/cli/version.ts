@@ -1,6 +1,6 @@
 import { bpfdCommand, outputOption } from './command.js';
 import { printJson, writeOut } from './output.js';
-import { isEmbeddedPolicy, resolvePaths } from '../base/paths.js';
+import { policyLabel, resolvePaths } from '../base/paths.js';
 
 declare const __BPFD_VERSION__: string | undefined;
 declare const __BPFD_COMMIT__: string | undefined;
@@ -21,7 +21,7 @@ export const versionCommand = bpfdCommand({
       version: typeof __BPFD_VERSION__ === 'string' ? __BPFD_VERSION__ : '0.0.0-dev',
       commit: typeof __BPFD_COMMIT__ === 'string' ? __BPFD_COMMIT__ : 'unknown',
       // the shipped policy is a file inside the executable: say so rather than print its inner path
-      policy: { sha256, path: isEmbeddedPolicy(policy.path) ? `built into ${process.execPath}` : policy.path },
+      policy: { sha256, path: policyLabel(policy.path) },
       libbpf,
     };
     if (p.values.output === 'json') return printJson(info);

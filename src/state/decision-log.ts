@@ -1,4 +1,4 @@
-import { nextCounter } from './lmdb-env.js';
+import { latest, nextCounter } from './lmdb-env.js';
 import { handlesOf, type Store } from './store.js';
 
 /** One policy decision as kept in the store and shown by `bpfd policy log`. */
@@ -42,6 +42,6 @@ export function appendDecision(store: Store, entry: Omit<DecisionRecord, 'seq'>,
 /** Newest first. */
 export function recentDecisions(store: Store, limit = 20): DecisionRecord[] {
   const out: DecisionRecord[] = [];
-  for (const { value } of handlesOf(store).decisions.getRange({ reverse: true, limit })) out.push(value as DecisionRecord);
+  for (const { value } of latest(handlesOf(store)).decisions.getRange({ reverse: true, limit })) out.push(value as DecisionRecord);
   return out;
 }

@@ -65,6 +65,19 @@ export function openHandles(stateDir: string): Handles {
   }
 }
 
+/**
+ * The handles, with the process's read transaction renewed first, so that what follows reads the
+ * latest commit. lmdb-js shares one read transaction per process and resets it on a setTimeout(0),
+ * so a process that never yields keeps its first snapshot: a command that read the store, then
+ * waited synchronously for the writer lock (core/lock.ts), would act on records from before the
+ * previous holder's changes. Every read operation of src/state goes through here. Reads inside a
+ * write transaction see that transaction and are unaffected.
+ */
+export function latest(h: Handles): Handles {
+  h.root.resetReadTxn();
+  return h;
+}
+
 /** Next value of a named counter, inside the caller's write transaction. */
 export function nextCounter(h: Handles, name: string): number {
   const key = `counter:${name}`;

@@ -1,5 +1,6 @@
 import type { Database } from 'lmdb';
 import { handlesOf, type Store } from './store.js';
+import { latest } from './lmdb-env.js';
 
 /**
  * Records of applications' bpffs mounts (bpfd bpffs create) and of what is shared into them
@@ -66,12 +67,18 @@ function dbs(store: Store): Dbs {
   return d;
 }
 
+/** dbs(store), read from the latest commit (lmdb-env.ts latest). */
+function readDbs(store: Store): Dbs {
+  latest(handlesOf(store));
+  return dbs(store);
+}
+
 export function listAppMounts(store: Store): AppMountRecord[] {
-  return [...dbs(store).mounts.getRange()].map((e) => e.value);
+  return [...readDbs(store).mounts.getRange()].map((e) => e.value);
 }
 
 export function getAppMount(store: Store, path: string): AppMountRecord | undefined {
-  return dbs(store).mounts.get(path);
+  return readDbs(store).mounts.get(path);
 }
 
 export function putAppMount(store: Store, rec: AppMountRecord): void {
@@ -79,7 +86,7 @@ export function putAppMount(store: Store, rec: AppMountRecord): void {
 }
 
 export function listShares(store: Store, mount?: string): ShareRecord[] {
-  const all = [...dbs(store).shares.getRange()].map((e) => e.value);
+  const all = [...readDbs(store).shares.getRange()].map((e) => e.value);
   return mount === undefined ? all : all.filter((s) => s.mount === mount);
 }
 

@@ -1,5 +1,5 @@
 import { memberImageKey, OBJECT_PREFIX, objectKey, releaseObject } from './blobs.js';
-import { nextCounter, openHandles, type Handles } from './lmdb-env.js';
+import { latest, nextCounter, openHandles, type Handles } from './lmdb-env.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from './records.js';
 
 export { SCHEMA_VERSION } from './migrations.js';
@@ -44,18 +44,18 @@ let cached: { dir: string; store: Store; handles: Handles } | null = null;
 export function openStore(stateDir: string): Store {
   if (cached && cached.dir === stateDir) return cached.store;
   const h = openHandles(stateDir);
-  const values = <V>(db: { getRange(): Iterable<{ value: V }> }) => [...db.getRange()].map((e) => e.value);
+  const values = <V>(db: (h: Handles) => { getRange(): Iterable<{ value: V }> }) => [...db(latest(h)).getRange()].map((e) => e.value);
   const store: Store = {
     dir: stateDir,
-    programs: () => values(h.programs),
-    links: () => values(h.links),
-    pendingRestores: () => values(h.pending),
-    memberImage: (progId) => h.blobs.get(memberImageKey('xdp', progId)),
-    storedObject: (sha256) => h.blobs.get(objectKey(sha256)),
-    storedObjectDigests: () => [...h.blobs.getKeys({ start: OBJECT_PREFIX })].map(String).filter((k) => k.startsWith(OBJECT_PREFIX)).map((k) => k.slice(OBJECT_PREFIX.length)),
+    programs: () => values((x) => x.programs),
+    links: () => values((x) => x.links),
+    pendingRestores: () => values((x) => x.pending),
+    memberImage: (progId) => latest(h).blobs.get(memberImageKey('xdp', progId)),
+    storedObject: (sha256) => latest(h).blobs.get(objectKey(sha256)),
+    storedObjectDigests: () => [...latest(h).blobs.getKeys({ start: OBJECT_PREFIX })].map(String).filter((k) => k.startsWith(OBJECT_PREFIX)).map((k) => k.slice(OBJECT_PREFIX.length)),
     linkIdentity(keep) {
       // Link ids come from a counter that never goes back, so a kept id is free unless the store was replaced.
-      if (keep && h.links.get(keep.id) === undefined) return keep;
+      if (keep && latest(h).links.get(keep.id) === undefined) return keep;
       return h.root.transactionSync(() => {
         const n = nextCounter(h, 'link');
         return { id: n, seq: keep?.seq ?? n };

@@ -50,6 +50,8 @@ export function makeEnv(extra: NodeJS.ProcessEnv = {}): Env {
     BPFD_STATE_DIR: path.join(dir, 'state'),
     BPFD_SOCKET: `unix://${path.join(dir, 'bpfd.sock')}`,
     BPFD_POLICY_DATA: path.join(dir, 'policy-data.json'),
+    // the repo's shipped policy decides, never a host's /etc/bpfd/policy.wasm or the caller's BPFD_POLICY
+    BPFD_POLICY: path.join(ROOT, 'wasm', 'bpfd.wasm'),
     ...extra,
   };
   const bpffs = path.join(dir, 'run', 'fs');

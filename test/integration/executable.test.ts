@@ -41,10 +41,13 @@ describe('the executable runs alone, copied away from the checkout', { skip }, (
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  // The policy built into the copy decides unless a test names one: makeEnv's BPFD_POLICY is the
+  // checkout's wasm/, which is hidden here.
+  let policyOverride: string | undefined;
   const alone = (...args: string[]) => {
     const hide = `/usr/bin/mount -t tmpfs bpfd-hidden "${ROOT}" && cd "${dir}" && exec "${copy}" "$@"`;
     const r = spawnSync('/usr/bin/unshare', ['--mount', '--propagation', 'private', '/bin/sh', '-c', hide, 'bpfd', ...args], {
-      env: { ...env.env, PATH: dir },
+      env: { ...env.env, BPFD_POLICY: policyOverride, PATH: dir },
       encoding: 'utf8',
       timeout: 60_000,
     });
@@ -90,15 +93,13 @@ describe('the executable runs alone, copied away from the checkout', { skip }, (
     copyFileSync(other, custom);
     const r = alone('version', '-o', 'json');
     assert.equal(JSON.parse(r.stdout).policy.sha256, shippedSha);
-    const prev = env.env.BPFD_POLICY;
-    env.env.BPFD_POLICY = custom;
+    policyOverride = custom;
     try {
       const o = JSON.parse(alone('version', '-o', 'json').stdout);
       assert.equal(o.policy.path, custom);
       assert.equal(o.policy.sha256, createHash('sha256').update(readFileSync(custom)).digest('hex'));
     } finally {
-      if (prev === undefined) delete env.env.BPFD_POLICY;
-      else env.env.BPFD_POLICY = prev;
+      policyOverride = undefined;
     }
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { BPFD, bpftool, fixture, kernelProgIds, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
@@ -161,6 +162,81 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
       assert.equal(later.status, 1, 'the interface is still missing');
       assert.deepEqual(later.report.restored.map((x) => x.previous_id), [denied.id], 'once the policy allows it, it comes back');
       assert.deepEqual(listed().map((p) => [p.name, p.links[0].priority]), [['xdp_drop', 30], ['xdp_count', 40]]);
+    } finally {
+      other.cleanup();
+    }
+  });
+
+  test('restore keeps a non-root owner for later decisions, loads the stored copy of a changed file; a missing netns and a verifier refusal are reported and leave nothing', () => {
+    const other = makeVethPair();
+    try {
+      const owned = load('xdp_count', ...at(), '--priority', '10', '--persist');
+      const changed = load('xdp_pass', ...at(), '--priority', '20', '--persist');
+      const elsewhere = load('xdp_pass', ...at(other), '--persist');
+      const refused = load('xdp_drop', ...at(), '--priority', '30', '--persist');
+      // Only root loads through the CLI today (the socket will bring other owners): record one
+      // through the store API, as a load by uid 4321 would have.
+      const store = openStore(env.env.BPFD_STATE_DIR!);
+      const rec = store.programs().find((p) => p.id === owned.id)!;
+      store.commitLoad({ program: { ...rec, owner: { uid: 4321, username: 'alice' } }, image: null, object: null, link: null });
+      store.close();
+      simulateReboot(env, [owned.id, changed.id, elsewhere.id, refused.id]);
+
+      // While the machine was down: the file changed (restore must load the copy it kept), a netns is
+      // gone, and one stored object became code the verifier refuses (the stored bytes replaced,
+      // through the store API, by xdp_reject.o: it reads packet data without a bounds check).
+      copyFileSync(fixture('xdp_drop.o'), path.join(objects, 'xdp_pass.o'));
+      other.cleanup();
+      assert.equal(listed().length, 0, 'the first command after the reboot moves the records aside, as pending');
+      const s = openStore(env.env.BPFD_STATE_DIR!);
+      const pend = s.pendingRestores().find((p) => p.program.id === refused.id)!;
+      const rejectBytes = readFileSync(fixture('xdp_reject.o'));
+      const rejectSha = createHash('sha256').update(rejectBytes).digest('hex');
+      const swapped = { ...pend.program, id: 0x7ffffff0, name: 'xdp_reject', bytecode: { path: fixture('xdp_reject.o'), sha256: rejectSha } };
+      s.forgetPrograms([{ program: swapped, links: [], pending: { ...pend, program: { ...swapped, id: pend.program.id } } }]);
+      s.commitLoad({ program: swapped, image: null, object: rejectBytes, link: null });
+      s.removeProgram(swapped); // the pending entry still names the object: the store keeps it
+      assert.ok(s.storedObject(rejectSha), 'the tampered object is stored');
+      s.close();
+
+      const kernelBefore = kernelProgIds();
+      const r = restore();
+      assert.equal(r.status, 1, 'exit 1 when any failed');
+      assert.deepEqual(r.report.restored.map((x) => x.previous_id).sort(), [owned.id, changed.id].sort());
+      const why = new Map(r.report.failed.map((f) => [f.previous_id, f]));
+      assert.deepEqual([...why.keys()].sort(), [elsewhere.id, refused.id].sort());
+      assert.match(why.get(elsewhere.id)!.reason, new RegExp(other.nsPathB.replace(/[/.]/g, '\\$&')), 'the missing netns is named');
+      assert.match([why.get(refused.id)!.reason, ...why.get(refused.id)!.details].join('\n'), /verifier|invalid access to packet|R\d+ /, 'the verifier refusal is reported');
+      const pendingNow = (env.run('list', '--pending', '-o', 'json').json() as Array<{ previous_id: number }>).map((p) => p.previous_id).sort();
+      assert.deepEqual(pendingNow, [elsewhere.id, refused.id].sort(), 'the failed ones stay pending');
+
+      // nothing of the failed ones in the kernel or the bpffs
+      const ours = new Set(['bpfd_xdp', 'xdp_drop', 'xdp_pass', 'xdp_count', 'xdp_reject']);
+      const made = (bpftool('prog', 'list') as Array<{ id: number; name: string }>).filter((p) => !kernelBefore.has(p.id) && ours.has(p.name)).map((p) => p.name).sort();
+      assert.deepEqual(made, ['bpfd_xdp', 'xdp_count', 'xdp_pass'], 'the two restored and their dispatcher, nothing else');
+      const restoredIds = r.report.restored.map((x) => x.id);
+      assert.deepEqual(env.pins().filter((p) => p.startsWith('progs/')), restoredIds.map((id) => `progs/${id}`).sort(), 'no pin of a failed restore');
+      assert.deepEqual(env.pins().filter((p) => p.startsWith('maps/') && !restoredIds.some((id) => p.startsWith(`maps/${id}/`))), [], 'no maps of a failed restore');
+
+      // the changed file did not matter: the stored copy came back, which passes packets
+      const now = listed();
+      const back = now.find((p) => p.name === 'xdp_pass')!;
+      assert.deepEqual(back.bytecode, changed.bytecode, 'still the original file and sha256');
+      assert.equal((back as unknown as { tag: string }).tag, (changed as unknown as { tag: string }).tag, 'the same code as before the reboot');
+      assert.ok(net.ping(3, 2), 'xdp_pass, not the xdp_drop now in its file, runs');
+
+      // the owner came back, and the policy sees it: a grant without manage_others cannot unload it
+      const mine = now.find((p) => p.name === 'xdp_count')! as unknown as { id: number; owner: { uid: number; username: string } };
+      assert.deepEqual(mine.owner, { uid: 4321, username: 'alice' });
+      writeFileSync(env.env.BPFD_POLICY_DATA!, JSON.stringify({ root_allowed: false, grants: [{ name: 'ops', uids: [0], actions: ['unload'] }] }));
+      const u = env.run('unload', String(mine.id));
+      assert.equal(u.status, 3, u.stderr);
+      assert.match(u.stderr, /the program belongs to uid 4321 and the grant does not allow managing others' programs/);
+      const logged = env.run('policy', 'log', '--limit', '1', '-o', 'json').json() as Array<{ action: string; allow: boolean; reasons: string[] }>;
+      assert.equal(logged[0].action, 'unload');
+      assert.equal(logged[0].allow, false);
+      assert.match(logged[0].reasons.join('\n'), /belongs to uid 4321/);
+      writeFileSync(env.env.BPFD_POLICY_DATA!, '{}');
     } finally {
       other.cleanup();
     }
