@@ -88,9 +88,9 @@ export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => voi
     PullBytecode: method('PullBytecode', async (req, ctx) => {
       // the same pull as `bpfd pull` (policy action pull), under the request's pull policy
       const img = imageArgs(req.image, 'PullBytecodeRequest.image');
-      const { ensureImage } = await import('../core/images.js');
-      await ensureImage(ctx, img.url, img.pullPolicy, { auth: img.registryAuth });
-      return {};
+      const { ensureImage, imageView } = await import('../core/images.js');
+      const { rec } = await ensureImage(ctx, img.url, img.pullPolicy, { auth: img.registryAuth });
+      return { [VIEW]: imageView(rec) };
     }),
   };
 }

@@ -95,6 +95,18 @@ describe('bpfd system service: bytecode images (PullBytecode, Load with Bytecode
     const unlisted = await c.call('Load', { bytecode: { image: { url: tag, image_pull_policy: 2 } }, info: [{ name: 'nope', program_type: 0 }] });
     assert.equal(unlisted.code, Code.INVALID_ARGUMENT, unlisted.details);
 
+    // the command line as a client: bpfd pull --remote is PullBytecode, --registry-auth its credentials
+    assert.equal(env.run('images', 'rm', digest).status, 0);
+    env.env.BPFD_SOCKET = svc.address;
+    const anon = env.run('pull', '--remote', tag);
+    assert.equal(anon.status, 3, anon.stderr);
+    assert.match(anon.stderr, /needs credentials/);
+    const remote = env.run('pull', '--remote', tag, '--registry-auth', auth, '-o', 'json');
+    assert.equal(remote.status, 0, remote.stderr);
+    assert.equal(remote.json().digest, digest);
+    assert.deepEqual(remote.json().references, [tag]);
+    assert.deepEqual(env.run('images', '-o', 'json').json().map((i: any) => i.digest), [digest], 'pulled into the service\'s cache');
+
     c.close();
     assert.equal(await svc.stop(), 0);
     assert.ok(!svc.log().includes(password), 'the registry password is never in the service log');
