@@ -9,6 +9,8 @@ import { rpcErrorOf } from './status.js';
 import { parseXdpAttach } from '../core/attach-options.js';
 import type { Context, Subject } from '../core/context.js';
 import type { ProgramView } from '../core/view.js';
+import type { LoadFileRequest } from '../core/programs.js';
+import { imageArgs } from './images.js';
 import type { ProgramRecord } from '../state/records.js';
 import { readStamp } from '../core/read-cache.js';
 
@@ -83,8 +85,12 @@ export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => voi
       const rec = records.find((r) => r.id === view.id);
       return { info: programInfo(view, rec, usedBy(records, view)), kernel_info: kernelInfo(view, rec), [VIEW]: view };
     }),
-    PullBytecode: method('PullBytecode', async () => {
-      throw new RpcError(Status.UNIMPLEMENTED, 'pulling bytecode images is not in this bpfd yet (the OCI client, issue #13): load from a file on the host with LoadRequest.bytecode.file');
+    PullBytecode: method('PullBytecode', async (req, ctx) => {
+      // the same pull as `bpfd pull` (policy action pull), under the request's pull policy
+      const img = imageArgs(req.image, 'PullBytecodeRequest.image');
+      const { ensureImage, imageView } = await import('../core/images.js');
+      const { rec } = await ensureImage(ctx, img.url, img.pullPolicy, { auth: img.registryAuth });
+      return { [VIEW]: imageView(rec) };
     }),
   };
 }
@@ -97,21 +103,32 @@ function requiredId(v: unknown, field: string): number {
 async function load(req: Record<string, any>, ctx: Context): Promise<Record<string, unknown>> {
   const loc = req.bytecode;
   if (!loc?.location) throw new RpcError(Status.INVALID_ARGUMENT, 'LoadRequest.bytecode is missing: give file (an object file on the host) or image');
+  const { loadFile, unload } = await import('../core/programs.js');
+  let loadOne: (common: Omit<LoadFileRequest, 'path'>) => Promise<unknown>;
   if (loc.location === 'image') {
-    throw new RpcError(Status.UNIMPLEMENTED, 'loading from an image is not in this bpfd yet (the OCI client, issue #13): give LoadRequest.bytecode.file, an object file on the host');
+    // the same path as `bpfd load image`: pulled or taken from the cache per the pull policy
+    const img = imageArgs(loc.image, 'bytecode.image');
+    const { loadImage } = await import('../core/images.js');
+    let pullPolicy = img.pullPolicy;
+    loadOne = async (common) => {
+      const v = await loadImage(ctx, { ...common, image: img.url, pullPolicy, registryAuth: img.registryAuth });
+      // the request's other programs come from the image just fetched, not a second pull
+      pullPolicy = 'Never';
+      return v;
+    };
+  } else {
+    const file = loc.file as string;
+    if (!path.isAbsolute(file)) throw new RpcError(Status.INVALID_ARGUMENT, `bytecode.file ${JSON.stringify(file)} is not an absolute path: the service runs elsewhere than the client, give the object's full path on the host`);
+    callerMayRead(ctx.subject, file);
+    loadOne = (common) => loadFile(ctx, { ...common, path: file });
   }
-  const file = loc.file as string;
-  if (!path.isAbsolute(file)) throw new RpcError(Status.INVALID_ARGUMENT, `bytecode.file ${JSON.stringify(file)} is not an absolute path: the service runs elsewhere than the client, give the object's full path on the host`);
-  callerMayRead(ctx.subject, file);
   const infos = (req.info ?? []) as Array<{ name?: string; program_type?: number }>;
   if (infos.length === 0) throw new RpcError(Status.INVALID_ARGUMENT, 'LoadRequest.info is empty: name each program to load (name, program_type)');
-  const { loadFile, unload } = await import('../core/programs.js');
   const views: ProgramView[] = [];
   try {
     for (const info of infos) {
       if (!info.name) throw new RpcError(Status.INVALID_ARGUMENT, 'LoadInfo.name is missing: give the function name of the program in the object');
-      const v = await loadFile(ctx, {
-        path: file,
+      const v = await loadOne({
         name: info.name,
         type: loadType(info.program_type),
         metadata: req.metadata ?? {},

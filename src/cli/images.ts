@@ -68,10 +68,18 @@ export const pullCommand = bpfdCommand({
     'bpfd pull quay.io/org/prog:v1',
   ].join(' '),
   positionals: [{ name: 'ref', description: 'image reference: REGISTRY/REPOSITORY:TAG or @sha256:DIGEST' }],
-  options: { ...authOption, ...outputOption },
+  options: {
+    ...authOption,
+    ...outputOption,
+    remote: { type: 'boolean', description: 'pull through the bpfd service (BPFD_SOCKET, default unix:///var/run/bpfd.sock), into its cache, instead of in-process' },
+  },
   async run(p) {
-    const { pull, imageView } = await import('../core/images.js');
     const ref = p.positionals[0];
+    if (p.values.remote === true) {
+      const view = await (await import('./remote.js')).remotePull(p, ref, p.values['registry-auth'] as string | undefined);
+      return isJson(p) ? printJson(view) : void writeOut(imageDetail(view));
+    }
+    const { pull, imageView } = await import('../core/images.js');
     const rec = await pull(await createContext(`bpfd pull ${ref}`), ref, { auth: p.values['registry-auth'] as string | undefined, progress: progressReporter() });
     if (isJson(p)) printJson(imageView(rec));
     else writeOut(imageDetail(imageView(rec)));

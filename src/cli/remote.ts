@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Parsed } from './command.js';
 import { callService, NoService, noServiceError } from './service-client.js';
 import type { XdpAttachOptions } from '../core/attach-options.js';
+import type { ImageView } from '../core/images.js';
 import type { KernelOnlyProgram } from '../core/kernel-programs.js';
 import type { ProgramView } from '../core/view.js';
 
@@ -74,4 +75,12 @@ export async function remoteGet(p: Parsed, id: number): Promise<ProgramView> {
 export async function remoteList(p: Parsed, filter: { type?: string; iface?: string; metadata: Record<string, string> }, all: boolean): Promise<{ views: ProgramView[]; others: KernelOnlyProgram[] }> {
   const r = await call<{ views: ProgramView[]; others: KernelOnlyProgram[] }>('bpfd list', p, 'List', { bpfman_programs_only: !all, match_metadata: filter.metadata }, { type: filter.type, iface: filter.iface });
   return r.view;
+}
+
+/** `bpfd pull` as PullBytecode (Always): --registry-auth travels as BytecodeImage's username and password. */
+export async function remotePull(p: Parsed, ref: string, registryAuth: string | undefined): Promise<ImageView> {
+  const { parseRegistryAuth } = await import('../oci/auth.js');
+  const cred = registryAuth !== undefined ? parseRegistryAuth(registryAuth, '--registry-auth') : null;
+  const image = { url: ref, image_pull_policy: 0, ...(cred ? { username: cred.username, password: cred.password } : {}) };
+  return (await call<ImageView>('bpfd pull', p, 'PullBytecode', { image })).view;
 }

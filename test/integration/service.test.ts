@@ -112,9 +112,8 @@ describe('bpfd system service: bpfman.v1 over a unix socket', { skip }, () => {
     assert.equal(missing.code, Code.NOT_FOUND);
     assert.match(missing.details, /no program with id 4294967280 is loaded by bpfd/);
     assert.equal((await c.call('Detach', { link_id: 999999 })).code, Code.NOT_FOUND);
-    const pull = await c.call('PullBytecode', { image: { url: 'localhost:5000/x:1' } });
-    assert.equal(pull.code, Code.UNIMPLEMENTED);
-    assert.match(pull.details, /bytecode.file/);
+    const pull = await c.call('PullBytecode', { image: { url: 'Not A Reference!' } });
+    assert.equal(pull.code, Code.INVALID_ARGUMENT, pull.details);
 
     // RESOURCE_EXHAUSTED: the 11th program on one interface
     const ids: number[] = [];
