@@ -83,8 +83,18 @@ export function currentSignature(ctx: Context, rec: ImageRecord): ImageRecord {
   return { ...rec, signature };
 }
 
+/**
+ * Whose registry credentials a request may use: root's own (BPFD_REGISTRY_AUTH, root's credential
+ * files) only when root asks. A user under sudo or a client of the service brings their own
+ * (--registry-auth, BytecodeImage.username/password), or pulls anonymously.
+ */
+function credentialScope(ctx: Context, o: RegistryOptions): RegistryOptions {
+  return ctx.subject.uid === 0 ? o : { ...o, ownCredentialsOnly: true };
+}
+
 /** Pulls (policy action `pull`), verifies and caches an image; the index commits last. */
-export async function pull(ctx: Context, refText: string, o: RegistryOptions = {}): Promise<ImageRecord> {
+export async function pull(ctx: Context, refText: string, given: RegistryOptions = {}): Promise<ImageRecord> {
+  const o = credentialScope(ctx, given);
   const ref = parseReference(refText);
   await gate(ctx, { action: 'pull', image: policyImage(ref, null), application: null, metadata: {} });
   const img = await timed('pull', () => pullImage(ref, o));
@@ -125,7 +135,8 @@ export async function pull(ctx: Context, refText: string, o: RegistryOptions = {
  * digest with one HEAD request, so a moved tag is pulled again; when the registry does not
  * answer, the cached image is used. Never uses only the cache.
  */
-export async function ensureImage(ctx: Context, refText: string, policy: PullPolicy, o: RegistryOptions = {}): Promise<{ ref: ImageReference; rec: ImageRecord }> {
+export async function ensureImage(ctx: Context, refText: string, policy: PullPolicy, given: RegistryOptions = {}): Promise<{ ref: ImageReference; rec: ImageRecord }> {
+  const o = credentialScope(ctx, given);
   const ref = parseReference(refText);
   const cached = cachedImage(ctx, ref);
   if (policy === 'Never') {

@@ -96,9 +96,14 @@ export function credentialFromFiles(registry: string, repository: string, env: N
   return null;
 }
 
-/** The credential a request uses: the flag or variable first, then the files. */
-export function credentialFor(registry: string, repository: string, explicit: string | undefined, env: NodeJS.ProcessEnv = process.env): Credential | null {
+/**
+ * The credential a request uses: the flag or variable first, then the files. With `ownOnly`,
+ * only what the request itself gave: the variable and the files are the running process's
+ * (root's, in the service), which a caller who is not root must not borrow.
+ */
+export function credentialFor(registry: string, repository: string, explicit: string | undefined, env: NodeJS.ProcessEnv = process.env, ownOnly = false): Credential | null {
   if (explicit) return parseRegistryAuth(explicit, '--registry-auth');
+  if (ownOnly) return null;
   if (env.BPFD_REGISTRY_AUTH) return parseRegistryAuth(env.BPFD_REGISTRY_AUTH, 'BPFD_REGISTRY_AUTH');
   return credentialFromFiles(registry, repository, env);
 }

@@ -27,6 +27,11 @@ export interface PulledImage {
 export interface RegistryOptions {
   /** --registry-auth */
   auth?: string;
+  /**
+   * Use only `auth`, never BPFD_REGISTRY_AUTH or the credential files: those are the running
+   * process's (root's, in the service), and a caller who is not root must not borrow them.
+   */
+  ownCredentialsOnly?: boolean;
   env?: NodeJS.ProcessEnv;
   progress?: (what: string, got: number, total: number) => void;
 }
@@ -41,7 +46,7 @@ export function clientFor(ref: ImageReference, o: RegistryOptions): RegistryClie
   return new RegistryClient({
     registry: ref.registry,
     repository: ref.repository,
-    credential: credentialFor(ref.registry, ref.repository, o.auth, env),
+    credential: credentialFor(ref.registry, ref.repository, o.auth, env, o.ownCredentialsOnly),
     timeoutMs: registryTimeoutMs(env),
     env,
   });

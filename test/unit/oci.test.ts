@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { BpfdError } from '../../src/base/errors.js';
-import { credentialFromFiles, Credential, parseRegistryAuth } from '../../src/oci/auth.js';
+import { credentialFor, credentialFromFiles, Credential, parseRegistryAuth } from '../../src/oci/auth.js';
 import { buildImage, tarOneFile } from '../../src/oci/build.js';
 import { parseChallenge, RegistryClient } from '../../src/oci/client.js';
 import { keySetId, signatureTag, trustedKeys, verifySignatures } from '../../src/oci/cosign.js';
@@ -213,4 +213,18 @@ test('cosign: a P-256 signature over the simple-signing payload verifies against
   assert.match(verifySignatures([digest], [], keys).reason!, /no cosign signature/);
   assert.notEqual(keySetId(keys), keySetId([]));
   assert.equal(signatureTag(digest), `sha256-${'b'.repeat(64)}.sig`);
+});
+
+test("a caller who is not root uses only the credentials it gave, never the process's own", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bpfd-creds-'));
+  const file = path.join(dir, 'auth.json');
+  writeFileSync(file, JSON.stringify({ auths: { 'reg.example:5000': { auth: Buffer.from('root-file:pw1').toString('base64') } } }));
+  const env = { REGISTRY_AUTH_FILE: file, BPFD_REGISTRY_AUTH: Buffer.from('root-env:pw2').toString('base64'), HOME: dir };
+  const mine = Buffer.from('carol:pw3').toString('base64');
+  // root (the default): the variable, then the files
+  assert.equal(credentialFor('reg.example:5000', 'net/x', undefined, env)?.username, 'root-env');
+  assert.equal(credentialFor('reg.example:5000', 'net/x', undefined, { ...env, BPFD_REGISTRY_AUTH: undefined })?.username, 'root-file');
+  // another caller: what the request carries, or nothing at all
+  assert.equal(credentialFor('reg.example:5000', 'net/x', undefined, env, true), null);
+  assert.equal(credentialFor('reg.example:5000', 'net/x', mine, env, true)?.username, 'carol');
 });
