@@ -16,4 +16,5 @@ test('hostile objects: no signal, no hang, no internal error, nothing left behin
   for (const line of summary(report)) console.log(line);
   assert.deepEqual(report.failures, [], 'every failure above names its seed and index: npm run fuzz -- --seed S --count N keeps it under fixtures/hostile/');
   assert.ok(report.loaded > 0 && report.inProcessRefused > 0, 'the mutants reached both the gate and the kernel');
+  assert.ok(report.evaluated > 0 && report.layers > 0, 'the mutants reached policy eval --object and the image layer extractor');
 });

@@ -1,8 +1,11 @@
 import { spawn } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { BpfdError } from '../../src/base/errors.js';
 import { parseBpfElf } from '../../src/loader/elf.js';
+import { tarOneFile } from '../../src/oci/build.js';
+import { objectFromLayer } from '../../src/oci/layer.js';
 import { elfProgramFacts } from '../../src/policy/facts.js';
 import { bpfdArgv, FIXTURES, kernelProgIds, makeEnv, ROOT, type Env } from '../helpers/bpfd.js';
 import { layoutOf, mutate, onlyIgnoredBytesChanged, STRATEGY_NAMES, type Mutant } from './mutate.js';
@@ -64,6 +67,10 @@ export interface FuzzReport {
   /** passed the gate, but changed only bytes libbpf skips (DWARF): the original to the kernel */
   equivalent: number;
   loaded: number;
+  /** mutants also judged by `policy eval --object` in the executable */
+  evaluated: number;
+  /** layers (the mutant as a gzip tar, and that tar with bytes of its own damaged) through the extractor */
+  layers: number;
   byStrategy: Record<string, { mutants: number; spawned: number; refused: number; loaded: number }>;
   failures: FuzzFailure[];
   seconds: number;
@@ -104,6 +111,29 @@ export function judgeInProcess(file: string, bytes: Buffer, program: string): { 
     if (e instanceof BpfdError && e.kind === 'invalid') return { refused: e.message };
     return { internal: (e as Error).stack ?? String(e) };
   }
+}
+
+/**
+ * The image layer extractor (src/oci/layer.ts) on the mutant packed as an image layer, and on
+ * that layer with some of its own bytes (gzip and tar headers included) overwritten: it must
+ * answer with an object or a BpfdError, never anything else. A problem, or null.
+ */
+function judgeLayers(bytes: Buffer, seed: number, index: number): string | null {
+  const layer = gzipSync(tarOneFile('prog.o', bytes));
+  const damaged = Buffer.from(layer);
+  let x = (seed * 7919 + index * 104729) >>> 0;
+  for (let k = 0; k < 4; k++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    damaged[x % damaged.length] = x >>> 24;
+  }
+  for (const [what, l] of [['the mutant as a gzip tar layer', layer], ['that layer with 4 bytes damaged', damaged]] as const) {
+    try {
+      objectFromLayer(l, 'application/vnd.oci.image.layer.v1.tar+gzip');
+    } catch (e) {
+      if (!(e instanceof BpfdError)) return `the layer extractor failed on ${what}: ${(e as Error).stack?.split('\n').slice(0, 3).join(' | ')}`;
+    }
+  }
+  return null;
 }
 
 interface Spawned {
@@ -151,6 +181,8 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     inProcessRefused: 0,
     equivalent: 0,
     loaded: 0,
+    evaluated: 0,
+    layers: 0,
     byStrategy: Object.fromEntries(STRATEGY_NAMES.map((s) => [s, { mutants: 0, spawned: 0, refused: 0, loaded: 0 }])),
     failures: [],
     seconds: 0,
@@ -181,6 +213,9 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
         const st = report.byStrategy[m.strategy];
         st.mutants++;
         report.mutants++;
+        const layerProblem = judgeLayers(m.bytes, opts.seed, i);
+        report.layers += 2;
+        if (layerProblem) fail(i, fx, m, layerProblem);
         const judged = judgeInProcess(mutantPath, m.bytes, fx.program);
         if (judged && 'internal' in judged) {
           fail(i, fx, m, `bpfd's reader failed in-process: ${judged.internal.split('\n').slice(0, 3).join(' | ')}`);
@@ -202,6 +237,17 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
         const r = await runAsync(env, ['load', 'file', '--path', mutantPath, '--name', fx.program, '-o', 'json']);
         report.spawned++;
         st.spawned++;
+        // the policy's view of the same bytes: `policy eval --object` reads them with the same code
+        if (i % 4 === 0) {
+          const e = await runAsync(env, ['policy', 'eval', '--object', mutantPath, '--name', fx.program, '-o', 'json']);
+          report.evaluated++;
+          if (e.timedOut || e.signal) fail(i, fx, m, `policy eval --object ${e.timedOut ? 'did not finish within 30 s' : `was killed by ${e.signal}`}`);
+          else if (![0, 1, 2, 3].includes(e.status ?? -1)) fail(i, fx, m, `policy eval --object exited ${e.status}: ${e.stderr.slice(0, 300)}`);
+          else if (/internal error/i.test(e.stdout + e.stderr)) fail(i, fx, m, `policy eval --object: internal error: ${e.stderr.slice(0, 300)}`);
+          else if (judged && (e.status !== 2 || !e.stderr.includes(judged.refused))) {
+            fail(i, fx, m, `refused in-process with "${judged.refused}", but policy eval --object answered exit ${e.status}: ${e.stderr.slice(0, 300)}`);
+          }
+        }
         const key = r.timedOut ? 'timeout' : r.signal ? `signal ${r.signal}` : `exit ${r.status}`;
         report.exits[key] = (report.exits[key] ?? 0) + 1;
         const out = r.stdout + r.stderr;
@@ -269,7 +315,8 @@ async function checkClean(env: Env, loadedIds: number[], problem: (p: string) =>
 export function summary(r: FuzzReport): string[] {
   const lines = [
     `fuzz seed ${r.seed}: ${r.mutants} mutants in ${r.seconds.toFixed(1)} s; ${r.spawned} through the executable's load file, ` +
-      `${r.inProcessRefused} refused by the gate in-process, ${r.equivalent} changed only DWARF bytes, ${r.loaded} loaded and unloaded; ${r.failures.length} failures`,
+      `${r.inProcessRefused} refused by the gate in-process, ${r.equivalent} changed only DWARF bytes, ${r.loaded} loaded and unloaded, ` +
+      `${r.evaluated} through policy eval --object, ${r.layers} layers through the image extractor; ${r.failures.length} failures`,
     `  exits: ${Object.entries(r.exits).map(([k, v]) => `${k}: ${v}`).join(', ')}`,
   ];
   for (const [s, v] of Object.entries(r.byStrategy)) {
