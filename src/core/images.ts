@@ -240,19 +240,12 @@ export async function buildImageOf(ctx: Context, objPath: string, tag: string, o
   const ref = parseReference(tag);
   if (ref.digest) throw invalidInput(`--tag ${tag}: give a tag, not a digest (the digest comes from the build)`);
   const { readBpfElf, programTypeOfSection } = await import('../loader/elf.js');
-  const { openBpfObject } = await import('../loader/object.js');
+  const { objectMaps } = await import('../loader/object.js');
   const elf = readBpfElf(path.resolve(objPath));
   const programs = Object.fromEntries(elf.programs.map((p) => [p.name, programTypeOfSection(p.section)]));
   if (!Object.keys(programs).length) throw invalidInput(`${objPath} has no programs to put in an image`);
   // internal maps (.bss, .data, .rodata) are the object's globals, not maps a user names
-  const obj = openBpfObject(elf);
-  let described;
-  try {
-    described = obj.maps();
-  } finally {
-    obj.close();
-  }
-  const maps = Object.fromEntries(described.filter((m) => !/^(bss|data|rodata|kconfig)(_|$)/.test(m.name)).map((m) => [m.name, m.type]));
+  const maps = Object.fromEntries(objectMaps(elf).filter((m) => !/^(bss|data|rodata|kconfig)(_|$)/.test(m.name)).map((m) => [m.name, m.type]));
   const { buildImage, pushImage } = await import('../oci/build.js');
   const img = buildImage({ object: elf.bytes, filename: path.basename(objPath), programs, maps });
   if (o.push) {

@@ -3,7 +3,7 @@ import { BpfdError, invalidInput } from '../base/errors.js';
 import { cliSubject } from './context.js';
 import { policyInputFor, subjectFacts, type GateRequest } from './policy-gate.js';
 import { programIn } from './plan.js';
-import { openBpfObject } from '../loader/object.js';
+import { objectMaps } from '../loader/object.js';
 import { readBpfElf, type BpfElf } from '../loader/elf.js';
 import { groupNames, passwdEntry } from '../base/accounts.js';
 import { subjectFromCredentials } from '../policy/facts.js';
@@ -66,13 +66,7 @@ function gateRequest(req: DescribedRequest, label: FieldLabel): GateRequest {
   const elf = objectOf(path.resolve(req.object), label);
   const { section, type } = programIn(elf, req.name, req.type, req.attach !== undefined);
   // the map facts as a load takes them: from libbpf's open of the object, no kernel involved
-  const obj = openBpfObject(elf);
-  let maps;
-  try {
-    maps = obj.maps();
-  } finally {
-    obj.close();
-  }
+  const maps = objectMaps(elf);
   const onLoaded = action !== 'load';
   return {
     action,

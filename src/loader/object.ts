@@ -71,6 +71,16 @@ export interface BpfObjectHandle {
 export const progPinPath = (bpffs: string, id: number) => path.join(bpffs, 'progs', String(id));
 export const mapsDirPath = (bpffs: string, id: number) => path.join(bpffs, 'maps', String(id));
 
+/** The object's maps as libbpf sees them, for callers that only describe it (no load follows). */
+export function objectMaps(elf: BpfElf): MapDescription[] {
+  const obj = openBpfObject(elf);
+  try {
+    return obj.maps();
+  } finally {
+    obj.close();
+  }
+}
+
 /** Opens the object with libbpf, once for the facts and the load. The caller closes it. */
 export function openBpfObject(elf: BpfElf): BpfObjectHandle {
   takeLibbpfLog();
