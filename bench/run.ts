@@ -51,7 +51,10 @@ const sections: Array<[string, () => Promise<string[]>]> = [
   ['Service (bpfman.v1 over the unix socket)', () => benchService()],
   ['Images', () => benchOci()],
 ];
+// `npm run bench -- CLI Policy`: only the sections named (case-insensitive prefixes), for a quick re-measure
+const only = process.argv.slice(2).map((a) => a.toLowerCase());
 for (const [name, run] of sections) {
+  if (only.length && !only.some((o) => name.toLowerCase().startsWith(o))) continue;
   console.log(`\n### ${name}`);
   for (const line of await run()) console.log(line);
 }

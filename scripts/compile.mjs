@@ -46,6 +46,11 @@ const shims = { ...replaced, ...(want('shims') ? faster : {}) };
 // follow: without it the plain require calls remain, and the linux one is replaced above.
 const koffiStatic = /[\\/]koffi[\\/]src[\\/]koffi[\\/]src[\\/]static\.js$/;
 const koffiLocalRequire = 'const require = createRequire(import.meta.url);';
+// koffi imports node:util for util.deprecate alone (its deprecated aliases), and Bun's node:util
+// costs ~2.5 ms to evaluate: every command that loads koffi paid it. The same wrapper, warning once.
+const koffiIndex = /[\\/]koffi[\\/]src[\\/]koffi[\\/]index\.js$/;
+const koffiUtilImport = 'import util from "node:util";';
+const koffiUtil = `const util = { deprecate: (fn, msg, code) => { let warned = false; return function (...args) { if (!warned) { warned = true; process.emitWarning(msg, 'DeprecationWarning', code); } return fn.apply(this, args); }; } };`;
 
 // BPFD_TRACE_MODULES=1 (src/cli/entry.ts): every bundled module notes its name when it runs,
 // so a test can see what each command really evaluates in the executable. One optional call
@@ -76,6 +81,12 @@ const plugin = {
       if (koffiStatic.test(args.path)) {
         if (!source.includes(koffiLocalRequire)) throw new Error(`compile: ${args.path} changed; revisit the koffi shim in scripts/compile.mjs`);
         source = source.replace(koffiLocalRequire, '');
+      }
+      if (koffiIndex.test(args.path)) {
+        if (!source.includes(koffiUtilImport) || (source.match(/\butil\.\w+/g) ?? []).some((u) => u !== 'util.deprecate')) {
+          throw new Error(`compile: ${args.path} changed; revisit the node:util shim in scripts/compile.mjs`);
+        }
+        source = source.replace(koffiUtilImport, koffiUtil);
       }
       if (!want('elf-gate') && /[\\/]src[\\/]loader[\\/]elf-gate\.ts$/.test(args.path)) {
         const head = 'export function checkBpfObject(path: string, data: Buffer): CheckedElf {';

@@ -34,6 +34,16 @@ export function timedSync<T>(name: string, fn: () => T): T {
   }
 }
 
+/**
+ * BPFD_TIMINGS=timeline also prints when (ms since the process started) each named point of a
+ * command was first reached: where start-up ends, when the lock was taken, and so on.
+ */
+const timeline = process.env.BPFD_TIMINGS === 'timeline';
+const marks: Array<[string, number]> = [];
+export function mark(name: string): void {
+  if (timeline) marks.push([name, nowMs()]);
+}
+
 /** Adds a duration measured elsewhere (the lock's wait, for one). */
 export function record(name: string, ms: number): void {
   if (enabled) spans.set(name, (spans.get(name) ?? 0) + ms);
@@ -45,5 +55,6 @@ if (enabled) {
     // since the process started, node's own start-up included
     parts.push(`process ${nowMs().toFixed(2)} ms`);
     writeSync(2, `bpfd timings: ${parts.join(', ')}\n`);
+    if (timeline) writeSync(2, `bpfd timeline: ${marks.map(([k, v]) => `${k} @${v.toFixed(2)}`).join(', ')}\n`);
   });
 }

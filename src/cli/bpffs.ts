@@ -1,5 +1,4 @@
-import { defineCommand } from 'citty';
-import { bpfdCommand, outputOption, parseId, type Parsed } from './command.js';
+import { bpfdCommand, defineCommand, outputOption, parseId, type Parsed } from './command.js';
 import { printJson, table, writeOut } from './output.js';
 import { ctxFor, lockOption } from './programs.js';
 import { invalidInput } from '../base/errors.js';

@@ -1,6 +1,51 @@
-import { parseArgs } from 'node:util';
-import { defineCommand, type ArgsDef, type CommandDef } from 'citty';
 import { invalidInput } from '../base/errors.js';
+import { parseOptions } from './args.js';
+
+/**
+ * The command tree: groups (`subCommands`) and commands (`run`), each with what --help shows
+ * (help.ts renders it, main.ts dispatches). Plain data, so a command's module is the only code a
+ * command line needs.
+ */
+export interface ArgDef {
+  type: 'positional' | 'string' | 'boolean';
+  description?: string;
+  required?: boolean;
+  alias?: string;
+  valueHint?: string;
+  default?: string;
+}
+export type ArgsDef = Record<string, ArgDef>;
+export interface CommandDef {
+  meta: { name?: string; description?: string };
+  args?: ArgsDef;
+  subCommands?: Record<string, CommandDef>;
+  /** the arguments after the words that name the command */
+  run?: (ctx: { rawArgs: string[] }) => Promise<void>;
+}
+export const defineCommand = (def: CommandDef): CommandDef => def;
+
+/** The command that `args` names, and the words that name it (`bpfd load file`). */
+export function resolveCommand(cmd: CommandDef, args: string[], words = ['bpfd']): [CommandDef, string[]] {
+  const path = [...words];
+  for (const a of args) {
+    const next = a.startsWith('-') ? undefined : cmd.subCommands?.[a];
+    if (!next) break;
+    path.push(a);
+    cmd = next;
+  }
+  return [cmd, path];
+}
+
+/** Runs the command the words name with the arguments after them; a group's words must name one of its commands. */
+export async function runCommandLine(root: CommandDef, argv: string[], words = ['bpfd']): Promise<void> {
+  const [cmd, path] = resolveCommand(root, argv, words);
+  const rest = argv.slice(path.length - words.length);
+  if (cmd.run) return cmd.run({ rawArgs: rest });
+  const names = Object.keys(cmd.subCommands ?? {});
+  const see = `(see: ${path.join(' ')} --help)`;
+  if (rest.length === 0 || rest[0].startsWith('-')) throw invalidInput(`give a command after '${path.join(' ')}': ${names.join(', ')} ${see}`);
+  throw invalidInput(`Unknown command ${rest[0]} ${see}`);
+}
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
@@ -26,11 +71,7 @@ export const outputOption: Record<string, OptionSpec> = {
   output: { type: 'string', short: 'o', description: 'output format: table or json', valueHint: 'table|json', default: 'table' },
 };
 
-/**
- * citty gives the command tree and the help text; node's parseArgs then reads the same options
- * strictly, because citty keeps only the last of a repeated flag and accepts unknown ones, and
- * a typo in a flag must never be silently ignored by a tool that changes the kernel.
- */
+/** A command: its options for --help, read strictly (args.ts) before `run` sees them. */
 export function bpfdCommand(def: {
   name: string;
   description: string;
@@ -55,7 +96,7 @@ export function bpfdCommand(def: {
       ...(o.short ? { alias: o.short } : {}),
       ...(o.valueHint ? { valueHint: o.valueHint } : {}),
       ...(o.default !== undefined ? { default: o.default } : {}),
-    } as ArgsDef[string];
+    };
   }
   const cmd = defineCommand({
     meta: { name: def.name.split(' ').pop(), description: def.description },
@@ -63,19 +104,9 @@ export function bpfdCommand(def: {
     async run({ rawArgs }) {
       let parsed;
       try {
-        parsed = parseArgs({
-          args: rawArgs,
-          allowPositionals: true,
-          strict: true,
-          options: Object.fromEntries(
-            Object.entries(def.options ?? {}).map(([k, o]) => [
-              k,
-              { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}), ...(o.default !== undefined ? { default: o.default } : {}) },
-            ]),
-          ),
-        });
+        parsed = parseOptions(rawArgs, def.options ?? {});
       } catch (e) {
-        throw invalidInput(`${(e as Error).message.replace(/\n/g, ' ')} (see: bpfd ${def.name} --help)`);
+        throw invalidInput(`${(e as Error).message} (see: bpfd ${def.name} --help)`);
       }
       const want = def.positionals ?? [];
       const required = want.filter((p) => p.required ?? true).length;

@@ -8,6 +8,9 @@ import { useEmbeddedPolicy } from '../base/paths.js';
 import { useNativeSha256 } from '../base/sha256.js';
 import { useCapabilitiesFile } from '../policy/capabilities.js';
 import { cli } from './main.js';
+import { mark } from '../base/timings.js';
+
+mark('modules evaluated');
 
 // The shipped policy (wasm/bpfd.wasm: scripts/compile.mjs resolves the name) rides inside the
 // executable, as a path in Bun's embedded file system, so a copied bpfd needs nothing beside it;

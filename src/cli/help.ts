@@ -1,9 +1,7 @@
-import type { ArgsDef, CommandDef } from 'citty';
+import type { ArgsDef, CommandDef } from './command.js';
 
 /**
- * `--help`, rendered here rather than by citty, whose renderer pads every row to the longest
- * description (some 240 columns for `bpfd --help`) and colours text that goes to a pipe.
- * Descriptions wrap at the terminal's width, or at 80 columns when the output is not a terminal.
+ * `--help`: descriptions wrap at the terminal's width, or at 80 columns when the output is not a terminal.
  */
 
 const MIN_WIDTH = 40;

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { defineCommand } from 'citty';
 import { policyLabel, resolvePaths } from '../base/paths.js';
 import { invalidInput } from '../base/errors.js';
 import { ExitCode } from './exit-codes.js';
@@ -7,7 +6,7 @@ import type { Decision } from '../policy/engine.js';
 
 type PolicyInfo = typeof import('../policy/engine.js').policyInfo;
 import type { DecisionRecord } from '../state/decision-log.js';
-import { bpfdCommand, outputOption } from './command.js';
+import { bpfdCommand, defineCommand, outputOption } from './command.js';
 import { printJson, table, writeOut } from './output.js';
 import { inputFromFlags, requestFlagsGiven, requestOptions } from './policy-eval-flags.js';
 import { policyBuildCommand, policyCapabilitiesCommand, policyCheckCommand } from './policy-module.js';

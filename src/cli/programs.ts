@@ -1,6 +1,5 @@
 import path from 'node:path';
-import { defineCommand } from 'citty';
-import { bpfdCommand, outputOption, parseId, parsePairs, type OptionSpec, type Parsed } from './command.js';
+import { bpfdCommand, defineCommand, outputOption, parseId, parsePairs, type OptionSpec, type Parsed } from './command.js';
 import { dryRunText, pendingTable, printJson, programDetail, programsTable, table, writeOut } from './output.js';
 import { parseXdpAttach } from '../core/attach-options.js';
 import { failed, invalidInput } from '../base/errors.js';

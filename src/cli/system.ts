@@ -1,5 +1,4 @@
-import { defineCommand } from 'citty';
-import { bpfdCommand, outputOption } from './command.js';
+import { bpfdCommand, defineCommand, outputOption } from './command.js';
 import { ifaceLabel, printJson, table, writeOut } from './output.js';
 import { ctxFor, lockOption } from './programs.js';
 import { ExitCode } from './exit-codes.js';

@@ -4,7 +4,7 @@ import { timed } from '../base/timings.js';
 import { evaluate, inputSha256, type Decision, type EvaluateOptions } from '../policy/engine.js';
 import type { PolicyInput } from '../policy/input.js';
 import { message } from '../policy/module.js';
-import type { Store } from '../state/store.js';
+import type { LinkIdentity, Store } from '../state/store.js';
 
 export interface AuthorizeOptions extends EvaluateOptions {
   paths: Pick<Paths, 'policy' | 'policyData' | 'stateDir'>;
@@ -12,6 +12,8 @@ export interface AuthorizeOptions extends EvaluateOptions {
   store?: Store;
   /** keep at most this many decisions (default 10000, or BPFD_DECISION_LOG_MAX) */
   logMax?: number;
+  /** a change that adds a link: its identity is reserved in the decision's own commit */
+  reserveLink?: { keep?: LinkIdentity };
 }
 
 /**
@@ -19,14 +21,14 @@ export interface AuthorizeOptions extends EvaluateOptions {
  * job: the engine writes nothing). The caller acts only when `allow` is true; `enforce` turns a
  * deny into the `denied` error.
  */
-export async function authorize(input: PolicyInput, opts: AuthorizeOptions): Promise<Decision> {
+export async function authorize(input: PolicyInput, opts: AuthorizeOptions): Promise<Decision & { linkIdentity?: LinkIdentity }> {
   const decision = await evaluate(input, opts.paths, opts);
   try {
     // Loaded here, not at the top: the store pulls in lmdb, which `bpfd policy eval` does not need.
-    const { appendDecision } = await import('../state/decision-log.js');
+    const { logDecision } = await import('../state/decision-log.js');
     const { openStore } = await import('../state/store.js');
     // A store write with its fsync, not the policy's own cost: timed apart (BPFD_TIMINGS).
-    await timed('decision log', async () => appendDecision(
+    const logged = await timed('decision log', async () => logDecision(
       opts.store ?? openStore(opts.paths.stateDir),
       {
         time: new Date().toISOString(),
@@ -38,15 +40,15 @@ export async function authorize(input: PolicyInput, opts: AuthorizeOptions): Pro
         policy_sha256: decision.policySha256,
         duration_us: Math.round(decision.durationUs),
       },
-      opts.logMax ?? logMaxFromEnv(),
+      { max: opts.logMax ?? logMaxFromEnv(), reserveLink: opts.reserveLink },
     ));
+    return logged.link ? { ...decision, linkIdentity: logged.link } : decision;
   } catch (e) {
     // An allowed action nobody can audit later is not allowed.
     throw failed(`cannot record the policy decision in ${opts.paths.stateDir}: ${message(e)}`, [
       `decision was: ${decision.allow ? 'allow' : 'deny'}; nothing was done`,
     ]);
   }
-  return decision;
 }
 
 /** undefined: the decision log's own default */

@@ -3,7 +3,7 @@ import { passwdEntry } from '../base/accounts.js';
 import { resolvePaths, type Paths } from '../base/paths.js';
 import { busy, failed } from '../base/errors.js';
 import type { HostLock } from './lock.js';
-import { nowMs, record } from '../base/timings.js';
+import { nowMs, record, timedSync } from '../base/timings.js';
 import { bootIdOverride } from '../base/test-hooks.js';
 import { openStore, type Store } from '../state/store.js';
 
@@ -64,7 +64,7 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
     lockTimeoutMs: opts.lockTimeoutMs ?? 30_000,
     what: opts.what ?? 'bpfd',
     store() {
-      if (!store) store = openStore(paths.stateDir);
+      if (!store) store = timedSync('store open', () => openStore(paths.stateDir));
       return store;
     },
     bootId: currentBootId,

@@ -8,6 +8,7 @@ import { groupNames } from '../base/accounts.js';
 import { requestFacts } from '../policy/request-facts.js';
 import type { PolicyExisting, PolicyImage, PolicyInput, PolicyProgram, PolicyShare, PolicySubject } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord } from '../state/records.js';
+import type { LinkIdentity } from '../state/store.js';
 
 export type Action = 'load' | 'attach' | 'detach' | 'unload' | 'pull' | 'share';
 
@@ -27,6 +28,8 @@ export interface GateRequest {
   /** `policy eval --owner`: who loaded the program acted on, when there is no record of it */
   owner?: { uid: number; username: string };
   share?: PolicyShare;
+  /** a change that adds a link: reserve its identity with the decision (one commit) */
+  reserveLink?: { keep?: LinkIdentity };
 }
 
 /** Facts about a program already loaded: what was recorded at load, for later decisions. */
@@ -101,11 +104,11 @@ function mapOwnerFacts(r: ProgramRecord): NonNullable<PolicyInput['map_owner']> 
  * decide) throws the `denied` error with the policy's reasons. Returns the facts the policy saw,
  * so the load can keep them for later decisions about the same program.
  */
-export async function gate(ctx: Context, req: GateRequest): Promise<{ decision: Decision; input: PolicyInput }> {
+export async function gate(ctx: Context, req: GateRequest): Promise<{ decision: Decision; input: PolicyInput; linkIdentity?: LinkIdentity }> {
   // a caller judged by rules someone else chose must not be able to rewrite them
   if (isDelegated(ctx.subject)) checkPolicyFiles(ctx.paths);
   const input = policyInput(ctx, req);
-  const decision = await authorize(input, { paths: ctx.paths, store: ctx.store() });
+  const { linkIdentity, ...decision } = await authorize(input, { paths: ctx.paths, store: ctx.store(), reserveLink: req.reserveLink });
   enforce(decision);
-  return { decision, input };
+  return { decision, input, linkIdentity };
 }

@@ -5,7 +5,7 @@ import { type Context, requireRoot } from './context.js';
 import type { XdpAttachOptions } from './attach-options.js';
 import { useNativeSha256 } from '../base/sha256.js';
 import { checkpoint } from '../base/test-hooks.js';
-import { timed, timedSync } from '../base/timings.js';
+import { mark, timed, timedSync } from '../base/timings.js';
 import { attachableProgram, dryRunOrder, planAttach, planLoad, planRemoveLinks, planUnload, programIn, type DryRunResult, type JoinPlan } from './plan.js';
 import { reconcile, type Reconciled } from './reconcile.js';
 import { runSteps } from './steps.js';
@@ -21,6 +21,7 @@ import { openBpfObject, progPinPath, type LoadedProgram } from '../loader/object
 import { syncAppMounts, warnSyncProblems } from './app-mount-sync.js';
 import type { PolicyInput } from '../policy/input.js';
 import type { LinkRecord, ProgramRecord, ProgramType, XdpLinkRecord } from '../state/records.js';
+import type { LinkIdentity } from '../state/store.js';
 import { checkMapSizes } from './map-limits.js';
 import { checkMetadata } from './request-checks.js';
 
@@ -54,10 +55,15 @@ const nowIso = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 /** Loads a program from an object file and, with attach options, attaches it in the same step. */
 export async function loadFile(ctx: Context, req: LoadFileRequest): Promise<ProgramView | DryRunResult> {
   requireRoot('bpfd load');
+  mark('load');
   checkMetadata(req.metadata);
   const elf = timedSync('read object', () => readBpfElf(path.resolve(req.path)));
   const program = programIn(elf, req.name, req.type, req.attach !== undefined);
-  return ctx.exclusive(async () => loadObject(ctx, timedSync('recovery check', () => reconcile(ctx, true)), { ...req, elf, program }));
+  mark('object read');
+  return ctx.exclusive(async () => {
+    mark('locked');
+    return loadObject(ctx, timedSync('recovery check', () => reconcile(ctx, true)), { ...req, elf, program });
+  });
 }
 
 export interface LoadObjectRequest extends Omit<LoadFileRequest, 'path' | 'type'> {
@@ -82,13 +88,17 @@ export interface LoadObjectRequest extends Omit<LoadFileRequest, 'path' | 'type'
  */
 export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjectRequest): Promise<ProgramView | DryRunResult> {
   const { elf, program: { section, type } } = req;
+  mark('reconciled');
   const target = req.attach ? resolveInterface(req.attach) : null;
+  mark('interface');
   const plan = planLoad(state, req, target);
   const join = plan.join;
   const obj = openBpfObject(elf);
+  mark('object opened');
   try {
-    const { input, decision } = await gate(ctx, {
+    const { input, decision, linkIdentity } = await gate(ctx, {
       action: 'load',
+      reserveLink: join && req.attach && !req.dryRun ? { keep: req.linkIdentity } : undefined,
       program: { elf, maps: obj.maps(), name: req.name, type, section },
       attach: req.attach ? { iface: req.attach.iface, netns: req.attach.netns, priority: req.attach.priority, proceed_on: req.attach.proceedOn } : undefined,
       existing: (join?.existing ?? []).map((link) => ({ link, program: state.programs.find((p) => p.id === link.prog_id) })),
@@ -97,6 +107,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
       image: req.image,
       mapOwner: req.mapOwnerId === undefined ? undefined : state.programs.find((p) => p.id === req.mapOwnerId),
     });
+    mark('decided');
     checkMapSizes(input.program?.maps ?? [], elf.path);
     if (req.dryRun) {
       const order = dryRunOrder(state, join, { name: req.name, priority: req.attach?.priority ?? 0, application: req.application });
@@ -123,7 +134,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
         ? [{
             name: `attach ${req.name} to ${join.target.iface}`,
             run: () => {
-              link = newLink(ctx, record!.id, join.target, req.attach!, req.linkIdentity);
+              link = newLink(ctx, record!.id, join.target, req.attach!, linkIdentity ?? req.linkIdentity);
               timedSync('attach', () => attachMembers(ctx, join, [...join.existing, link!], new Map([[record!.id, image!]])));
               checkpoint('load:after-attach');
             },
@@ -135,6 +146,7 @@ export async function loadObject(ctx: Context, state: Reconciled, req: LoadObjec
         run: () => timedSync('store commit', () => ctx.store().commitLoad({ program: record!, image: image && encodeImage(image), object: record!.persist ? elf.bytes : null, link })),
       },
     ]));
+    mark('committed');
     // The state after this load is the reconciled one plus what it just committed: no second look.
     const after = { programs: [...state.programs, record!], links: link ? [...state.links, link] : state.links };
     // an application's bpffs that shares this program's application gets its maps now
@@ -191,8 +203,9 @@ export async function attach(ctx: Context, id: number, opts: XdpAttachOptions): 
 export async function attachLocked(ctx: Context, state: Reconciled, id: number, opts: XdpAttachOptions, identity?: LinkIdentity): Promise<ProgramView> {
   const prog = attachableProgram(state, id);
   const join = planAttach(state, prog, resolveInterface(opts), opts.mode);
-  await gate(ctx, {
+  const { linkIdentity } = await gate(ctx, {
     action: 'attach',
+    reserveLink: { keep: identity },
     program: { record: prog, name: prog.name, type: prog.type, section: prog.section },
     attach: { iface: opts.iface, netns: opts.netns, priority: opts.priority, proceed_on: opts.proceedOn },
     existing: join.existing.map((link) => ({ link, program: state.programs.find((p) => p.id === link.prog_id) })),
@@ -200,7 +213,7 @@ export async function attachLocked(ctx: Context, state: Reconciled, id: number, 
     metadata: prog.metadata,
   });
   ensureBpffs(ctx.paths.bpffs);
-  const link = newLink(ctx, id, join.target, opts, identity);
+  const link = newLink(ctx, id, join.target, opts, linkIdentity ?? identity);
   runSteps([
     {
       name: `attach program ${id} to ${join.target.iface}`,
@@ -273,11 +286,7 @@ function resolveInterface(opts: XdpAttachOptions): IfaceKey {
   return { iface: opts.iface, ifindex, netnsIno: ino, netns: opts.netns };
 }
 
-/** A link's id and its place in attach order (ties in priority keep attach order). */
-export interface LinkIdentity {
-  id: number;
-  seq: number;
-}
+export type { LinkIdentity } from '../state/store.js';
 
 function newLink(ctx: Context, progId: number, target: IfaceKey, opts: XdpAttachOptions, identity?: LinkIdentity): XdpLinkRecord {
   const { id, seq } = ctx.store().linkIdentity(identity);

@@ -1,4 +1,4 @@
-import { latest, nextCounter } from './lmdb-env.js';
+import { latest, nextCounter, reserveLinkIdentity, type LinkIdentity } from './lmdb-env.js';
 import { handlesOf, type Store } from './store.js';
 
 /** One policy decision as kept in the store and shown by `bpfd policy log`. */
@@ -25,6 +25,29 @@ export const DEFAULT_DECISION_LOG_MAX = 10_000;
  * entries are the lowest keys and dropping them is a short range delete.
  */
 export function appendDecision(store: Store, entry: Omit<DecisionRecord, 'seq'>, max = DEFAULT_DECISION_LOG_MAX): DecisionRecord {
+  return logDecision(store, entry, { max }).record;
+}
+
+/**
+ * LMDB's MDB_NOMETASYNC for one transaction: the data is flushed, the meta page is left to the
+ * next synced commit (or the system). Integrity holds; a system crash may undo this commit alone.
+ */
+const NO_META_SYNC = 0x40000 | 0x3; // with lmdb-js's ABORTABLE | SYNCHRONOUS_COMMIT
+
+/**
+ * Logs a decision before the change it allows touches the kernel (an allowed action nobody can
+ * audit is not allowed), with the link identity that change will use, in one commit. An allowed
+ * decision skips the meta-page sync: the commit is on record for every process at once and
+ * survives the death of this one; only a system crash could undo it, and that also undoes the
+ * kernel change it allowed (bpffs pins and XDP links do not survive a reboot), while the change's
+ * own commit, fully synced, makes both durable. A deny is synced in full: it is the last word.
+ */
+export function logDecision(
+  store: Store,
+  entry: Omit<DecisionRecord, 'seq'>,
+  opts: { max?: number; reserveLink?: { keep?: LinkIdentity } } = {},
+): { record: DecisionRecord; link?: LinkIdentity } {
+  const max = opts.max ?? DEFAULT_DECISION_LOG_MAX;
   if (!Number.isInteger(max) || max < 1) throw new Error(`decision log size must be a positive integer, got ${max}`);
   const h = handlesOf(store);
   return h.root.transactionSync(() => {
@@ -35,8 +58,8 @@ export function appendDecision(store: Store, entry: Omit<DecisionRecord, 'seq'>,
     if (keepFrom > 1) {
       for (const key of h.decisions.getKeys({ end: keepFrom })) h.decisions.remove(key);
     }
-    return record;
-  });
+    return opts.reserveLink && entry.allow ? { record, link: reserveLinkIdentity(h, opts.reserveLink.keep) } : { record };
+  }, entry.allow ? NO_META_SYNC : undefined);
 }
 
 /** Newest first. */

@@ -85,3 +85,19 @@ export function nextCounter(h: Handles, name: string): number {
   h.meta.put(key, n);
   return n;
 }
+
+/** A link's id and its place in attach order (ties in priority keep attach order). */
+export interface LinkIdentity {
+  id: number;
+  seq: number;
+}
+
+/**
+ * `keep` when that link id is still free (restore keeps ids and attach order), else a new id from
+ * a counter that never goes back, inside the caller's write transaction.
+ */
+export function reserveLinkIdentity(h: Handles, keep?: LinkIdentity): LinkIdentity {
+  if (keep && h.links.get(keep.id) === undefined) return keep;
+  const n = nextCounter(h, 'link');
+  return { id: n, seq: keep?.seq ?? n };
+}

@@ -1,8 +1,9 @@
 import { memberImageKey, OBJECT_PREFIX, objectKey, releaseObject } from './blobs.js';
-import { latest, nextCounter, openHandles, type Handles } from './lmdb-env.js';
+import { latest, openHandles, reserveLinkIdentity, type Handles } from './lmdb-env.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from './records.js';
 
 export { SCHEMA_VERSION } from './migrations.js';
+export type { LinkIdentity } from './lmdb-env.js';
 
 /**
  * The store: the record of what bpfd did, behind the operations the core needs. The kernel
@@ -56,10 +57,7 @@ export function openStore(stateDir: string): Store {
     linkIdentity(keep) {
       // Link ids come from a counter that never goes back, so a kept id is free unless the store was replaced.
       if (keep && latest(h).links.get(keep.id) === undefined) return keep;
-      return h.root.transactionSync(() => {
-        const n = nextCounter(h, 'link');
-        return { id: n, seq: keep?.seq ?? n };
-      });
+      return h.root.transactionSync(() => reserveLinkIdentity(h, keep));
     },
     commitLoad({ program, image, object, link }) {
       h.root.transactionSync(() => {

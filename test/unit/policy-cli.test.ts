@@ -12,13 +12,12 @@ import { example, loadInput, policyEnv, ROOT, SHIPPED_POLICY, subject, type Poli
 // Runs the `policy` subcommands the way main.ts will mount them, in a child process so that
 // exit status, stdout and stderr are the real ones.
 const built = (p: string) => JSON.stringify(pathToFileURL(path.join(ROOT, 'build', 'src', p)).href);
-// bare imports (citty) resolve from the cwd, the project root
 const runner = `
-import { runCommand } from 'citty';
+import { runCommandLine } from ${built('cli/command.js')};
 import { BpfdError } from ${built('base/errors.js')};
 import { exitCodeOf } from ${built('cli/exit-codes.js')};
 import { policyCommand } from ${built('cli/policy.js')};
-try { await runCommand(policyCommand, { rawArgs: process.argv.slice(1) }); }
+try { await runCommandLine(policyCommand, process.argv.slice(1), ['bpfd', 'policy']); }
 catch (e) { if (!(e instanceof BpfdError)) throw e; process.stderr.write('bpfd: ' + e.message + '\\n'); process.exitCode = exitCodeOf(e); }
 `;
 
