@@ -64,6 +64,15 @@ export async function ctxFor(p: Parsed, what: string) {
   return createContext({ lockTimeoutMs, what, subject: await delegatedSubject() });
 }
 
+/**
+ * A load consults the policy after loading the addons, reading the object and taking the lock:
+ * its module compiles on background threads meanwhile (policy/engine.ts prepareEngine).
+ */
+async function startPolicyCompile(): Promise<void> {
+  const [{ prepareEngine }, { resolvePaths }] = await Promise.all([import('../policy/engine.js'), import('../base/paths.js')]);
+  prepareEngine(resolvePaths());
+}
+
 const isJson = (p: Parsed) => p.values.output === 'json';
 
 function attachFrom(p: Parsed, required: boolean) {
@@ -133,6 +142,7 @@ const loadFile = bpfdCommand({
       });
       return isJson(p) ? printJson(view) : void writeOut(programDetail(view));
     }
+    await startPolicyCompile();
     const { loadFile: load } = await import('../core/programs.js');
     const ctx = await ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
     const view = await load(ctx, {
@@ -180,6 +190,7 @@ const loadImage = bpfdCommand({
     const v = p.values;
     if (!v['image-url']) throw invalidInput('--image-url is required: the image to load from, e.g. quay.io/org/prog:v1');
     if (!v.name) throw invalidInput('--name is required: the function name of the program in the image');
+    await startPolicyCompile();
     const { loadImage: load, PULL_POLICIES } = await import('../core/images.js');
     const policy = (v['pull-policy'] as string | undefined) ?? 'IfNotPresent';
     if (!PULL_POLICIES.includes(policy as never)) throw invalidInput(`--pull-policy ${policy}: give Always, IfNotPresent or Never`);
