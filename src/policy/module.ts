@@ -48,6 +48,10 @@ export interface PolicyModule {
   entrypointId: number;
   /** the module's remaining budget (mutable i64), set before every call into it */
   fuel: WebAssembly.Global;
+  /** the instance's opa_eval */
+  opaEval: (...args: number[]) => number;
+  /** a view of the instance's memory, replaced when the memory grows (which detaches the old one) */
+  view: Uint8Array;
 }
 
 /** The parsed data document, or the reason it cannot be used. */
@@ -171,7 +175,9 @@ export async function loadModule(path: string): Promise<PolicyModule> {
     );
   }
   const entrypoint = chooseEntrypoint(path, policy);
-  return { path, sha256, policy, entrypoint, entrypointId: (policy.entrypoints as Record<string, number>)[entrypoint], fuel };
+  const entrypointId = (policy.entrypoints as Record<string, number>)[entrypoint];
+  const opaEval = (instanceExports(policy) as OpaExports).opa_eval;
+  return { path, sha256, policy, entrypoint, entrypointId, fuel, opaEval, view: new Uint8Array(policy.mem.buffer) };
 }
 
 const instanceExports = (policy: LoadedPolicy) => (policy.wasmInstance as WebAssembly.Instance).exports;
@@ -201,11 +207,18 @@ export function runPolicy(m: PolicyModule, json: string, fuel: bigint): unknown 
   // UTF-8 takes at most 3 bytes per UTF-16 unit; grow first so the encoder never truncates.
   const room = at + json.length * 3 - policy.mem.buffer.byteLength;
   if (room > 0) policy.mem.grow(Math.ceil(room / PAGE));
-  const { written } = encoder.encodeInto(json, new Uint8Array(policy.mem.buffer, at));
+  const { written } = encoder.encodeInto(json, memory(m).subarray(at));
   m.fuel.value = fuel;
-  const result = (instanceExports(policy) as OpaExports).opa_eval(0, m.entrypointId, policy.dataAddr, at, written, at + written, 0);
-  const mem = new Uint8Array(policy.mem.buffer);
+  const result = m.opaEval(0, m.entrypointId, policy.dataAddr, at, written, at + written, 0);
+  const mem = memory(m);
   return JSON.parse(utf8.decode(mem.subarray(result, mem.indexOf(0, result))));
+}
+
+/** The module's memory as bytes: the cached view, unless the memory grew since (a call can grow it). */
+function memory(m: PolicyModule): Uint8Array {
+  const buffer = m.policy.mem.buffer;
+  if (m.view.buffer !== buffer) m.view = new Uint8Array(buffer);
+  return m.view;
 }
 
 /** Parses the data document into the module, within `fuel` charges. */
