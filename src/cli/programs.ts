@@ -4,6 +4,7 @@ import { bpfdCommand, outputOption, parseId, parsePairs, type OptionSpec, type P
 import { dryRunText, pendingTable, printJson, programDetail, programsTable, table, writeOut } from './output.js';
 import { parseXdpAttach } from '../core/attach-options.js';
 import { failed, invalidInput } from '../base/errors.js';
+import type { Paths } from '../base/paths.js';
 import type { ProgramType } from '../state/records.js';
 import type { KernelOnlyProgram } from '../core/kernel-programs.js';
 import type { ProgramView } from '../core/view.js';
@@ -65,12 +66,13 @@ export async function ctxFor(p: Parsed, what: string) {
 }
 
 /**
- * A load consults the policy after loading the addons, reading the object and taking the lock:
- * its module compiles on background threads meanwhile (policy/engine.ts prepareEngine).
+ * A load consults the policy after reading the object, pulling the image, taking the lock: its
+ * module compiles on background threads meanwhile (policy/engine.ts prepareEngine). Once the
+ * context exists, so that the paths are the ones the gate will use (under sudo, BPFD_* overrides
+ * have been refused by then).
  */
-async function startPolicyCompile(): Promise<void> {
-  const [{ prepareEngine }, { resolvePaths }] = await Promise.all([import('../policy/engine.js'), import('../base/paths.js')]);
-  prepareEngine(resolvePaths());
+async function startPolicyCompile(paths: Pick<Paths, 'policy' | 'policyData'>): Promise<void> {
+  (await import('../policy/engine.js')).prepareEngine(paths);
 }
 
 const isJson = (p: Parsed) => p.values.output === 'json';
@@ -142,9 +144,9 @@ const loadFile = bpfdCommand({
       });
       return isJson(p) ? printJson(view) : void writeOut(programDetail(view));
     }
-    await startPolicyCompile();
     const { loadFile: load } = await import('../core/programs.js');
     const ctx = await ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
+    await startPolicyCompile(ctx.paths);
     const view = await load(ctx, {
       path: v.path as string,
       ...loadRequestOf(p),
@@ -190,11 +192,11 @@ const loadImage = bpfdCommand({
     const v = p.values;
     if (!v['image-url']) throw invalidInput('--image-url is required: the image to load from, e.g. quay.io/org/prog:v1');
     if (!v.name) throw invalidInput('--name is required: the function name of the program in the image');
-    await startPolicyCompile();
     const { loadImage: load, PULL_POLICIES } = await import('../core/images.js');
     const policy = (v['pull-policy'] as string | undefined) ?? 'IfNotPresent';
     if (!PULL_POLICIES.includes(policy as never)) throw invalidInput(`--pull-policy ${policy}: give Always, IfNotPresent or Never`);
     const ctx = await ctxFor(p, `bpfd load image --image-url ${v['image-url'] as string} --name ${v.name as string}`);
+    await startPolicyCompile(ctx.paths);
     const view = await load(ctx, {
       image: v['image-url'] as string,
       pullPolicy: policy as 'Always' | 'IfNotPresent' | 'Never',
