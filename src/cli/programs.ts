@@ -3,6 +3,7 @@ import { bpfdCommand, defineCommand, outputOption, parseId, parsePairs, type Opt
 import { dryRunText, pendingTable, printJson, programDetail, programsTable, table, writeOut } from './output.js';
 import { parseXdpAttach } from '../core/attach-options.js';
 import { failed, invalidInput } from '../base/errors.js';
+import type { Paths } from '../base/paths.js';
 import type { ProgramType } from '../state/records.js';
 import type { KernelOnlyProgram } from '../core/kernel-programs.js';
 import type { ProgramView } from '../core/view.js';
@@ -61,6 +62,16 @@ export async function ctxFor(p: Parsed, what: string) {
     lockTimeoutMs = s * 1000;
   }
   return createContext({ lockTimeoutMs, what, subject: await delegatedSubject() });
+}
+
+/**
+ * A load consults the policy after reading the object, pulling the image, taking the lock: its
+ * module compiles on background threads meanwhile (policy/engine.ts prepareEngine). Once the
+ * context exists, so that the paths are the ones the gate will use (under sudo, BPFD_* overrides
+ * have been refused by then).
+ */
+async function startPolicyCompile(paths: Pick<Paths, 'policy' | 'policyData'>): Promise<void> {
+  (await import('../policy/engine.js')).prepareEngine(paths);
 }
 
 const isJson = (p: Parsed) => p.values.output === 'json';
@@ -134,6 +145,7 @@ const loadFile = bpfdCommand({
     }
     const { loadFile: load } = await import('../core/programs.js');
     const ctx = await ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
+    await startPolicyCompile(ctx.paths);
     const view = await load(ctx, {
       path: v.path as string,
       ...loadRequestOf(p),
@@ -183,6 +195,7 @@ const loadImage = bpfdCommand({
     const policy = (v['pull-policy'] as string | undefined) ?? 'IfNotPresent';
     if (!PULL_POLICIES.includes(policy as never)) throw invalidInput(`--pull-policy ${policy}: give Always, IfNotPresent or Never`);
     const ctx = await ctxFor(p, `bpfd load image --image-url ${v['image-url'] as string} --name ${v.name as string}`);
+    await startPolicyCompile(ctx.paths);
     const view = await load(ctx, {
       image: v['image-url'] as string,
       pullPolicy: policy as 'Always' | 'IfNotPresent' | 'Never',

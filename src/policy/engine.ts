@@ -8,6 +8,7 @@ import {
   DEFAULT_FUEL,
   loadModule,
   message,
+  prepareModule,
   PolicyUnavailable,
   readData,
   readModuleBytes,
@@ -111,6 +112,15 @@ function setData(key: string, engine: Engine, data: PolicyData, dataStamp: strin
     const why = e instanceof WebAssembly.RuntimeError && engine.module.fuel.value === 0n ? outOfFuel(fuel) : message(e);
     engine.data = { path: data.path, ok: false, error: `policy data ${data.path} cannot be loaded into the policy: ${why}` };
   }
+}
+
+/**
+ * Starts compiling the policy module in the background, for a command that will consult the
+ * policy after other work (src/cli/programs.ts: load, at the start of the command): the compile
+ * then overlaps that work instead of adding to it. Changes no decision: see prepareModule.
+ */
+export function prepareEngine(paths: Pick<Paths, 'policy' | 'policyData'>): void {
+  if (!engines.has(engineKey(paths))) prepareModule(paths.policy);
 }
 
 /** Forget loaded modules (tests; a service reloading on SIGHUP). */

@@ -3,6 +3,7 @@ import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { addFuel, FUEL_EXPORT, WasmRewriteError } from './wasm-fuel.js';
 import { sha256Hex } from '../base/sha256.js';
 import { dataDepthProblem, dataFileProblem } from './data-limits.js';
+import { timed, timedSync } from '../base/timings.js';
 
 /**
  * Loading a compiled policy module and its data document. Every way this can go wrong becomes a
@@ -30,8 +31,8 @@ export class PolicyUnavailable extends Error {
 }
 
 /**
- * Evaluation budget, in charges (one per loop iteration and per call of a function that calls
- * others; see wasm-fuel.ts). The shipped policy spends ~10,000 on a decision with 10 programs on
+ * Evaluation budget, in charges (one per loop iteration and per call of a function that makes
+ * calls, as wasm-calls.ts chooses them). The shipped policy spends ~8,400 on a decision with 10 programs on
  * the interface (bench/policy.ts prints it). 5 million leaves it 500 times that, and stops the
  * test suite's runaway policy after ~50 ms once V8 has optimised the module, ~0.3 s while it
  * still runs baseline code (a long-running call is not tiered up).
@@ -47,6 +48,10 @@ export interface PolicyModule {
   entrypointId: number;
   /** the module's remaining budget (mutable i64), set before every call into it */
   fuel: WebAssembly.Global;
+  /** the instance's opa_eval */
+  opaEval: (...args: number[]) => number;
+  /** a view of the instance's memory, replaced when the memory grows (which detaches the old one) */
+  view: Uint8Array;
 }
 
 /** The parsed data document, or the reason it cannot be used. */
@@ -87,7 +92,7 @@ function readModuleFile(path: string): Buffer {
  */
 function compileWithFuel(path: string, bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
   const compiled = compile(path, bytes);
-  if (WebAssembly.Module.exports(compiled).some((e) => e.name === FUEL_EXPORT)) return compiled;
+  if (hasFuel(compiled)) return compiled;
   try {
     return compile(path, addFuel(bytes, DEFAULT_FUEL).bytes);
   } catch (e) {
@@ -97,8 +102,10 @@ function compileWithFuel(path: string, bytes: Uint8Array<ArrayBuffer>): WebAssem
   }
 }
 
-// Synchronous compile: for a module this size the async version measured ~20 ms here against
-// ~3 ms, waiting on background threads a one-shot CLI does not benefit from.
+const hasFuel = (m: WebAssembly.Module) => WebAssembly.Module.exports(m).some((e) => e.name === FUEL_EXPORT);
+
+// Synchronous compile when no early compile was started (prepareModule): awaited at once, the
+// async version measured ~20 ms on node against ~3 ms; it pays only when started ahead of need.
 function compile(path: string, bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
   try {
     return new WebAssembly.Module(bytes);
@@ -107,11 +114,42 @@ function compile(path: string, bytes: Uint8Array<ArrayBuffer>): WebAssembly.Modu
   }
 }
 
+// Compiles started ahead of need (prepareModule), by path, with the bytes they compile.
+const early = new Map<string, { bytes: Buffer; compiled: Promise<WebAssembly.Module | null> }>();
+
+/**
+ * Starts compiling the module at `path` in the background (WebAssembly.compile: JavaScriptCore
+ * and V8 compile on threads of their own), for a command that will consult the policy once it has
+ * done other work (loaded addons, read the object, taken the lock). Nothing is trusted or run
+ * here: loadModule reads the file again when the policy is consulted, after the checks on the
+ * policy files, and uses this compile only for exactly the bytes it reads then. A file that
+ * cannot be read or compiled is left to loadModule to report.
+ */
+export function prepareModule(path: string): void {
+  if (early.has(path)) return;
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch {
+    return;
+  }
+  early.set(path, { bytes, compiled: WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>).catch(() => null) });
+}
+
+/** The early compile of exactly these bytes, if one was started (it is used once). */
+async function earlyCompile(path: string, bytes: Buffer): Promise<WebAssembly.Module | null> {
+  const started = early.get(path);
+  if (!started) return null;
+  early.delete(path);
+  return started.bytes.equals(bytes) ? await started.compiled : null;
+}
+
 export async function loadModule(path: string): Promise<PolicyModule> {
   const bytes = readModuleFile(path);
   const sha256 = sha256Hex(bytes);
+  const ahead = await timed('policy compile', () => earlyCompile(path, bytes));
   // A file read whole is a Buffer over an ArrayBuffer of its own: compile it without a copy.
-  const compiled = compileWithFuel(path, bytes as Uint8Array<ArrayBuffer>);
+  const compiled = ahead && hasFuel(ahead) ? ahead : timedSync('policy compile', () => compileWithFuel(path, bytes as Uint8Array<ArrayBuffer>));
   const exports = new Set(WebAssembly.Module.exports(compiled).map((x) => x.name));
   for (const needed of ['opa_eval', 'builtins', 'entrypoints', 'opa_json_dump']) {
     if (!exports.has(needed)) {
@@ -120,7 +158,8 @@ export async function loadModule(path: string): Promise<PolicyModule> {
   }
   let policy: LoadedPolicy;
   try {
-    policy = sdkApi(await sdk()).loadPolicySync(compiled, { initial: 5, maximum: MAX_MEMORY_PAGES });
+    const api = sdkApi(await sdk());
+    policy = timedSync('policy instantiate', () => api.loadPolicySync(compiled, { initial: 5, maximum: MAX_MEMORY_PAGES }));
   } catch (e) {
     throw new PolicyUnavailable(`policy module ${path} cannot be instantiated: ${message(e)}`);
   }
@@ -136,7 +175,9 @@ export async function loadModule(path: string): Promise<PolicyModule> {
     );
   }
   const entrypoint = chooseEntrypoint(path, policy);
-  return { path, sha256, policy, entrypoint, entrypointId: (policy.entrypoints as Record<string, number>)[entrypoint], fuel };
+  const entrypointId = (policy.entrypoints as Record<string, number>)[entrypoint];
+  const opaEval = (instanceExports(policy) as OpaExports).opa_eval;
+  return { path, sha256, policy, entrypoint, entrypointId, fuel, opaEval, view: new Uint8Array(policy.mem.buffer) };
 }
 
 const instanceExports = (policy: LoadedPolicy) => (policy.wasmInstance as WebAssembly.Instance).exports;
@@ -166,11 +207,18 @@ export function runPolicy(m: PolicyModule, json: string, fuel: bigint): unknown 
   // UTF-8 takes at most 3 bytes per UTF-16 unit; grow first so the encoder never truncates.
   const room = at + json.length * 3 - policy.mem.buffer.byteLength;
   if (room > 0) policy.mem.grow(Math.ceil(room / PAGE));
-  const { written } = encoder.encodeInto(json, new Uint8Array(policy.mem.buffer, at));
+  const { written } = encoder.encodeInto(json, memory(m).subarray(at));
   m.fuel.value = fuel;
-  const result = (instanceExports(policy) as OpaExports).opa_eval(0, m.entrypointId, policy.dataAddr, at, written, at + written, 0);
-  const mem = new Uint8Array(policy.mem.buffer);
+  const result = m.opaEval(0, m.entrypointId, policy.dataAddr, at, written, at + written, 0);
+  const mem = memory(m);
   return JSON.parse(utf8.decode(mem.subarray(result, mem.indexOf(0, result))));
+}
+
+/** The module's memory as bytes: the cached view, unless the memory grew since (a call can grow it). */
+function memory(m: PolicyModule): Uint8Array {
+  const buffer = m.policy.mem.buffer;
+  if (m.view.buffer !== buffer) m.view = new Uint8Array(buffer);
+  return m.view;
 }
 
 /** Parses the data document into the module, within `fuel` charges. */

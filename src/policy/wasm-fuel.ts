@@ -3,10 +3,12 @@
  * by itself inside the call instead of needing a watchdog thread around every evaluation.
  *
  * The rewrite adds one mutable i64 global, exported as FUEL_EXPORT, and charges one unit of it at
- * every function entry and at the top of every loop iteration, trapping (`unreachable`) when it is
- * exhausted. Straight-line code between two charges is bounded by the size of the module, so a
- * bounded number of charges bounds the whole evaluation, whatever the code does: loops, recursion
- * (even without loops: f calling f twice is exponential), tail calls. The host sets the budget
+ * the top of every loop iteration and at the entry of every function that needs it (wasm-calls.ts:
+ * those that make two or more calls, call through a table or the host, or lie on a cycle of
+ * calls), trapping (`unreachable`) when it is exhausted. The code run between two charges is
+ * bounded by the size of the module, so a bounded number of charges bounds the whole evaluation,
+ * whatever the code does: loops, recursion (even without loops: f calling f twice is
+ * exponential), tail calls. The host sets the budget
  * before each call and, after a trap, reads the global to tell an exhausted budget from another
  * trap.
  *
@@ -20,24 +22,15 @@
 
 export const FUEL_EXPORT = 'bpfd_fuel';
 
-export class WasmRewriteError extends Error {
-  /**
-   * @param unsupported true for valid WebAssembly using a feature this rewriter does not handle
-   * (SIMD, threads, exceptions, GC), false for a malformed module
-   */
-  constructor(
-    message: string,
-    readonly unsupported = false,
-  ) {
-    super(message);
-    this.name = 'WasmRewriteError';
-  }
-}
+import { chargedAtEntry, type Calls } from './wasm-calls.js';
+import { importCounts, leb, Reader, readSections, SEC_CODE, SEC_EXPORT, SEC_GLOBAL, SEC_IMPORT, SECTION_RANK, sleb64, Writer, WasmRewriteError, type Section } from './wasm-binary.js';
+
+export { WasmRewriteError } from './wasm-binary.js';
 
 export interface FuelStats {
   /** defined functions */
   functions: number;
-  /** functions charged at entry: those that call any function */
+  /** functions charged at entry (wasm-calls.ts says which) */
   charged: number;
   /** instructions decoded, `end`s included */
   instructions: number;
@@ -45,156 +38,23 @@ export interface FuelStats {
   loops: number;
 }
 
-const SEC_IMPORT = 2;
-const SEC_GLOBAL = 6;
-const SEC_EXPORT = 7;
-const SEC_CODE = 10;
-// Position of each known section id in the order the binary format requires; custom sections (0)
-// may sit anywhere and keep their place.
-const SECTION_RANK: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13 };
-
 const I64 = 0x7e;
 const OP_LOOP = 0x03;
 const OP_END = 0x0b;
 const OP_CALL = 0x10;
 const OP_RETURN_CALL = 0x12;
 
-interface BodyStats {
-  instructions: number;
+interface BodyStats extends Calls {
   loops: number;
-  calls: number;
 }
 
-interface Section {
-  id: number;
-  /** where the section begins: its id byte */
-  header: number;
-  /** its content, after id and size */
+/** One function body of the code section: its locals from `start`, its instructions from `code`. */
+interface Body {
   start: number;
+  code: number;
   end: number;
 }
 
-/** Cursor over the input; every read is bounds-checked so a truncated module is a clear error. */
-class Reader {
-  pos: number;
-  constructor(
-    readonly b: Uint8Array,
-    pos: number,
-    readonly end: number,
-  ) {
-    this.pos = pos;
-  }
-
-  byte(): number {
-    if (this.pos >= this.end) throw new WasmRewriteError(`unexpected end of data at byte ${this.pos}`);
-    return this.b[this.pos++];
-  }
-
-  u32(): number {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      const byte = this.byte();
-      result += (byte & 0x7f) * 2 ** shift;
-      if ((byte & 0x80) === 0) break;
-      shift += 7;
-      if (shift > 28) throw new WasmRewriteError(`LEB128 integer too long at byte ${this.pos}`);
-    }
-    if (result > 0xffffffff) throw new WasmRewriteError(`LEB128 integer out of range at byte ${this.pos}`);
-    return result;
-  }
-
-  /** Skips a (signed or unsigned) LEB128 integer of at most `maxBytes` bytes. */
-  skipLeb(maxBytes: number): void {
-    for (let n = 1; ; n++) {
-      if ((this.byte() & 0x80) === 0) return;
-      if (n >= maxBytes) throw new WasmRewriteError(`LEB128 integer too long at byte ${this.pos}`);
-    }
-  }
-
-  skip(n: number): void {
-    if (this.pos + n > this.end) throw new WasmRewriteError(`unexpected end of data at byte ${this.pos}`);
-    this.pos += n;
-  }
-
-  limits(): void {
-    const flags = this.byte();
-    const lebBytes = flags & 0x04 ? 10 : 5; // memory64 limits are u64
-    this.skipLeb(lebBytes);
-    if (flags & 0x01) this.skipLeb(lebBytes);
-  }
-}
-
-/** Growable output. */
-class Writer {
-  buf: Uint8Array<ArrayBuffer>;
-  len = 0;
-  constructor(capacity: number) {
-    this.buf = new Uint8Array(capacity);
-  }
-
-  private reserve(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    const next = new Uint8Array(Math.max(this.buf.length * 2, this.len + n));
-    next.set(this.buf.subarray(0, this.len));
-    this.buf = next;
-  }
-
-  bytes(src: Uint8Array, start: number, end: number): void {
-    this.reserve(end - start);
-    this.buf.set(src.subarray(start, end), this.len);
-    this.len += end - start;
-  }
-
-  array(src: ArrayLike<number>): void {
-    this.reserve(src.length);
-    this.buf.set(src, this.len);
-    this.len += src.length;
-  }
-
-  u32(v: number): void {
-    this.array(leb(v));
-  }
-
-  /** Leaves room for a size written later with `patch`, always 5 bytes (padded LEB128). */
-  placeholder(): number {
-    this.reserve(5);
-    this.len += 5;
-    return this.len - 5;
-  }
-
-  remove(at: number, n: number): void {
-    this.buf.copyWithin(at, at + n, this.len);
-    this.len -= n;
-  }
-
-  patch(at: number, v: number): void {
-    for (let i = 0; i < 4; i++) this.buf[at + i] = ((v >>> (7 * i)) & 0x7f) | 0x80;
-    this.buf[at + 4] = (v >>> 28) & 0x0f;
-  }
-}
-
-function leb(v: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = v & 0x7f;
-    v >>>= 7;
-    if (v !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (v !== 0);
-  return out;
-}
-
-function sleb64(v: bigint): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const byte = Number(v & 0x7fn);
-    v >>= 7n;
-    const done = (v === 0n && (byte & 0x40) === 0) || (v === -1n && (byte & 0x40) !== 0);
-    out.push(done ? byte : byte | 0x80);
-    if (done) return out;
-  }
-}
 
 /** if (fuel == 0) unreachable; fuel -= 1 */
 function chargeSequence(globalIndex: number): Uint8Array {
@@ -202,51 +62,6 @@ function chargeSequence(globalIndex: number): Uint8Array {
   return Uint8Array.from([0x23, ...g, 0x50, 0x04, 0x40, 0x00, 0x0b, 0x23, ...g, 0x42, 0x01, 0x7d, 0x24, ...g]);
 }
 
-function readSections(b: Uint8Array): Section[] {
-  if (b.length < 8 || b[0] !== 0x00 || b[1] !== 0x61 || b[2] !== 0x73 || b[3] !== 0x6d) {
-    throw new WasmRewriteError('not a WebAssembly binary (no \\0asm header)');
-  }
-  if (b[4] !== 1 || b[5] !== 0 || b[6] !== 0 || b[7] !== 0) {
-    throw new WasmRewriteError(`unsupported WebAssembly binary version ${b[4] | (b[5] << 8) | (b[6] << 16) | (b[7] << 24)}`);
-  }
-  const sections: Section[] = [];
-  const r = new Reader(b, 8, b.length);
-  while (r.pos < b.length) {
-    const header = r.pos;
-    const id = r.byte();
-    const size = r.u32();
-    const start = r.pos;
-    r.skip(size);
-    if (id !== 0 && SECTION_RANK[id] === undefined) throw new WasmRewriteError(`unknown section id ${id} at byte ${start}`);
-    sections.push({ id, header, start, end: r.pos });
-  }
-  return sections;
-}
-
-function importedGlobals(b: Uint8Array, s: Section | undefined): number {
-  if (!s) return 0;
-  const r = new Reader(b, s.start, s.end);
-  let globals = 0;
-  for (let n = r.u32(); n > 0; n--) {
-    r.skip(r.u32()); // module
-    r.skip(r.u32()); // field
-    const kind = r.byte();
-    if (kind === 0x00) r.u32(); // function: type index
-    else if (kind === 0x01) {
-      r.byte(); // table: element type
-      r.limits();
-    } else if (kind === 0x02) r.limits();
-    else if (kind === 0x03) {
-      r.byte(); // global: value type, mutability
-      r.byte();
-      globals++;
-    } else if (kind === 0x04) {
-      r.byte(); // tag: attribute, type index
-      r.u32();
-    } else throw new WasmRewriteError(`unknown import kind ${kind} at byte ${r.pos - 1}`);
-  }
-  return globals;
-}
 
 /** Whether the export section names `name`; compares bytes, as this runs on every cold start. */
 function exportsName(b: Uint8Array, s: Section | undefined, name: string): boolean {
@@ -306,16 +121,17 @@ const FC_IMMEDIATES = [0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 1, 2, 1, 2, 1, 1, 1];
 
 /**
  * Walks one function body's instructions from `start` (after its locals) to `end`, copying them
- * to `w` with a charge after each loop header. Returns [instructions, loops]. One flat loop, no
+ * to `w` (when given) with a charge after each loop header, and counts its calls. One flat loop, no
  * calls per instruction: this runs on every cold `bpfd load`, mostly before the JIT gets to it.
  * Reads past `end` yield undefined (LEB loops stop on it), and are caught after each instruction.
  */
-function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer, charge: Uint8Array, fn: number): BodyStats {
+function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer | null, charge: Uint8Array, fn: number, importedFunctions: number): BodyStats {
   let p = start;
   let copied = start;
   let instructions = 0;
   let loops = 0;
-  let calls = 0;
+  const callees: number[] = [];
+  let opaque = false;
   let depth = 1; // the body is a block closed by its final `end`
   while (depth > 0) {
     if (p >= end) throw new WasmRewriteError(`function ${fn} has no final end (byte ${end})`);
@@ -327,11 +143,19 @@ function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer, charg
         if (op === OP_END) depth--;
         break;
       case LEB:
-        if (op === OP_CALL || op === OP_RETURN_CALL) calls++;
-        while (b[p++] & 0x80);
+        if (op === OP_CALL || op === OP_RETURN_CALL) {
+          let callee = 0;
+          for (let shift = 0; ; shift += 7) {
+            const byte = b[p++];
+            callee += (byte & 0x7f) * 2 ** shift;
+            if (!(byte & 0x80) || shift > 28) break;
+          }
+          if (callee < importedFunctions) opaque = true;
+          else callees.push(callee - importedFunctions);
+        } else while (b[p++] & 0x80);
         break;
       case LEB2: // call_indirect, return_call_indirect
-        calls++;
+        opaque = true;
         while (b[p++] & 0x80);
         while (b[p++] & 0x80);
         break;
@@ -344,6 +168,7 @@ function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer, charg
         depth++;
         if (op === OP_LOOP) {
           loops++;
+          if (!w) break;
           w.bytes(b, copied, p);
           w.array(charge);
           copied = p;
@@ -391,8 +216,28 @@ function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer, charg
     }
   }
   if (p !== end) throw new WasmRewriteError(`function ${fn} ends at byte ${p}, its body at byte ${end}`);
-  w.bytes(b, copied, end);
-  return { instructions, loops, calls };
+  w?.bytes(b, copied, end);
+  return { instructions, loops, callees, opaque };
+}
+
+/** The code section's function bodies, their local declarations checked. */
+function codeBodies(wasm: Uint8Array, s: Section): Body[] {
+  const r = new Reader(wasm, s.start, s.end);
+  const bodies: Body[] = [];
+  for (let fn = 0, count = r.u32(); fn < count; fn++) {
+    const size = r.u32();
+    const start = r.pos;
+    const body = new Reader(wasm, start, start + size);
+    r.skip(size);
+    for (let n = body.u32(); n > 0; n--) {
+      body.u32();
+      const t = body.byte();
+      if (t === 0x63 || t === 0x64) throw new WasmRewriteError(`unsupported local type 0x${t.toString(16)} in function ${fn}`, true);
+    }
+    bodies.push({ start, code: body.pos, end: body.end });
+  }
+  if (r.pos !== s.end) throw new WasmRewriteError(`code section has ${s.end - r.pos} bytes after its last function`);
+  return bodies;
 }
 
 /**
@@ -418,9 +263,14 @@ export function addFuel(wasm: Uint8Array, initialFuel: bigint): { bytes: Uint8Ar
   }
   const globalSec = find(SEC_GLOBAL);
   const definedGlobals = globalSec ? new Reader(wasm, globalSec.start, globalSec.end).u32() : 0;
-  const fuelIndex = importedGlobals(wasm, find(SEC_IMPORT)) + definedGlobals;
+  const imported = importCounts(wasm, find(SEC_IMPORT));
+  const fuelIndex = imported.globals + definedGlobals;
   const charge = chargeSequence(fuelIndex);
   const stats: FuelStats = { functions: 0, charged: 0, instructions: 0, loops: 0 };
+  // First pass: who calls whom, to charge at entry only the functions that need it.
+  const codeSec = find(SEC_CODE);
+  const bodies = codeSec ? codeBodies(wasm, codeSec) : [];
+  const charged = chargedAtEntry(bodies.map((f, fn) => rewriteBody(wasm, f.code, f.end, null, charge, fn, imported.functions)));
 
   const w = new Writer(wasm.length + (wasm.length >> 2) + 64);
   w.bytes(wasm, 0, 8);
@@ -465,31 +315,20 @@ export function addFuel(wasm: Uint8Array, initialFuel: bigint): { bytes: Uint8Ar
       });
     } else if (s.id === SEC_CODE) {
       section(SEC_CODE, () => {
-        const count = r.u32();
-        w.u32(count);
-        for (let fn = 0; fn < count; fn++) {
-          const size = r.u32();
-          const bodyStart = r.pos;
-          const body = new Reader(wasm, bodyStart, bodyStart + size);
-          r.skip(size);
+        w.u32(bodies.length);
+        bodies.forEach((f, fn) => {
           const sizeAt = w.placeholder();
-          for (let n = body.u32(); n > 0; n--) {
-            body.u32();
-            const t = body.byte();
-            if (t === 0x63 || t === 0x64) throw new WasmRewriteError(`unsupported local type 0x${t.toString(16)} in function ${fn}`, true);
+          w.bytes(wasm, f.start, f.code);
+          if (charged[fn]) {
+            w.array(charge);
+            stats.charged++;
           }
-          w.bytes(wasm, bodyStart, body.pos);
-          const chargeAt = w.len;
-          w.array(charge);
-          const { instructions, loops, calls } = rewriteBody(wasm, body.pos, body.end, w, charge, fn);
-          if (calls === 0) w.remove(chargeAt, charge.length);
-          else stats.charged++;
+          const { instructions, loops } = rewriteBody(wasm, f.code, f.end, w, charge, fn, imported.functions);
           w.patch(sizeAt, w.len - sizeAt - 5);
           stats.functions++;
           stats.instructions += instructions;
           stats.loops += loops;
-        }
-        if (r.pos !== s.end) throw new WasmRewriteError(`code section has ${s.end - r.pos} bytes after its last function`);
+        });
       });
     } else {
       w.bytes(wasm, s.header, s.end);

@@ -6,7 +6,7 @@ import { BpfdError } from '../../src/base/errors.js';
 import { exitCodeOf } from '../../src/cli/exit-codes.js';
 import { sha256Hex } from '../../src/base/sha256.js';
 import { authorize } from '../../src/core/authorize.js';
-import { checkResult, enforce, evaluate, inputSha256, policyInfo, RECHECK_MS, resetEngines } from '../../src/policy/engine.js';
+import { checkResult, enforce, evaluate, inputSha256, policyInfo, prepareEngine, RECHECK_MS, resetEngines } from '../../src/policy/engine.js';
 import { loadModule } from '../../src/policy/module.js';
 import { appendDecision, recentDecisions } from '../../src/state/decision-log.js';
 import { openStore } from '../../src/state/store.js';
@@ -131,6 +131,24 @@ describe('policy engine fails closed', () => {
     e.writeData({ grants: [{ name: 'all-netops', groups: ['netops'] }] });
     resetEngines();
     assert.deepEqual((await evaluate(loadInput(), e.paths)).reasons, ['allowed by grant "all-netops"']);
+  });
+
+  it('decides with the module the file holds when consulted, not the one an early compile started on', async () => {
+    const mod = make();
+    mod.paths.policy = path.join(mod.dir, 'policy.wasm');
+    copyFileSync(SHIPPED_POLICY, mod.paths.policy);
+    prepareEngine(mod.paths); // as a load does at its start: the shipped policy starts compiling
+    copyFileSync(testPolicy('undefined'), mod.paths.policy); // replaced before the policy is consulted
+    const d = await evaluate(loadInput({ subject: root }), mod.paths);
+    assert.match(d.reasons[0], /^policy result is undefined/);
+    assert.equal(d.policySha256, sha256Hex(readFileSync(testPolicy('undefined'))));
+    // and the same bytes use the early compile: the decision is the shipped policy's
+    resetEngines();
+    copyFileSync(SHIPPED_POLICY, mod.paths.policy);
+    prepareEngine(mod.paths);
+    const shipped = await evaluate(loadInput({ subject: root }), mod.paths);
+    assert.equal(shipped.allow, true);
+    assert.equal(shipped.policySha256, sha256Hex(readFileSync(SHIPPED_POLICY)));
   });
 
   it('checks the result shape strictly', () => {

@@ -93,6 +93,19 @@ describe('wasm fuel rewrite', () => {
     assert.equal(fuel.value, 0n);
   });
 
+  it('stops a call tree that grows without loops or recursion (each function calls the next twice)', () => {
+    // f0 calls f1 twice, f1 calls f2 twice, ..., f39 does nothing: 2^40 calls, no cycle, no loop.
+    const depth = 40;
+    const bodies = Array.from({ length: depth }, (_, i) => body(i === depth - 1 ? [0x0b] : [0x10, ...uleb(i + 1), 0x10, ...uleb(i + 1), 0x0b]));
+    const tree = module(section(1, vec([VOID])), section(3, vec(bodies.map(() => [0x00]))), section(7, vec([[...name('tree'), 0x00, 0x00]])), section(10, vec(bodies)));
+    const { bytes, stats } = addFuel(tree, BUDGET);
+    assert.ok(stats.charged > 0 && stats.charged < depth, `the functions near the leaves stay uncharged: ${JSON.stringify(stats)}`);
+    const { ex, fuel } = instantiate(bytes);
+    fuel.value = BUDGET;
+    assert.throws(() => ex.tree(), WebAssembly.RuntimeError);
+    assert.equal(fuel.value, 0n);
+  });
+
   it('puts the budget after imported and defined globals, moving no existing index', () => {
     const { ex, fuel } = instantiate(addFuel(handMade(), BUDGET).bytes);
     fuel.value = 5n;
