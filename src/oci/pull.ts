@@ -21,6 +21,8 @@ export interface PulledImage {
   labels: ImageLabels;
   /** the tar entry the object came from (null: the layer is the object) */
   entry: string | null;
+  /** the BPF object, unpacked from the layer */
+  object: Buffer;
   signatures: StoredSignature[];
 }
 
@@ -77,7 +79,7 @@ export async function pullImage(ref: ImageReference, o: RegistryOptions = {}): P
     ...signed.map((d) => fetchSignatures(client, d)),
   ]);
   const labels = parseLabels(config);
-  const { entry } = objectFromLayer(layer, layerDesc.mediaType, max);
+  const { entry, object } = objectFromLayer(layer, layerDesc.mediaType, max);
   const signatures: StoredSignature[] = sigs.flat();
   if (!m.digest) throw failed(`${ref.canonical}: the registry gave no manifest digest`);
   return {
@@ -90,6 +92,7 @@ export async function pullImage(ref: ImageReference, o: RegistryOptions = {}): P
     layer: { descriptor: layerDesc, bytes: layer },
     labels,
     entry,
+    object,
     signatures,
   };
 }

@@ -29,6 +29,12 @@ export interface ImageRecord {
   labels: Record<string, string>;
   /** the tar entry the object is in, null when the layer is the object */
   entry: string | null;
+  /**
+   * The object unpacked from the layer at pull, cached as a blob of its own so that a load reads
+   * it without unpacking the layer again. Absent in records made before it was kept: those
+   * unpack the layer.
+   */
+  object?: { digest: string; size: number };
   /** cosign signatures found next to the image, kept so that checking them again needs no network */
   signatures: Array<{ payload: string; signature: string }>;
   /** the last verification, and the key set (keySetId) it was made against */
@@ -108,6 +114,9 @@ export function updateSignature(store: Store, digest: string, signature: ImageRe
   });
 }
 
+/** The blobs an image record names. */
+export const blobsOf = (r: ImageRecord): string[] => [r.digest, r.index_digest, r.config_digest, r.layer.digest, r.object?.digest].filter((d): d is string => !!d);
+
 /** Forgets an image and every reference to it, then deletes blobs no other image uses. */
 export function removeImage(store: Store, stateDir: string, digest: string): void {
   const d = open(store);
@@ -117,6 +126,6 @@ export function removeImage(store: Store, stateDir: string, digest: string): voi
     d.images.remove(digest);
     for (const { key, value } of d.refs.getRange()) if (value === digest) d.refs.remove(key);
   });
-  const inUse = new Set(allImages(store).flatMap((r) => [r.digest, r.index_digest, r.config_digest, r.layer.digest]));
-  for (const b of [rec.digest, rec.index_digest, rec.config_digest, rec.layer.digest]) if (b && !inUse.has(b)) rmSync(blobPath(stateDir, b), { force: true });
+  const inUse = new Set(allImages(store).flatMap(blobsOf));
+  for (const b of blobsOf(rec)) if (!inUse.has(b)) rmSync(blobPath(stateDir, b), { force: true });
 }
