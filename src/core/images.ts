@@ -9,11 +9,11 @@ import { parseBpfElf, type BpfElf } from '../loader/elf.js';
 import { keySetId, keysDir, trustedKeys, verifySignatures } from '../oci/cosign.js';
 import { checkListed } from '../oci/labels.js';
 import { MAX_LAYER_BYTES, objectFromLayer } from '../oci/layer.js';
-import { currentDigest, pullImage, type RegistryOptions } from '../oci/pull.js';
+import { currentDigest, pullImage, type PulledImage, type RegistryOptions } from '../oci/pull.js';
 import { parseReference, pinned, type ImageReference } from '../oci/reference.js';
 import { sha256Digest } from '../oci/verified.js';
 import type { PolicyImage } from '../policy/input.js';
-import { allImages, digestOfReference, imageByDigest, putBlob, readBlob, recordImage, removeImage, updateSignature, type ImageRecord } from '../state/images.js';
+import { allImages, digestOfReference, discardStaged, imageByDigest, readBlob, recordImage, removeImage, stageBlob, updateSignature, type ImageRecord, type StagedBlob } from '../state/images.js';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
 export const PULL_POLICIES: readonly PullPolicy[] = ['Always', 'IfNotPresent', 'Never'];
@@ -100,18 +100,29 @@ export async function pull(ctx: Context, refText: string, given: RegistryOptions
   const img = await timed('pull', () => pullImage(ref, o));
   const object = { digest: sha256Digest(img.object), size: img.object.length };
   const dir = ctx.paths.stateDir;
-  timedSync('cache blobs', () => {
-    putBlob(dir, img.layer.descriptor.digest, img.layer.bytes);
-    putBlob(dir, object.digest, img.object);
-    putBlob(dir, img.config.descriptor.digest, img.config.bytes);
-    putBlob(dir, img.digest, img.manifest.bytes);
-    if (img.index && img.indexDigest) putBlob(dir, img.indexDigest, img.index.bytes);
-  });
-  // blobs in place, index not yet: a pull killed here must not look cached
-  checkpoint('pull:after-blobs');
+  const staged: StagedBlob[] = [];
+  try {
+    timedSync('cache blobs', () => {
+      staged.push(stageBlob(dir, img.layer.descriptor.digest, img.layer.bytes));
+      // a pull killed here, its layer half-way to the cache, must leave nothing that looks cached
+      checkpoint('pull:staging');
+      staged.push(stageBlob(dir, object.digest, img.object));
+      staged.push(stageBlob(dir, img.config.descriptor.digest, img.config.bytes));
+      staged.push(stageBlob(dir, img.digest, img.manifest.bytes));
+      if (img.index && img.indexDigest) staged.push(stageBlob(dir, img.indexDigest, img.index.bytes));
+    });
+    return timedSync('cache index', () => recordImage(ctx.store(), dir, staged, imageRecordOf(ref, img, object), ref.canonical));
+  } catch (e) {
+    discardStaged(staged);
+    throw e;
+  }
+}
+
+/** The index record of a pulled image, its signatures verified against the keys configured now. */
+function imageRecordOf(ref: ImageReference, img: PulledImage, object: { digest: string; size: number }): ImageRecord {
   const { keys } = timedSync('signature check', () => trustedKeys(keysDir()));
   const facts = verifySignatures([img.digest, img.indexDigest].filter((d): d is string => !!d), img.signatures, keys);
-  const rec: ImageRecord = {
+  return {
     digest: img.digest,
     index_digest: img.indexDigest,
     references: [],
@@ -130,7 +141,6 @@ export async function pull(ctx: Context, refText: string, given: RegistryOptions
     signature: { ...facts, keyset: keySetId(keys) },
     pulled_at: nowIso(),
   };
-  return timedSync('cache index', () => recordImage(ctx.store(), rec, ref.canonical));
 }
 
 /** What the one HEAD request of IfNotPresent answered: the tag's digest now, or why there is none. */
@@ -307,12 +317,18 @@ export async function buildImageOf(ctx: Context, objPath: string, tag: string, o
   }
   const dir = ctx.paths.stateDir;
   const object = { digest: sha256Digest(elf.bytes), size: elf.bytes.length };
-  putBlob(dir, img.layer.descriptor.digest, img.layer.bytes);
-  putBlob(dir, object.digest, elf.bytes);
-  putBlob(dir, img.config.descriptor.digest, img.config.bytes);
-  putBlob(dir, img.digest, img.manifest);
+  const staged: StagedBlob[] = [];
+  try {
+    staged.push(stageBlob(dir, img.layer.descriptor.digest, img.layer.bytes));
+    staged.push(stageBlob(dir, object.digest, elf.bytes));
+    staged.push(stageBlob(dir, img.config.descriptor.digest, img.config.bytes));
+    staged.push(stageBlob(dir, img.digest, img.manifest));
+  } catch (e) {
+    discardStaged(staged);
+    throw e;
+  }
   const { keys } = trustedKeys(keysDir());
-  const rec = recordImage(ctx.store(), {
+  const rec = recordImage(ctx.store(), dir, staged, {
     digest: img.digest,
     index_digest: null,
     references: [],

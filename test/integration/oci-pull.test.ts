@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fixture, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
+import { BPFD, fixture, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 import { pushWithSkopeo } from '../helpers/oci-images.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -138,23 +138,73 @@ describe('load image from a registry without auth (docker-registry, images pushe
     }
   });
 
-  test('a pull killed after writing its blobs, before its index record, leaves nothing that looks cached', () => {
-    const ref = `${reg.host}/net/killed:v1`;
-    const pushed = pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: 'killed.txt' });
-    // the same store and cache as env, with the hook
-    const killed = makeEnv({ ...env.env, BPFD_TEST_HOOK: 'pull:after-blobs=kill' });
-    try {
-      const k = killed.run('pull', ref);
-      assert.notEqual(k.status, 0, 'the pull was killed');
-      assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === pushed.digest), 'not listed');
+  test('a pull killed half-way leaves nothing that looks cached, and the next pull sweeps what it left', () => {
+    // pull:staging: its layer written under a temporary name; pull:after-blobs: its blobs moved
+    // into place inside the index transaction, the index record not committed
+    for (const hook of ['pull:staging', 'pull:after-blobs']) {
+      const ref = `${reg.host}/net/killed-${hook.replace(':', '-')}:v1`;
+      const pushed = pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: `killed-${hook}.txt` });
+      const before = cachedBlobs(env);
+      // the same store and cache as env, with the hook
+      const killed = makeEnv({ ...env.env, BPFD_TEST_HOOK: `${hook}=kill` });
+      try {
+        const k = killed.run('pull', ref);
+        assert.notEqual(k.status, 0, `${hook}: the pull was killed`);
+      } finally {
+        killed.cleanup();
+      }
+      const left = cachedBlobs(env).filter((b) => !before.includes(b));
+      assert.ok(left.some((b) => b.startsWith(pushed.layerDigest.slice(7))), `${hook}: the killed pull left its layer behind (${left.join(', ')})`);
+      if (hook === 'pull:staging') assert.ok(left.every((b) => /\.tmp-\d+-\d+$/.test(b)), `${hook}: only temporary files (${left.join(', ')})`);
+      else assert.ok(left.some((b) => b === pushed.layerDigest.slice(7)), `${hook}: the layer is in place (${left.join(', ')})`);
+      assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === pushed.digest), `${hook}: not listed`);
       const never = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach());
       assert.equal(never.status, 4, never.stderr);
+
+      // another image's pull sweeps what no record names; what records name stays
+      const other = pushWithSkopeo(`${reg.host}/net/after-kill:${hook.replace(':', '-')}`, { object: fixture('xdp_drop.o'), uniqueFile: `after-${hook}.txt` });
+      const p = env.run('pull', `${reg.host}/net/after-kill:${hook.replace(':', '-')}`, '-o', 'json');
+      assert.equal(p.status, 0, p.stderr);
+      assert.equal(p.json().digest, other.digest);
+      const now = cachedBlobs(env);
+      assert.deepEqual(left.filter((b) => now.includes(b)), [], `${hook}: the leftovers were swept`);
+      assert.ok(before.every((b) => now.includes(b)), `${hook}: the blobs of cached images stayed`);
+      assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === pushed.digest), `${hook}: still not listed`);
+
       const again = env.run('pull', ref, '-o', 'json');
       assert.equal(again.status, 0, again.stderr);
       assert.equal(again.json().digest, pushed.digest);
-    } finally {
-      killed.cleanup();
+      const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach(), '-o', 'json');
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(net.ping(), false, `${hook}: the image pulled again runs`);
+      assert.equal(env.run('unload', String(r.json().id)).status, 0);
     }
+  });
+
+  test('the sweep leaves a pull in progress alone: its staged layer stays and it completes', async () => {
+    const ref = `${reg.host}/net/slow:v1`;
+    const pushed = pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: 'slow.txt' });
+    // paused after staging its layer, until the other pull has committed and swept
+    const slow = spawn(BPFD, ['pull', ref, '-o', 'json'], { env: { ...env.env, BPFD_TEST_HOOK: 'pull:staging=sleep:4000' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    slow.stdout.on('data', (d) => (out += d));
+    slow.stderr.on('data', (d) => (err += d));
+    const exited = new Promise<number | null>((resolve) => slow.on('exit', (code) => resolve(code)));
+    const staged = () => cachedBlobs(env).filter((b) => b.startsWith(`${pushed.layerDigest.slice(7)}.tmp-${slow.pid}-`));
+    for (let i = 0; i < 200 && staged().length === 0 && slow.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(staged().length, 1, `the slow pull staged its layer (${err})`);
+    const other = `${reg.host}/net/meanwhile:v1`;
+    pushWithSkopeo(other, { object: fixture('xdp_drop.o'), uniqueFile: 'meanwhile.txt' });
+    const p = env.run('pull', other);
+    assert.equal(p.status, 0, p.stderr);
+    assert.equal(staged().length, 1, 'the sweep of the other pull kept the staged layer of the live one');
+    assert.equal(await exited, 0, err);
+    assert.equal(JSON.parse(out).digest, pushed.digest);
+    const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach(), '-o', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(net.ping(), false, 'the image of the slow pull runs');
+    assert.equal(env.run('unload', String(r.json().id)).status, 0);
   });
 
   test('a tar with ../ entries, one with a symlink, and a zstd layer are refused with what was wrong', () => {
