@@ -1,4 +1,4 @@
-import { failed } from '../base/errors.js';
+import { failed, invalidInput } from '../base/errors.js';
 import { credentialFor } from './auth.js';
 import { RegistryClient } from './client.js';
 import { fetchSignatures, type StoredSignature } from './cosign.js';
@@ -43,6 +43,18 @@ export const registryTimeoutMs = (env: NodeJS.ProcessEnv = process.env) => {
   return (Number.isFinite(s) && s > 0 ? s : 30) * 1000;
 };
 
+/**
+ * The most bytes a layer may have, packed or unpacked: 16 MiB, or BPFD_MAX_LAYER_BYTES. The
+ * variable is root's own (refused under sudo, core/caller.ts; a service client cannot set it).
+ */
+export function maxLayerBytes(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.BPFD_MAX_LAYER_BYTES;
+  if (v === undefined || v === '') return MAX_LAYER_BYTES;
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n <= 0) throw invalidInput(`BPFD_MAX_LAYER_BYTES=${v} is not a positive number of bytes`, [`unset it for the default, ${MAX_LAYER_BYTES} (16 MiB)`]);
+  return n;
+}
+
 export function clientFor(ref: ImageReference, o: RegistryOptions): RegistryClient {
   const env = o.env ?? process.env;
   return new RegistryClient({
@@ -66,11 +78,11 @@ export async function currentDigest(ref: ImageReference, o: RegistryOptions): Pr
  * is cached.
  */
 export async function pullImage(ref: ImageReference, o: RegistryOptions = {}): Promise<PulledImage> {
+  const max = maxLayerBytes(o.env ?? process.env);
   const client = clientFor(ref, o);
   const m = await fetchManifest(client, ref.digest ?? ref.tag ?? 'latest');
   const configDesc = m.manifest.config;
   const layerDesc = m.manifest.layers[0];
-  const max = Number(o.env?.BPFD_MAX_LAYER_BYTES ?? process.env.BPFD_MAX_LAYER_BYTES ?? MAX_LAYER_BYTES);
   const signed = [m.index?.digest, m.digest].filter((d): d is string => !!d);
   // config, layer and signatures at once: a pull is mostly round trips to the registry
   const [config, layer, ...sigs] = await Promise.all([

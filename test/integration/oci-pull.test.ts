@@ -207,6 +207,35 @@ describe('load image from a registry without auth (docker-registry, images pushe
     assert.equal(env.run('unload', String(r.json().id)).status, 0);
   });
 
+  test('a layer over 16 MiB is refused, nothing cached; root raises the cap with BPFD_MAX_LAYER_BYTES, which must be a number', () => {
+    const ref = `${reg.host}/net/large:v1`;
+    const pushed = pushWithSkopeo(ref, { object: fixture('xdp_pass.o'), program: 'xdp_pass', uniqueFile: 'large.bin', padding: 17 << 20 });
+    assert.ok(pushed.layerSize > 16 << 20);
+    const blobsBefore = cachedBlobs(env);
+    const r = env.run('pull', ref);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`layer ${pushed.layerDigest} of .* is ${pushed.layerSize} bytes, over the 16777216-byte limit`));
+    assert.deepEqual(cachedBlobs(env), blobsBefore, 'nothing cached');
+    assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === pushed.digest));
+    const junk = makeEnv({ ...env.env, BPFD_MAX_LAYER_BYTES: '32M' });
+    const raised = makeEnv({ ...env.env, BPFD_MAX_LAYER_BYTES: String(32 << 20) });
+    try {
+      const j = junk.run('pull', ref);
+      assert.equal(j.status, 2, j.stderr);
+      assert.match(j.stderr, /BPFD_MAX_LAYER_BYTES=32M is not a positive number of bytes/);
+      const ok = raised.run('pull', ref, '-o', 'json');
+      assert.equal(ok.status, 0, ok.stderr);
+      assert.equal(ok.json().digest, pushed.digest);
+    } finally {
+      junk.cleanup();
+      raised.cleanup();
+    }
+    const load = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_pass', '--pull-policy', 'Never', ...attach(), '-o', 'json');
+    assert.equal(load.status, 0, `a cached large image loads without the variable: ${load.stderr}`);
+    assert.equal(env.run('unload', String(load.json().id)).status, 0);
+    assert.equal(env.run('images', 'rm', ref).status, 0);
+  });
+
   test('a tar with ../ entries, one with a symlink, and a zstd layer are refused with what was wrong', () => {
     const cases = [
       ['dotdot', /entry '\.\.\/\.\.\/xdp_drop\.o' with '\.\.' in its path; refused/],
