@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { type Context, requireRoot } from './context.js';
 import { BpfdError, failed, invalidInput, notFound } from '../base/errors.js';
@@ -13,7 +14,7 @@ import { currentDigest, pullImage, type PulledImage, type RegistryOptions } from
 import { parseReference, pinned, type ImageReference } from '../oci/reference.js';
 import { sha256Digest } from '../oci/verified.js';
 import type { PolicyImage } from '../policy/input.js';
-import { allImages, digestOfReference, discardStaged, imageByDigest, readBlob, recordImage, removeImage, stageBlob, updateSignature, type ImageRecord, type StagedBlob } from '../state/images.js';
+import { allImages, blobPath, digestOfReference, discardStaged, imageByDigest, readBlob, recordImage, removeImage, stageBlob, updateSignature, type ImageRecord, type StagedBlob } from '../state/images.js';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
 export const PULL_POLICIES: readonly PullPolicy[] = ['Always', 'IfNotPresent', 'Never'];
@@ -106,7 +107,8 @@ export async function pull(ctx: Context, refText: string, given: RegistryOptions
       staged.push(stageBlob(dir, img.layer.descriptor.digest, img.layer.bytes));
       // a pull killed here, its layer half-way to the cache, must leave nothing that looks cached
       checkpoint('pull:staging');
-      staged.push(stageBlob(dir, object.digest, img.object));
+      // the object can be unpacked from the layer again: it needs no fsync of its own
+      staged.push(stageBlob(dir, object.digest, img.object, false));
       staged.push(stageBlob(dir, img.config.descriptor.digest, img.config.bytes));
       staged.push(stageBlob(dir, img.digest, img.manifest.bytes));
       if (img.index && img.indexDigest) staged.push(stageBlob(dir, img.indexDigest, img.index.bytes));
@@ -186,24 +188,27 @@ export async function ensureImage(ctx: Context, refText: string, policy: PullPol
   return { ref, rec: await pull(ctx, refText, o) };
 }
 
-/** A cached blob, checked against its digest again. */
-function cachedBlob(ctx: Context, rec: ImageRecord, digest: string, what: string): Buffer {
+/** A cached blob, checked against its digest again; null when it is missing or damaged. */
+function cachedBlob(ctx: Context, digest: string): Buffer | null {
   const bytes = readBlob(ctx.paths.stateDir, digest);
-  if (!bytes) throw failed(`the cache has no ${what} ${digest} for image ${rec.digest}`, ['pull the image again: bpfd pull REF']);
-  if (sha256Digest(bytes) !== digest) throw failed(`the cached ${what} ${digest} is damaged (its bytes no longer match its digest)`, ['remove it with bpfd images rm, then pull again']);
-  return bytes;
+  return bytes && sha256Digest(bytes) === digest ? bytes : null;
 }
 
 /**
- * The object in a cached image: the object blob the pull unpacked (or, for a record from before
- * those were kept, the layer, unpacked again), checked against its digest, then through the ELF gate.
+ * The object in a cached image: the object blob the pull unpacked, or, when that is missing or
+ * damaged (it is written without an fsync, and records from before it was kept have none), the
+ * layer, checked against its digest and unpacked again; then through the ELF gate.
  */
 export function objectOfImage(ctx: Context, rec: ImageRecord): BpfElf {
   const name = `${rec.registry}/${rec.repository}@${rec.digest}`;
-  if (rec.object) return parseBpfElf(name, cachedBlob(ctx, rec, rec.object.digest, 'object'));
-  const layer = cachedBlob(ctx, rec, rec.layer.digest, 'layer');
-  const { object } = objectFromLayer(layer, rec.layer.media_type, Math.max(MAX_LAYER_BYTES, layer.length));
-  return parseBpfElf(name, object);
+  const object = rec.object && cachedBlob(ctx, rec.object.digest);
+  if (object) return parseBpfElf(name, object);
+  const layer = cachedBlob(ctx, rec.layer.digest);
+  if (!layer) {
+    const why = existsSync(blobPath(ctx.paths.stateDir, rec.layer.digest)) ? 'is damaged (its bytes no longer match its digest)' : 'is missing';
+    throw failed(`the cached layer ${rec.layer.digest} of image ${rec.digest} ${why}`, ['remove it with bpfd images rm, then pull again']);
+  }
+  return parseBpfElf(name, objectFromLayer(layer, rec.layer.media_type, Math.max(MAX_LAYER_BYTES, layer.length)).object);
 }
 
 export interface LoadImageRequest extends Omit<LoadFileRequest, 'path'> {
@@ -320,7 +325,7 @@ export async function buildImageOf(ctx: Context, objPath: string, tag: string, o
   const staged: StagedBlob[] = [];
   try {
     staged.push(stageBlob(dir, img.layer.descriptor.digest, img.layer.bytes));
-    staged.push(stageBlob(dir, object.digest, elf.bytes));
+    staged.push(stageBlob(dir, object.digest, elf.bytes, false));
     staged.push(stageBlob(dir, img.config.descriptor.digest, img.config.bytes));
     staged.push(stageBlob(dir, img.digest, img.manifest));
   } catch (e) {

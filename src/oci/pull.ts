@@ -3,7 +3,7 @@ import { credentialFor } from './auth.js';
 import { RegistryClient } from './client.js';
 import { fetchSignatures, type StoredSignature } from './cosign.js';
 import { parseLabels, type ImageLabels } from './labels.js';
-import { MAX_LAYER_BYTES, objectFromLayer } from './layer.js';
+import { MAX_LAYER_BYTES, objectFromLayer, preloadGunzip } from './layer.js';
 import { fetchBlob, fetchManifest, headDigest, MAX_JSON_BYTES, type Descriptor } from './manifest.js';
 import type { ImageReference } from './reference.js';
 
@@ -80,7 +80,10 @@ export async function currentDigest(ref: ImageReference, o: RegistryOptions): Pr
 export async function pullImage(ref: ImageReference, o: RegistryOptions = {}): Promise<PulledImage> {
   const max = maxLayerBytes(o.env ?? process.env);
   const client = clientFor(ref, o);
-  const m = await fetchManifest(client, ref.digest ?? ref.tag ?? 'latest');
+  const manifest = fetchManifest(client, ref.digest ?? ref.tag ?? 'latest');
+  // the runtime's HTTP client works on its own thread: load the unpacker meanwhile
+  preloadGunzip();
+  const m = await manifest;
   const configDesc = m.manifest.config;
   const layerDesc = m.manifest.layers[0];
   const signed = [m.index?.digest, m.digest].filter((d): d is string => !!d);

@@ -19,6 +19,16 @@ export interface Expected {
   what: string;
 }
 
+interface Sha256 {
+  update(data: Uint8Array): unknown;
+  digest(encoding: 'hex'): string;
+}
+/** An incremental sha256: Bun's native hasher in the executable (no node:crypto to load), node's elsewhere. */
+function sha256Stream(): Sha256 {
+  const bun = (globalThis as { Bun?: { CryptoHasher: new (algorithm: string) => Sha256 } }).Bun;
+  return bun ? new bun.CryptoHasher('sha256') : nodeCrypto().createHash('sha256');
+}
+
 export type Progress = (received: number, total: number) => void;
 
 /**
@@ -35,7 +45,7 @@ export async function readVerified(res: Response, want: Expected, progress?: Pro
     await res.body?.cancel();
     throw failed(`${want.what}: digest '${want.digest}' is not a sha256 digest; bpfd verifies sha256 only`);
   }
-  const hash = nodeCrypto().createHash('sha256');
+  const hash = sha256Stream();
   const chunks: Buffer[] = [];
   let got = 0;
   const reader = res.body?.getReader();

@@ -69,8 +69,11 @@ export interface StagedBlob {
 const TMP = /\.tmp-(\d+)-\d+$/;
 let staging = 0;
 
-/** Writes a verified blob under a temporary name next to its place; recordImage moves it there. */
-export function stageBlob(stateDir: string, digest: string, bytes: Buffer): StagedBlob {
+/**
+ * Writes a verified blob under a temporary name next to its place; recordImage moves it there.
+ * Not `durable`: no fsync, for a blob that can be made again from another (the unpacked object).
+ */
+export function stageBlob(stateDir: string, digest: string, bytes: Buffer, durable = true): StagedBlob {
   const file = blobPath(stateDir, digest);
   if (existsSync(file)) return { digest, tmp: null };
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -79,7 +82,7 @@ export function stageBlob(stateDir: string, digest: string, bytes: Buffer): Stag
   const fd = openSync(tmp, 'w', 0o600);
   try {
     writeSync(fd, bytes);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
   } catch (e) {
     rmSync(tmp, { force: true });
     throw e;

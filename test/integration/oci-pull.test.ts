@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -233,6 +234,30 @@ describe('load image from a registry without auth (docker-registry, images pushe
     const load = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_pass', '--pull-policy', 'Never', ...attach(), '-o', 'json');
     assert.equal(load.status, 0, `a cached large image loads without the variable: ${load.stderr}`);
     assert.equal(env.run('unload', String(load.json().id)).status, 0);
+    assert.equal(env.run('images', 'rm', ref).status, 0);
+  });
+
+  test('a cached load reads the unpacked object; when that blob is damaged it unpacks the layer, and a damaged layer is refused', () => {
+    const ref = `${reg.host}/net/unpacked:v1`;
+    const pushed = pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: 'unpacked.txt' });
+    assert.equal(env.run('pull', ref).status, 0);
+    const blobs = path.join(env.env.BPFD_STATE_DIR!, 'oci', 'blobs', 'sha256');
+    const objectBlob = path.join(blobs, createHash('sha256').update(readFileSync(fixture('xdp_drop.o'))).digest('hex'));
+    assert.ok(existsSync(objectBlob), 'the object is cached as a blob of its own');
+    writeFileSync(objectBlob, 'not the object');
+    const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach(), '-o', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(net.ping(), false, 'the object unpacked from the layer runs');
+    assert.equal(env.run('unload', String(r.json().id)).status, 0);
+    const layer = path.join(blobs, pushed.layerDigest.slice(7));
+    const bytes = readFileSync(layer);
+    bytes[bytes.length - 5] ^= 0xff;
+    writeFileSync(layer, bytes);
+    const bad = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach());
+    assert.equal(bad.status, 1, bad.stderr);
+    assert.match(bad.stderr, new RegExp(`the cached layer ${pushed.layerDigest} of image ${pushed.digest} is damaged`));
+    assert.deepEqual(env.run('list', '-o', 'json').json(), [], 'nothing loaded');
+    assert.ok(net.ping());
     assert.equal(env.run('images', 'rm', ref).status, 0);
   });
 
