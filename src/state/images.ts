@@ -2,6 +2,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, rea
 import path from 'node:path';
 import type { Database, RootDatabase } from 'lmdb';
 import { checkpoint } from '../base/test-hooks.js';
+import { timedSync } from '../base/timings.js';
 import { failed } from '../base/errors.js';
 import { handlesOf, type Store } from './store.js';
 
@@ -104,19 +105,20 @@ const alive = (pid: number) => existsSync(`/proc/${pid}`);
  * recorded, and temporary files of processes that are gone (a live pull's stay). Call inside a
  * write transaction, after its own puts: lmdb reads there see them. Returns the names removed.
  */
-function sweepBlobs(d: ReturnType<typeof open>, stateDir: string): string[] {
+function sweepBlobs(d: ReturnType<typeof open>, stateDir: string, keep: string[] = []): string[] {
   const dir = path.dirname(blobPath(stateDir, 'sha256:x'));
   if (!existsSync(dir)) return [];
-  const named = new Set([...d.images.getRange()].flatMap((e) => blobsOf(e.value)).map((b) => b.replace(/^sha256:/, '')));
-  const removed: string[] = [];
-  for (const name of readdirSync(dir)) {
-    if (named.has(name)) continue;
+  const kept = new Set(keep.map((b) => b.replace(/^sha256:/, '')));
+  // a live process's temporary file is a pull that has not committed yet (this one's too: the service)
+  const candidates = readdirSync(dir).filter((name) => {
     const tmp = TMP.exec(name);
-    // a live process's temporary file is a pull that has not committed yet (this one's too: the service)
-    if (tmp && alive(Number(tmp[1]))) continue;
-    rmSync(path.join(dir, name), { force: true });
-    removed.push(name);
-  }
+    return !kept.has(name) && !(tmp && alive(Number(tmp[1])));
+  });
+  // nothing else in the cache: no need to read every record (the first range read costs ~2 ms)
+  if (!candidates.length) return [];
+  const named = new Set([...d.images.getRange()].flatMap((e) => blobsOf(e.value)).map((b) => b.replace(/^sha256:/, '')));
+  const removed = candidates.filter((name) => !named.has(name));
+  for (const name of removed) rmSync(path.join(dir, name), { force: true });
   return removed;
 }
 
@@ -161,7 +163,7 @@ export function recordImage(store: Store, stateDir: string, staged: StagedBlob[]
       const prev = d.images.get(before);
       if (prev) d.images.put(before, { ...prev, references: prev.references.filter((r) => r !== reference) });
     }
-    sweepBlobs(d, stateDir);
+    timedSync('cache sweep', () => sweepBlobs(d, stateDir, blobsOf(merged)));
     return merged;
   });
 }
