@@ -34,24 +34,45 @@ export async function benchOci(rounds = 7): Promise<string[]> {
   const out: string[] = [];
   try {
     const baseEnv = { ...process.env, BPFD_RUNTIME_DIR: path.join(dir, 'run'), BPFD_KEYS_DIR: path.join(dir, 'no-keys'), BPFD_MAX_LAYER_BYTES: String(32 << 20) };
-    out.push(`Pull from a local docker-registry (median of ${rounds}; fresh cache each time; target <= 1.2x skopeo copy to a dir)`);
+    out.push(`Pull from a local docker-registry (median of ${rounds}; target <= 1.2x skopeo copy to a dir)`);
+    out.push('  into a fresh cache in an existing store (made untimed by `bpfd images`), and into a fresh state dir (store made too)');
+    const phases: string[] = [];
     for (const [label, bytes] of [['1 MB', 1 << 20], ['20 MB', 20 << 20]] as const) {
       const ref = `${reg.host}/bench/pad:${bytes}`;
       pushWithSkopeo(ref, { object: OBJ, uniqueFile: 'padding.bin', padding: bytes, program: 'xdp_pass' });
       const pulls: number[] = [];
+      const fresh: number[] = [];
       const copies: number[] = [];
       for (let i = 0; i < rounds; i++) {
         const state = path.join(dir, `state-${bytes}-${i}`);
+        timeMs(BPFD, ['images'], { ...baseEnv, BPFD_STATE_DIR: state });
         pulls.push(timeMs(BPFD, ['pull', ref], { ...baseEnv, BPFD_STATE_DIR: state }).ms);
+        rmSync(state, { recursive: true, force: true });
+        fresh.push(timeMs(BPFD, ['pull', ref], { ...baseEnv, BPFD_STATE_DIR: state }).ms);
         rmSync(state, { recursive: true, force: true });
         const target = path.join(dir, `skopeo-${bytes}-${i}`);
         copies.push(timeMs('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `dir:${target}`]).ms);
         rmSync(target, { recursive: true, force: true });
       }
       const p = median(pulls);
+      const f = median(fresh);
       const c = median(copies);
-      out.push(`  ${`bpfd pull, ${label} layer`.padEnd(34)} ${p.toFixed(1).padStart(7)} ms   skopeo copy ${c.toFixed(1).padStart(7)} ms   ${(p / c).toFixed(2)}x`);
+      out.push(`  ${`bpfd pull, ${label} layer`.padEnd(34)} ${p.toFixed(1).padStart(7)} ms   skopeo copy ${c.toFixed(1).padStart(7)} ms   ${(p / c).toFixed(2)}x   (fresh state dir ${f.toFixed(1)} ms, ${(f / c).toFixed(2)}x)`);
+      // where one pull's time goes (BPFD_TIMINGS), into an existing store
+      const state = path.join(dir, `state-${bytes}-phases`);
+      timeMs(BPFD, ['images'], { ...baseEnv, BPFD_STATE_DIR: state });
+      const r = spawnSync(BPFD, ['pull', ref], { env: { ...baseEnv, BPFD_STATE_DIR: state, BPFD_TIMINGS: '1' }, encoding: 'utf8' });
+      rmSync(state, { recursive: true, force: true });
+      const t = Object.fromEntries([...(/bpfd timings: (.*)/.exec(r.stderr)?.[1] ?? '').matchAll(/([a-z ]+) ([0-9.]+) ms/g)].map((m) => [m[1].trim(), Number(m[2])]));
+      const own = (t['pull'] ?? 0) + (t['cache blobs'] ?? 0) + (t['cache index'] ?? 0);
+      phases.push(`  ${label}: process ${t['process']?.toFixed(1)} ms = fetch, verify, unpack ${t['pull']?.toFixed(1)} + cache blobs ${t['cache blobs']?.toFixed(1)} + cache index ${t['cache index']?.toFixed(1)} + policy ${((t['policy module'] ?? 0) + (t['decision log'] ?? 0)).toFixed(1)} (module ${t['policy module']?.toFixed(1)}, decision log ${t['decision log']?.toFixed(1)}) + start-up, store open and the rest ${((t['process'] ?? 0) - own - (t['policy module'] ?? 0) - (t['decision log'] ?? 0)).toFixed(1)}`);
     }
+    const floor: number[] = [];
+    const floorState = path.join(dir, 'state-floor');
+    timeMs(BPFD, ['images'], { ...baseEnv, BPFD_STATE_DIR: floorState });
+    for (let i = 0; i < rounds; i++) floor.push(timeMs(BPFD, ['images'], { ...baseEnv, BPFD_STATE_DIR: floorState }).ms);
+    out.push('  where one pull goes (BPFD_TIMINGS, ms; one run each):', ...phases);
+    out.push(`  ${'bpfd images (start-up, store open)'.padEnd(34)} ${median(floor).toFixed(1).padStart(7)} ms   (the floor of any bpfd command that reads the store)`);
 
     // cached load image (no network: Never, and IfNotPresent with its one HEAD) vs load file
     const env = { ...baseEnv, BPFD_STATE_DIR: path.join(dir, 'state-load') };

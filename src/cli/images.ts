@@ -64,7 +64,9 @@ export const pullCommand = bpfdCommand({
   description: [
     'Fetch a bytecode image into the cache: the tag is resolved to a digest, an index is followed to the',
     'linux/amd64 manifest, and config, layer and cosign signatures are checked against their sha256 and size',
-    'while they stream, before anything is stored. The policy decides it (action pull). Example:',
+    'while they stream, before anything is stored. A layer over 16 MiB (packed or unpacked) is refused;',
+    'root may raise the cap with BPFD_MAX_LAYER_BYTES (refused under sudo, not settable by service clients).',
+    'On a terminal a progress bar shows a layer over 1 MiB being fetched. The policy decides it (action pull). Example:',
     'bpfd pull quay.io/org/prog:v1',
   ].join(' '),
   positionals: [{ name: 'ref', description: 'image reference: REGISTRY/REPOSITORY:TAG or @sha256:DIGEST' }],

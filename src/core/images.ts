@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { type Context, requireRoot } from './context.js';
 import { BpfdError, failed, invalidInput, notFound } from '../base/errors.js';
@@ -9,11 +10,11 @@ import { parseBpfElf, type BpfElf } from '../loader/elf.js';
 import { keySetId, keysDir, trustedKeys, verifySignatures } from '../oci/cosign.js';
 import { checkListed } from '../oci/labels.js';
 import { MAX_LAYER_BYTES, objectFromLayer } from '../oci/layer.js';
-import { currentDigest, pullImage, type RegistryOptions } from '../oci/pull.js';
+import { currentDigest, pullImage, type PulledImage, type RegistryOptions } from '../oci/pull.js';
 import { parseReference, pinned, type ImageReference } from '../oci/reference.js';
 import { sha256Digest } from '../oci/verified.js';
 import type { PolicyImage } from '../policy/input.js';
-import { allImages, digestOfReference, imageByDigest, putBlob, readBlob, recordImage, removeImage, updateSignature, type ImageRecord } from '../state/images.js';
+import { allImages, blobPath, digestOfReference, discardStaged, imageByDigest, readBlob, recordImage, removeImage, stageBlob, updateSignature, type ImageRecord, type StagedBlob } from '../state/images.js';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
 export const PULL_POLICIES: readonly PullPolicy[] = ['Always', 'IfNotPresent', 'Never'];
@@ -98,18 +99,32 @@ export async function pull(ctx: Context, refText: string, given: RegistryOptions
   const ref = parseReference(refText);
   await gate(ctx, { action: 'pull', image: policyImage(ref, null), application: null, metadata: {} });
   const img = await timed('pull', () => pullImage(ref, o));
+  const object = { digest: sha256Digest(img.object), size: img.object.length };
   const dir = ctx.paths.stateDir;
-  timedSync('cache blobs', () => {
-    putBlob(dir, img.layer.descriptor.digest, img.layer.bytes);
-    putBlob(dir, img.config.descriptor.digest, img.config.bytes);
-    putBlob(dir, img.digest, img.manifest.bytes);
-    if (img.index && img.indexDigest) putBlob(dir, img.indexDigest, img.index.bytes);
-  });
-  // blobs in place, index not yet: a pull killed here must not look cached
-  checkpoint('pull:after-blobs');
+  const staged: StagedBlob[] = [];
+  try {
+    timedSync('cache blobs', () => {
+      staged.push(stageBlob(dir, img.layer.descriptor.digest, img.layer.bytes));
+      // a pull killed here, its layer half-way to the cache, must leave nothing that looks cached
+      checkpoint('pull:staging');
+      // the object can be unpacked from the layer again: it needs no fsync of its own
+      staged.push(stageBlob(dir, object.digest, img.object, false));
+      staged.push(stageBlob(dir, img.config.descriptor.digest, img.config.bytes));
+      staged.push(stageBlob(dir, img.digest, img.manifest.bytes));
+      if (img.index && img.indexDigest) staged.push(stageBlob(dir, img.indexDigest, img.index.bytes));
+    });
+    return timedSync('cache index', () => recordImage(ctx.store(), dir, staged, imageRecordOf(ref, img, object), ref.canonical));
+  } catch (e) {
+    discardStaged(staged);
+    throw e;
+  }
+}
+
+/** The index record of a pulled image, its signatures verified against the keys configured now. */
+function imageRecordOf(ref: ImageReference, img: PulledImage, object: { digest: string; size: number }): ImageRecord {
   const { keys } = timedSync('signature check', () => trustedKeys(keysDir()));
   const facts = verifySignatures([img.digest, img.indexDigest].filter((d): d is string => !!d), img.signatures, keys);
-  const rec: ImageRecord = {
+  return {
     digest: img.digest,
     index_digest: img.indexDigest,
     references: [],
@@ -123,11 +138,41 @@ export async function pull(ctx: Context, refText: string, given: RegistryOptions
     maps: img.labels.maps,
     labels: img.labels.all,
     entry: img.entry,
+    object,
     signatures: img.signatures,
     signature: { ...facts, keyset: keySetId(keys) },
     pulled_at: nowIso(),
   };
-  return timedSync('cache index', () => recordImage(ctx.store(), rec, ref.canonical));
+}
+
+/** What the one HEAD request of IfNotPresent answered: the tag's digest now, or why there is none. */
+type TagAnswer = { digest: string | null } | { error: unknown };
+
+/**
+ * The cached image for a reference under a pull policy, and, for IfNotPresent on a tag, the HEAD
+ * request asking for the tag's current digest, already sent: the caller does its local work
+ * while the registry answers, and uses the cache only once stillCurrent says so.
+ */
+function lookUp(ctx: Context, ref: ImageReference, policy: PullPolicy, o: RegistryOptions): { cached: ImageRecord | null; tag: Promise<TagAnswer> | null } {
+  const cached = policy === 'Always' ? null : cachedImage(ctx, ref);
+  if (policy === 'Never' && !cached) throw notFound(`image ${ref.canonical} is not in the cache and --pull-policy is Never (pull it first: bpfd pull ${ref.canonical})`);
+  const tag = policy === 'IfNotPresent' && cached && !ref.digest ? currentDigest(ref, o).then((digest) => ({ digest }), (error: unknown) => ({ error })) : null;
+  return { cached, tag };
+}
+
+/**
+ * Whether the cached image is what the tag names now. A registry that does not answer (offline,
+ * down, too slow) leaves the cached image in use, which is what IfNotPresent promises; refused
+ * credentials are an error.
+ */
+async function stillCurrent(cached: ImageRecord, tag: Promise<TagAnswer>): Promise<boolean> {
+  const answer = await timed('tag check', () => tag);
+  if ('error' in answer) {
+    const e = answer.error;
+    if (!(e instanceof BpfdError) || e.kind === 'denied') throw e;
+    return true;
+  }
+  return answer.digest === null || answer.digest === cached.digest || answer.digest === cached.index_digest;
 }
 
 /**
@@ -138,33 +183,32 @@ export async function pull(ctx: Context, refText: string, given: RegistryOptions
 export async function ensureImage(ctx: Context, refText: string, policy: PullPolicy, given: RegistryOptions = {}): Promise<{ ref: ImageReference; rec: ImageRecord }> {
   const o = credentialScope(ctx, given);
   const ref = parseReference(refText);
-  const cached = cachedImage(ctx, ref);
-  if (policy === 'Never') {
-    if (!cached) throw notFound(`image ${ref.canonical} is not in the cache and --pull-policy is Never (pull it first: bpfd pull ${refText})`);
-    return { ref, rec: cached };
-  }
-  if (policy === 'IfNotPresent' && cached) {
-    if (ref.digest) return { ref, rec: cached };
-    let now: string | null = null;
-    try {
-      now = await currentDigest(ref, o);
-    } catch (e) {
-      // offline, or the registry is down: the cached image is what IfNotPresent promises
-      if (!(e instanceof BpfdError) || e.kind === 'denied') throw e;
-      return { ref, rec: cached };
-    }
-    if (now === null || now === cached.digest || now === cached.index_digest) return { ref, rec: cached };
-  }
+  const { cached, tag } = lookUp(ctx, ref, policy, o);
+  if (cached && (!tag || (await stillCurrent(cached, tag)))) return { ref, rec: cached };
   return { ref, rec: await pull(ctx, refText, o) };
 }
 
-/** The object in a cached image, read from the layer blob and checked against its digest again. */
+/** A cached blob, checked against its digest again; null when it is missing or damaged. */
+function cachedBlob(ctx: Context, digest: string): Buffer | null {
+  const bytes = readBlob(ctx.paths.stateDir, digest);
+  return bytes && sha256Digest(bytes) === digest ? bytes : null;
+}
+
+/**
+ * The object in a cached image: the object blob the pull unpacked, or, when that is missing or
+ * damaged (it is written without an fsync, and records from before it was kept have none), the
+ * layer, checked against its digest and unpacked again; then through the ELF gate.
+ */
 export function objectOfImage(ctx: Context, rec: ImageRecord): BpfElf {
-  const layer = readBlob(ctx.paths.stateDir, rec.layer.digest);
-  if (!layer) throw failed(`the cache has no layer ${rec.layer.digest} for image ${rec.digest}`, ['pull the image again: bpfd pull REF']);
-  if (sha256Digest(layer) !== rec.layer.digest) throw failed(`the cached layer ${rec.layer.digest} is damaged (its bytes no longer match its digest)`, ['remove it with bpfd images rm, then pull again']);
-  const { object } = objectFromLayer(layer, rec.layer.media_type, Math.max(MAX_LAYER_BYTES, layer.length));
-  return parseBpfElf(`${rec.registry}/${rec.repository}@${rec.digest}`, object);
+  const name = `${rec.registry}/${rec.repository}@${rec.digest}`;
+  const object = rec.object && cachedBlob(ctx, rec.object.digest);
+  if (object) return parseBpfElf(name, object);
+  const layer = cachedBlob(ctx, rec.layer.digest);
+  if (!layer) {
+    const why = existsSync(blobPath(ctx.paths.stateDir, rec.layer.digest)) ? 'is damaged (its bytes no longer match its digest)' : 'is missing';
+    throw failed(`the cached layer ${rec.layer.digest} of image ${rec.digest} ${why}`, ['remove it with bpfd images rm, then pull again']);
+  }
+  return parseBpfElf(name, objectFromLayer(layer, rec.layer.media_type, Math.max(MAX_LAYER_BYTES, layer.length)).object);
 }
 
 export interface LoadImageRequest extends Omit<LoadFileRequest, 'path'> {
@@ -173,16 +217,40 @@ export interface LoadImageRequest extends Omit<LoadFileRequest, 'path'> {
   registryAuth?: string;
 }
 
-/** `bpfd load image`: the image under its pull policy, then the same load as a file. */
+/**
+ * `bpfd load image`: the image under its pull policy, then the same load as a file. Under
+ * IfNotPresent the HEAD request is in flight while the cached object is read, checked against
+ * its digest and gated, so that a cached load costs about what a load file does; nothing of it
+ * is used before the registry's answer says the tag still names the cached image (a moved tag
+ * is pulled, and the new image prepared, before policy and kernel see anything).
+ */
 export async function loadImage(ctx: Context, req: LoadImageRequest): Promise<ProgramView | DryRunResult> {
   requireRoot('bpfd load');
-  const { ref, rec: found } = await ensureImage(ctx, req.image, req.pullPolicy, { auth: req.registryAuth });
-  const rec = currentSignature(ctx, found);
-  checkListed({ programs: rec.programs, maps: rec.maps, filename: null, all: rec.labels }, req.name, ref.canonical);
-  const elf = objectOfImage(ctx, rec);
+  const o = credentialScope(ctx, { auth: req.registryAuth });
+  const ref = parseReference(req.image);
+  const { cached, tag } = lookUp(ctx, ref, req.pullPolicy, o);
   const { programIn, loadObject } = await import('./programs.js');
   const { reconcile } = await import('./reconcile.js');
-  const program = programIn(elf, req.name, req.type, req.attach !== undefined);
+  const prepare = (found: ImageRecord) => {
+    const rec = currentSignature(ctx, found);
+    checkListed({ programs: rec.programs, maps: rec.maps, filename: null, all: rec.labels }, req.name, ref.canonical);
+    const elf = objectOfImage(ctx, rec);
+    return { rec, elf, program: programIn(elf, req.name, req.type, req.attach !== undefined) };
+  };
+  let ready: ReturnType<typeof prepare> | null = null;
+  if (cached) {
+    // an image the tag no longer names may fail where the new one does not: its error waits for the answer
+    let refused: unknown = null;
+    try {
+      ready = prepare(cached);
+    } catch (e) {
+      refused = e;
+    }
+    if (tag && !(await stillCurrent(cached, tag))) ready = null;
+    else if (refused) throw refused;
+  }
+  ready ??= prepare(await pull(ctx, req.image, o));
+  const { rec, elf, program } = ready;
   return ctx.exclusive(async () =>
     loadObject(ctx, reconcile(ctx, true), {
       ...req,
@@ -253,11 +321,19 @@ export async function buildImageOf(ctx: Context, objPath: string, tag: string, o
     await pushImage(clientFor(ref, o), img, ref.tag ?? 'latest');
   }
   const dir = ctx.paths.stateDir;
-  putBlob(dir, img.layer.descriptor.digest, img.layer.bytes);
-  putBlob(dir, img.config.descriptor.digest, img.config.bytes);
-  putBlob(dir, img.digest, img.manifest);
+  const object = { digest: sha256Digest(elf.bytes), size: elf.bytes.length };
+  const staged: StagedBlob[] = [];
+  try {
+    staged.push(stageBlob(dir, img.layer.descriptor.digest, img.layer.bytes));
+    staged.push(stageBlob(dir, object.digest, elf.bytes, false));
+    staged.push(stageBlob(dir, img.config.descriptor.digest, img.config.bytes));
+    staged.push(stageBlob(dir, img.digest, img.manifest));
+  } catch (e) {
+    discardStaged(staged);
+    throw e;
+  }
   const { keys } = trustedKeys(keysDir());
-  const rec = recordImage(ctx.store(), {
+  const rec = recordImage(ctx.store(), dir, staged, {
     digest: img.digest,
     index_digest: null,
     references: [],
@@ -271,6 +347,7 @@ export async function buildImageOf(ctx: Context, objPath: string, tag: string, o
     maps,
     labels: JSON.parse(img.config.bytes.toString()).config.Labels,
     entry: path.basename(objPath),
+    object,
     signatures: [],
     signature: { ...verifySignatures([img.digest], [], keys), keyset: keySetId(keys) },
     pulled_at: nowIso(),

@@ -1,9 +1,11 @@
-import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { BpfdError } from '../base/errors.js';
+import { sha256Hex } from '../base/sha256.js';
 import type { RegistryClient } from './client.js';
 import { fetchBlob, fetchManifest } from './manifest.js';
+import { nodeCrypto } from './verified.js';
 
 /**
  * cosign's signatures, checked offline: the signature manifest is the tag `sha256-<hex>.sig`
@@ -49,12 +51,12 @@ export function trustedKeys(dir: string): { keys: TrustedKey[]; skipped: string[
   if (!existsSync(dir)) return { keys, skipped };
   for (const name of readdirSync(dir).filter((n) => n.endsWith('.pub')).sort()) {
     try {
-      const key = createPublicKey(readFileSync(path.join(dir, name)));
+      const key = nodeCrypto().createPublicKey(readFileSync(path.join(dir, name)));
       if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
         skipped.push(`${name}: not an ECDSA P-256 key`);
         continue;
       }
-      const fingerprint = createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex');
+      const fingerprint = sha256Hex(key.export({ type: 'spki', format: 'der' }));
       keys.push({ name, fingerprint, key });
     } catch (e) {
       skipped.push(`${name}: ${(e as Error).message}`);
@@ -64,7 +66,7 @@ export function trustedKeys(dir: string): { keys: TrustedKey[]; skipped: string[
 }
 
 /** Names the key set: a verification result is valid only for the set it was made with. */
-export const keySetId = (keys: TrustedKey[]) => createHash('sha256').update(keys.map((k) => `${k.name}\0${k.fingerprint}\n`).join('')).digest('hex');
+export const keySetId = (keys: TrustedKey[]) => sha256Hex(keys.map((k) => `${k.name}\0${k.fingerprint}\n`).join(''));
 
 /** The signatures stored for a manifest digest, or [] when it has none. */
 export async function fetchSignatures(client: RegistryClient, digest: string): Promise<StoredSignature[]> {
@@ -99,7 +101,7 @@ export function verifySignatures(digests: string[], sigs: StoredSignature[], key
     for (const k of keys) {
       let ok = false;
       try {
-        ok = verify('sha256', payload, { key: k.key, dsaEncoding: 'der' }, signature);
+        ok = nodeCrypto().verify('sha256', payload, { key: k.key, dsaEncoding: 'der' }, signature);
       } catch {
         ok = false;
       }

@@ -1,9 +1,9 @@
-import { failed } from '../base/errors.js';
+import { failed, invalidInput } from '../base/errors.js';
 import { credentialFor } from './auth.js';
 import { RegistryClient } from './client.js';
 import { fetchSignatures, type StoredSignature } from './cosign.js';
 import { parseLabels, type ImageLabels } from './labels.js';
-import { MAX_LAYER_BYTES, objectFromLayer } from './layer.js';
+import { MAX_LAYER_BYTES, objectFromLayer, preloadGunzip } from './layer.js';
 import { fetchBlob, fetchManifest, headDigest, MAX_JSON_BYTES, type Descriptor } from './manifest.js';
 import type { ImageReference } from './reference.js';
 
@@ -21,6 +21,8 @@ export interface PulledImage {
   labels: ImageLabels;
   /** the tar entry the object came from (null: the layer is the object) */
   entry: string | null;
+  /** the BPF object, unpacked from the layer */
+  object: Buffer;
   signatures: StoredSignature[];
 }
 
@@ -40,6 +42,18 @@ export const registryTimeoutMs = (env: NodeJS.ProcessEnv = process.env) => {
   const s = Number(env.BPFD_REGISTRY_TIMEOUT ?? 30);
   return (Number.isFinite(s) && s > 0 ? s : 30) * 1000;
 };
+
+/**
+ * The most bytes a layer may have, packed or unpacked: 16 MiB, or BPFD_MAX_LAYER_BYTES. The
+ * variable is root's own (refused under sudo, core/caller.ts; a service client cannot set it).
+ */
+export function maxLayerBytes(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.BPFD_MAX_LAYER_BYTES;
+  if (v === undefined || v === '') return MAX_LAYER_BYTES;
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n <= 0) throw invalidInput(`BPFD_MAX_LAYER_BYTES=${v} is not a positive number of bytes`, [`unset it for the default, ${MAX_LAYER_BYTES} (16 MiB)`]);
+  return n;
+}
 
 export function clientFor(ref: ImageReference, o: RegistryOptions): RegistryClient {
   const env = o.env ?? process.env;
@@ -64,11 +78,14 @@ export async function currentDigest(ref: ImageReference, o: RegistryOptions): Pr
  * is cached.
  */
 export async function pullImage(ref: ImageReference, o: RegistryOptions = {}): Promise<PulledImage> {
+  const max = maxLayerBytes(o.env ?? process.env);
   const client = clientFor(ref, o);
-  const m = await fetchManifest(client, ref.digest ?? ref.tag ?? 'latest');
+  const manifest = fetchManifest(client, ref.digest ?? ref.tag ?? 'latest');
+  // the runtime's HTTP client works on its own thread: load the unpacker meanwhile
+  preloadGunzip();
+  const m = await manifest;
   const configDesc = m.manifest.config;
   const layerDesc = m.manifest.layers[0];
-  const max = Number(o.env?.BPFD_MAX_LAYER_BYTES ?? process.env.BPFD_MAX_LAYER_BYTES ?? MAX_LAYER_BYTES);
   const signed = [m.index?.digest, m.digest].filter((d): d is string => !!d);
   // config, layer and signatures at once: a pull is mostly round trips to the registry
   const [config, layer, ...sigs] = await Promise.all([
@@ -77,7 +94,7 @@ export async function pullImage(ref: ImageReference, o: RegistryOptions = {}): P
     ...signed.map((d) => fetchSignatures(client, d)),
   ]);
   const labels = parseLabels(config);
-  const { entry } = objectFromLayer(layer, layerDesc.mediaType, max);
+  const { entry, object } = objectFromLayer(layer, layerDesc.mediaType, max);
   const signatures: StoredSignature[] = sigs.flat();
   if (!m.digest) throw failed(`${ref.canonical}: the registry gave no manifest digest`);
   return {
@@ -90,6 +107,7 @@ export async function pullImage(ref: ImageReference, o: RegistryOptions = {}): P
     layer: { descriptor: layerDesc, bytes: layer },
     labels,
     entry,
+    object,
     signatures,
   };
 }

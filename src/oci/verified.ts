@@ -1,5 +1,13 @@
-import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { failed, limitReached } from '../base/errors.js';
+import { sha256Hex } from '../base/sha256.js';
+
+let crypto: typeof import('node:crypto') | null = null;
+/**
+ * node:crypto, loaded on first use: a load from a cached image hashes through base/sha256 (the
+ * executable's native digest) and checks no key, so it never pays for loading it (~6 ms).
+ */
+export const nodeCrypto = (): typeof import('node:crypto') => (crypto ??= createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto'));
 
 /** What a blob must be: its digest and size from the manifest, and the most bpfd will take. */
 export interface Expected {
@@ -9,6 +17,16 @@ export interface Expected {
   max: number;
   /** how errors name it, e.g. "layer sha256:… of 127.0.0.1:5000/prog" */
   what: string;
+}
+
+interface Sha256 {
+  update(data: Uint8Array): unknown;
+  digest(encoding: 'hex'): string;
+}
+/** An incremental sha256: Bun's native hasher in the executable (no node:crypto to load), node's elsewhere. */
+function sha256Stream(): Sha256 {
+  const bun = (globalThis as { Bun?: { CryptoHasher: new (algorithm: string) => Sha256 } }).Bun;
+  return bun ? new bun.CryptoHasher('sha256') : nodeCrypto().createHash('sha256');
 }
 
 export type Progress = (received: number, total: number) => void;
@@ -27,7 +45,7 @@ export async function readVerified(res: Response, want: Expected, progress?: Pro
     await res.body?.cancel();
     throw failed(`${want.what}: digest '${want.digest}' is not a sha256 digest; bpfd verifies sha256 only`);
   }
-  const hash = createHash('sha256');
+  const hash = sha256Stream();
   const chunks: Buffer[] = [];
   let got = 0;
   const reader = res.body?.getReader();
@@ -51,4 +69,4 @@ export async function readVerified(res: Response, want: Expected, progress?: Pro
   return Buffer.concat(chunks, got);
 }
 
-export const sha256Digest = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+export const sha256Digest = (b: Uint8Array) => `sha256:${sha256Hex(b)}`;

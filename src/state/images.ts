@@ -1,6 +1,9 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Database, RootDatabase } from 'lmdb';
+import { checkpoint } from '../base/test-hooks.js';
+import { timedSync } from '../base/timings.js';
+import { failed } from '../base/errors.js';
 import { handlesOf, type Store } from './store.js';
 
 /**
@@ -9,6 +12,9 @@ import { handlesOf, type Store } from './store.js';
  * complete and verified; the LMDB index says which images exist. An image counts as cached
  * only when its index record is committed, and that happens after its blobs are in place, so a
  * pull killed half-way leaves at most an unreferenced file, never something that looks cached.
+ * Such files are swept (sweepBlobs) inside the write transaction that records an image or
+ * forgets one: blobs move into place only inside such a transaction, so one there sees every
+ * finished pull recorded and no pull half-way between its renames and its commit.
  *   images      manifest digest -> ImageRecord
  *   image_refs  reference as pulled (canonical) -> manifest digest
  */
@@ -29,6 +35,12 @@ export interface ImageRecord {
   labels: Record<string, string>;
   /** the tar entry the object is in, null when the layer is the object */
   entry: string | null;
+  /**
+   * The object unpacked from the layer at pull, cached as a blob of its own so that a load reads
+   * it without unpacking the layer again. Absent in records made before it was kept: those
+   * unpack the layer.
+   */
+  object?: { digest: string; size: number };
   /** cosign signatures found next to the image, kept so that checking them again needs no network */
   signatures: Array<{ payload: string; signature: string }>;
   /** the last verification, and the key set (keySetId) it was made against */
@@ -49,20 +61,65 @@ function open(store: Store) {
 
 export const blobPath = (stateDir: string, digest: string) => path.join(stateDir, 'oci', 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
 
-/** Writes a verified blob into the cache: temporary file, fsync, rename. */
-export function putBlob(stateDir: string, digest: string, bytes: Buffer): void {
+/** A verified blob written and fsynced under a temporary name (null: the cache has it already). */
+export interface StagedBlob {
+  digest: string;
+  tmp: string | null;
+}
+
+const TMP = /\.tmp-(\d+)-\d+$/;
+let staging = 0;
+
+/**
+ * Writes a verified blob under a temporary name next to its place; recordImage moves it there.
+ * Not `durable`: no fsync, for a blob that can be made again from another (the unpacked object).
+ */
+export function stageBlob(stateDir: string, digest: string, bytes: Buffer, durable = true): StagedBlob {
   const file = blobPath(stateDir, digest);
-  if (existsSync(file)) return;
+  if (existsSync(file)) return { digest, tmp: null };
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp-${process.pid}`;
+  // unique in the process too: the service may pull the same blob twice at once
+  const tmp = `${file}.tmp-${process.pid}-${++staging}`;
   const fd = openSync(tmp, 'w', 0o600);
   try {
     writeSync(fd, bytes);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
   } finally {
     closeSync(fd);
   }
-  renameSync(tmp, file);
+  return { digest, tmp };
+}
+
+/** Drops staged blobs whose image will not be recorded (a pull that failed after writing them). */
+export function discardStaged(staged: StagedBlob[]): void {
+  for (const b of staged) if (b.tmp) rmSync(b.tmp, { force: true });
+}
+
+const alive = (pid: number) => existsSync(`/proc/${pid}`);
+
+/**
+ * Removes cache files no image record names: blobs a killed pull moved into place but never
+ * recorded, and temporary files of processes that are gone (a live pull's stay). Call inside a
+ * write transaction, after its own puts: lmdb reads there see them. Returns the names removed.
+ */
+function sweepBlobs(d: ReturnType<typeof open>, stateDir: string, keep: string[] = []): string[] {
+  const dir = path.dirname(blobPath(stateDir, 'sha256:x'));
+  if (!existsSync(dir)) return [];
+  const kept = new Set(keep.map((b) => b.replace(/^sha256:/, '')));
+  // a live process's temporary file is a pull that has not committed yet (this one's too: the service)
+  const candidates = readdirSync(dir).filter((name) => {
+    const tmp = TMP.exec(name);
+    return !kept.has(name) && !(tmp && alive(Number(tmp[1])));
+  });
+  // nothing else in the cache: no need to read every record (the first range read costs ~2 ms)
+  if (!candidates.length) return [];
+  const named = new Set([...d.images.getRange()].flatMap((e) => blobsOf(e.value)).map((b) => b.replace(/^sha256:/, '')));
+  const removed = candidates.filter((name) => !named.has(name));
+  for (const name of removed) rmSync(path.join(dir, name), { force: true });
+  return removed;
 }
 
 export function readBlob(stateDir: string, digest: string): Buffer | null {
@@ -82,10 +139,20 @@ export function allImages(store: Store): ImageRecord[] {
   return [...open(store).images.getRange()].map((e) => e.value);
 }
 
-/** Records an image (its blobs already written) and points the reference at it. */
-export function recordImage(store: Store, rec: ImageRecord, reference: string): ImageRecord {
+/**
+ * Records an image and points the reference at it, in one write transaction: its staged blobs
+ * move into place, the records are put, and cache files no record names are swept.
+ */
+export function recordImage(store: Store, stateDir: string, staged: StagedBlob[], rec: ImageRecord, reference: string): ImageRecord {
   const d = open(store);
   return d.root.transactionSync(() => {
+    for (const b of staged) {
+      const file = blobPath(stateDir, b.digest);
+      if (b.tmp) renameSync(b.tmp, file);
+      else if (!existsSync(file)) throw failed(`blob ${b.digest} left the cache while the image was pulled (bpfd images rm at the same time?)`, ['pull again']);
+    }
+    // blobs in place, index not yet: a pull killed here must not look cached
+    checkpoint('pull:after-blobs');
     const before = d.refs.get(reference);
     const old = d.images.get(rec.digest);
     const merged: ImageRecord = { ...rec, references: [...new Set([...(old?.references ?? []), reference])] };
@@ -96,6 +163,7 @@ export function recordImage(store: Store, rec: ImageRecord, reference: string): 
       const prev = d.images.get(before);
       if (prev) d.images.put(before, { ...prev, references: prev.references.filter((r) => r !== reference) });
     }
+    timedSync('cache sweep', () => sweepBlobs(d, stateDir, blobsOf(merged)));
     return merged;
   });
 }
@@ -108,15 +176,16 @@ export function updateSignature(store: Store, digest: string, signature: ImageRe
   });
 }
 
-/** Forgets an image and every reference to it, then deletes blobs no other image uses. */
+/** The blobs an image record names. */
+export const blobsOf = (r: ImageRecord): string[] => [r.digest, r.index_digest, r.config_digest, r.layer.digest, r.object?.digest].filter((d): d is string => !!d);
+
+/** Forgets an image and every reference to it; blobs no other image uses go with the sweep. */
 export function removeImage(store: Store, stateDir: string, digest: string): void {
   const d = open(store);
-  const rec = d.images.get(digest);
-  if (!rec) return;
   d.root.transactionSync(() => {
+    if (!d.images.get(digest)) return;
     d.images.remove(digest);
     for (const { key, value } of d.refs.getRange()) if (value === digest) d.refs.remove(key);
+    sweepBlobs(d, stateDir);
   });
-  const inUse = new Set(allImages(store).flatMap((r) => [r.digest, r.index_digest, r.config_digest, r.layer.digest]));
-  for (const b of [rec.digest, rec.index_digest, rec.config_digest, rec.layer.digest]) if (b && !inUse.has(b)) rmSync(blobPath(stateDir, b), { force: true });
 }

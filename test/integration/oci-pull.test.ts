@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fixture, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
+import { BPFD, fixture, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
 import { makeVethPair, type VethPair } from '../helpers/netns.js';
 import { pushWithSkopeo } from '../helpers/oci-images.js';
 import { startRegistry, type Registry } from '../helpers/registry.js';
@@ -138,23 +139,126 @@ describe('load image from a registry without auth (docker-registry, images pushe
     }
   });
 
-  test('a pull killed after writing its blobs, before its index record, leaves nothing that looks cached', () => {
-    const ref = `${reg.host}/net/killed:v1`;
-    const pushed = pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: 'killed.txt' });
-    // the same store and cache as env, with the hook
-    const killed = makeEnv({ ...env.env, BPFD_TEST_HOOK: 'pull:after-blobs=kill' });
-    try {
-      const k = killed.run('pull', ref);
-      assert.notEqual(k.status, 0, 'the pull was killed');
-      assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === pushed.digest), 'not listed');
+  test('a pull killed half-way leaves nothing that looks cached, and the next pull sweeps what it left', () => {
+    // pull:staging: its layer written under a temporary name; pull:after-blobs: its blobs moved
+    // into place inside the index transaction, the index record not committed
+    for (const hook of ['pull:staging', 'pull:after-blobs']) {
+      const ref = `${reg.host}/net/killed-${hook.replace(':', '-')}:v1`;
+      const pushed = pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: `killed-${hook}.txt` });
+      const before = cachedBlobs(env);
+      // the same store and cache as env, with the hook
+      const killed = makeEnv({ ...env.env, BPFD_TEST_HOOK: `${hook}=kill` });
+      try {
+        const k = killed.run('pull', ref);
+        assert.notEqual(k.status, 0, `${hook}: the pull was killed`);
+      } finally {
+        killed.cleanup();
+      }
+      const left = cachedBlobs(env).filter((b) => !before.includes(b));
+      assert.ok(left.some((b) => b.startsWith(pushed.layerDigest.slice(7))), `${hook}: the killed pull left its layer behind (${left.join(', ')})`);
+      if (hook === 'pull:staging') assert.ok(left.every((b) => /\.tmp-\d+-\d+$/.test(b)), `${hook}: only temporary files (${left.join(', ')})`);
+      else assert.ok(left.some((b) => b === pushed.layerDigest.slice(7)), `${hook}: the layer is in place (${left.join(', ')})`);
+      assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === pushed.digest), `${hook}: not listed`);
       const never = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach());
       assert.equal(never.status, 4, never.stderr);
+
+      // another image's pull sweeps what no record names; what records name stays
+      const other = pushWithSkopeo(`${reg.host}/net/after-kill:${hook.replace(':', '-')}`, { object: fixture('xdp_drop.o'), uniqueFile: `after-${hook}.txt` });
+      const p = env.run('pull', `${reg.host}/net/after-kill:${hook.replace(':', '-')}`, '-o', 'json');
+      assert.equal(p.status, 0, p.stderr);
+      assert.equal(p.json().digest, other.digest);
+      const now = cachedBlobs(env);
+      assert.deepEqual(left.filter((b) => now.includes(b)), [], `${hook}: the leftovers were swept`);
+      assert.ok(before.every((b) => now.includes(b)), `${hook}: the blobs of cached images stayed`);
+      assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === pushed.digest), `${hook}: still not listed`);
+
       const again = env.run('pull', ref, '-o', 'json');
       assert.equal(again.status, 0, again.stderr);
       assert.equal(again.json().digest, pushed.digest);
-    } finally {
-      killed.cleanup();
+      const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach(), '-o', 'json');
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(net.ping(), false, `${hook}: the image pulled again runs`);
+      assert.equal(env.run('unload', String(r.json().id)).status, 0);
     }
+  });
+
+  test('the sweep leaves a pull in progress alone: its staged layer stays and it completes', async () => {
+    const ref = `${reg.host}/net/slow:v1`;
+    const pushed = pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: 'slow.txt' });
+    // paused after staging its layer, until the other pull has committed and swept
+    const slow = spawn(BPFD, ['pull', ref, '-o', 'json'], { env: { ...env.env, BPFD_TEST_HOOK: 'pull:staging=sleep:4000' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    slow.stdout.on('data', (d) => (out += d));
+    slow.stderr.on('data', (d) => (err += d));
+    const exited = new Promise<number | null>((resolve) => slow.on('exit', (code) => resolve(code)));
+    const staged = () => cachedBlobs(env).filter((b) => b.startsWith(`${pushed.layerDigest.slice(7)}.tmp-${slow.pid}-`));
+    for (let i = 0; i < 200 && staged().length === 0 && slow.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(staged().length, 1, `the slow pull staged its layer (${err})`);
+    const other = `${reg.host}/net/meanwhile:v1`;
+    pushWithSkopeo(other, { object: fixture('xdp_drop.o'), uniqueFile: 'meanwhile.txt' });
+    const p = env.run('pull', other);
+    assert.equal(p.status, 0, p.stderr);
+    assert.equal(staged().length, 1, 'the sweep of the other pull kept the staged layer of the live one');
+    assert.equal(await exited, 0, err);
+    assert.equal(JSON.parse(out).digest, pushed.digest);
+    const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach(), '-o', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(net.ping(), false, 'the image of the slow pull runs');
+    assert.equal(env.run('unload', String(r.json().id)).status, 0);
+  });
+
+  test('a layer over 16 MiB is refused, nothing cached; root raises the cap with BPFD_MAX_LAYER_BYTES, which must be a number', () => {
+    const ref = `${reg.host}/net/large:v1`;
+    const pushed = pushWithSkopeo(ref, { object: fixture('xdp_pass.o'), program: 'xdp_pass', uniqueFile: 'large.bin', padding: 17 << 20 });
+    assert.ok(pushed.layerSize > 16 << 20);
+    const blobsBefore = cachedBlobs(env);
+    const r = env.run('pull', ref);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`layer ${pushed.layerDigest} of .* is ${pushed.layerSize} bytes, over the 16777216-byte limit`));
+    assert.deepEqual(cachedBlobs(env), blobsBefore, 'nothing cached');
+    assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === pushed.digest));
+    const junk = makeEnv({ ...env.env, BPFD_MAX_LAYER_BYTES: '32M' });
+    const raised = makeEnv({ ...env.env, BPFD_MAX_LAYER_BYTES: String(32 << 20) });
+    try {
+      const j = junk.run('pull', ref);
+      assert.equal(j.status, 2, j.stderr);
+      assert.match(j.stderr, /BPFD_MAX_LAYER_BYTES=32M is not a positive number of bytes/);
+      const ok = raised.run('pull', ref, '-o', 'json');
+      assert.equal(ok.status, 0, ok.stderr);
+      assert.equal(ok.json().digest, pushed.digest);
+    } finally {
+      junk.cleanup();
+      raised.cleanup();
+    }
+    const load = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_pass', '--pull-policy', 'Never', ...attach(), '-o', 'json');
+    assert.equal(load.status, 0, `a cached large image loads without the variable: ${load.stderr}`);
+    assert.equal(env.run('unload', String(load.json().id)).status, 0);
+    assert.equal(env.run('images', 'rm', ref).status, 0);
+  });
+
+  test('a cached load reads the unpacked object; when that blob is damaged it unpacks the layer, and a damaged layer is refused', () => {
+    const ref = `${reg.host}/net/unpacked:v1`;
+    const pushed = pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: 'unpacked.txt' });
+    assert.equal(env.run('pull', ref).status, 0);
+    const blobs = path.join(env.env.BPFD_STATE_DIR!, 'oci', 'blobs', 'sha256');
+    const objectBlob = path.join(blobs, createHash('sha256').update(readFileSync(fixture('xdp_drop.o'))).digest('hex'));
+    assert.ok(existsSync(objectBlob), 'the object is cached as a blob of its own');
+    writeFileSync(objectBlob, 'not the object');
+    const r = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach(), '-o', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(net.ping(), false, 'the object unpacked from the layer runs');
+    assert.equal(env.run('unload', String(r.json().id)).status, 0);
+    const layer = path.join(blobs, pushed.layerDigest.slice(7));
+    const bytes = readFileSync(layer);
+    bytes[bytes.length - 5] ^= 0xff;
+    writeFileSync(layer, bytes);
+    const bad = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach());
+    assert.equal(bad.status, 1, bad.stderr);
+    assert.match(bad.stderr, new RegExp(`the cached layer ${pushed.layerDigest} of image ${pushed.digest} is damaged`));
+    assert.deepEqual(env.run('list', '-o', 'json').json(), [], 'nothing loaded');
+    assert.ok(net.ping());
+    assert.equal(env.run('images', 'rm', ref).status, 0);
   });
 
   test('a tar with ../ entries, one with a symlink, and a zstd layer are refused with what was wrong', () => {
