@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty';
 import { bpfdCommand, outputOption } from './command.js';
-import { ifaceLabel, printJson, table, writeOut } from './output.js';
+import { linkCells, printJson, table, writeOut } from './output.js';
 import { ctxFor, lockOption } from './programs.js';
 import { ExitCode } from './exit-codes.js';
 import type { RestoreReport } from '../core/restore.js';
@@ -30,17 +30,12 @@ function printReport(r: RestoreReport): void {
   }
   if (r.restored.length) {
     const rows = r.restored.flatMap((x) =>
-      (x.links.length ? x.links : [null]).map((l) => [
-        String(x.previous_id),
-        String(x.id),
-        x.name,
-        l ? ifaceLabel(l) : '-',
-        l ? String(l.priority) : '-',
-        l ? String(l.position) : '-',
-        l ? String(l.id) : '-',
-      ]),
+      (x.links.length ? x.links : [null]).map((l) => {
+        const c = l ? linkCells(l) : null;
+        return [String(x.previous_id), String(x.id), x.name, l?.kind ?? '-', c?.iface ?? '-', c?.priority ?? '-', l ? String(l.position) : '-', l ? String(l.id) : '-'];
+      }),
     );
-    writeOut(`restored ${r.restored.length}:\n` + table(['PREV-ID', 'ID', 'NAME', 'IFACE', 'PRIORITY', 'POSITION', 'LINK'], rows));
+    writeOut(`restored ${r.restored.length}:\n` + table(['PREV-ID', 'ID', 'NAME', 'KIND', 'IFACE', 'PRIORITY', 'POSITION', 'LINK'], rows));
   }
   for (const f of r.failed) {
     process.stderr.write(`bpfd: could not restore ${f.name} (id ${f.previous_id} in boot ${f.key.split('/')[0]}): ${f.reason}\n`);
