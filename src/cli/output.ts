@@ -54,10 +54,11 @@ export function programsTable(progs: ProgramView[]): string {
     const links = p.links.length ? p.links : [null];
     for (const l of links) {
       const c = l ? linkCells(l) : null;
-      rows.push([String(p.id), p.name, p.type, l?.kind ?? '-', c?.iface ?? '-', c?.priority ?? '-', l ? String(l.position) : '-', c?.proceedOn ?? '-', c?.mode ?? '-', l ? String(l.id) : '-']);
+      rows.push([String(p.id), p.name, p.type, c?.iface ?? '-', c?.priority ?? '-', l ? String(l.position) : '-', c?.proceedOn ?? '-', c?.mode ?? '-', l ? String(l.id) : '-', l?.kind ?? '-']);
     }
   }
-  return table(['ID', 'NAME', 'TYPE', 'KIND', 'IFACE', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE', 'LINK'], rows);
+  // KIND after LINK: the columns before it keep the places they had before links had kinds
+  return table(['ID', 'NAME', 'TYPE', 'IFACE', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE', 'LINK', 'KIND'], rows);
 }
 
 export function pendingTable(pending: PendingView[]): string {
@@ -65,10 +66,10 @@ export function pendingTable(pending: PendingView[]): string {
   const rows = pending.flatMap((p) =>
     (p.links.length ? p.links : [null]).map((l) => {
       const c = l ? linkCells(l) : null;
-      return [String(p.previous_id), p.name, p.type, l?.kind ?? '-', c?.iface ?? '-', c?.priority ?? '-', c?.proceedOn ?? '-', c?.mode ?? '-', l ? String(l.id) : '-', p.boot_id];
+      return [String(p.previous_id), p.name, p.type, c?.iface ?? '-', c?.priority ?? '-', c?.proceedOn ?? '-', c?.mode ?? '-', l ? String(l.id) : '-', l?.kind ?? '-', p.boot_id];
     }),
   );
-  return table(['PREV-ID', 'NAME', 'TYPE', 'KIND', 'IFACE', 'PRIORITY', 'PROCEED-ON', 'MODE', 'LINK', 'BOOT'], rows) + 'restore them with: bpfd system restore\n';
+  return table(['PREV-ID', 'NAME', 'TYPE', 'IFACE', 'PRIORITY', 'PROCEED-ON', 'MODE', 'LINK', 'KIND', 'BOOT'], rows) + 'restore them with: bpfd system restore\n';
 }
 
 export function programDetail(p: ProgramView): string {

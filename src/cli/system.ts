@@ -32,10 +32,10 @@ function printReport(r: RestoreReport): void {
     const rows = r.restored.flatMap((x) =>
       (x.links.length ? x.links : [null]).map((l) => {
         const c = l ? linkCells(l) : null;
-        return [String(x.previous_id), String(x.id), x.name, l?.kind ?? '-', c?.iface ?? '-', c?.priority ?? '-', l ? String(l.position) : '-', l ? String(l.id) : '-'];
+        return [String(x.previous_id), String(x.id), x.name, c?.iface ?? '-', c?.priority ?? '-', l ? String(l.position) : '-', l ? String(l.id) : '-', l?.kind ?? '-'];
       }),
     );
-    writeOut(`restored ${r.restored.length}:\n` + table(['PREV-ID', 'ID', 'NAME', 'KIND', 'IFACE', 'PRIORITY', 'POSITION', 'LINK'], rows));
+    writeOut(`restored ${r.restored.length}:\n` + table(['PREV-ID', 'ID', 'NAME', 'IFACE', 'PRIORITY', 'POSITION', 'LINK', 'KIND'], rows));
   }
   for (const f of r.failed) {
     process.stderr.write(`bpfd: could not restore ${f.name} (id ${f.previous_id} in boot ${f.key.split('/')[0]}): ${f.reason}\n`);
