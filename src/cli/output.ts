@@ -1,6 +1,6 @@
 import { writeSync } from 'node:fs';
 import type { DryRunResult } from '../core/programs.js';
-import type { PendingView, ProgramView } from '../core/view.js';
+import type { LinkView, PendingLinkView, PendingView, ProgramView } from '../core/view.js';
 
 /**
  * Writes straight to a file descriptor. Touching process.stdout builds a stream (and loads
@@ -40,43 +40,36 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
 }
 
+/** The link columns the tables share, each kind filling them from its own fields ('-' for none). */
+export function linkCells(l: LinkView | PendingLinkView): { iface: string; priority: string; proceedOn: string; mode: string } {
+  switch (l.kind) {
+    case 'xdp':
+      return { iface: ifaceLabel(l), priority: String(l.priority), proceedOn: l.proceed_on.join(','), mode: l.mode };
+  }
+}
+
 export function programsTable(progs: ProgramView[]): string {
   const rows: string[][] = [];
   for (const p of progs) {
     const links = p.links.length ? p.links : [null];
     for (const l of links) {
-      rows.push([
-        String(p.id),
-        p.name,
-        p.type,
-        l ? ifaceLabel(l) : '-',
-        l ? String(l.priority) : '-',
-        l ? String(l.position) : '-',
-        l ? l.proceed_on.join(',') : '-',
-        l ? l.mode : '-',
-        l ? String(l.id) : '-',
-      ]);
+      const c = l ? linkCells(l) : null;
+      rows.push([String(p.id), p.name, p.type, c?.iface ?? '-', c?.priority ?? '-', l ? String(l.position) : '-', c?.proceedOn ?? '-', c?.mode ?? '-', l ? String(l.id) : '-', l?.kind ?? '-']);
     }
   }
-  return table(['ID', 'NAME', 'TYPE', 'IFACE', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE', 'LINK'], rows);
+  // KIND after LINK: the columns before it keep the places they had before links had kinds
+  return table(['ID', 'NAME', 'TYPE', 'IFACE', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE', 'LINK', 'KIND'], rows);
 }
 
 export function pendingTable(pending: PendingView[]): string {
   if (pending.length === 0) return 'no programs wait to be restored\n';
   const rows = pending.flatMap((p) =>
-    (p.links.length ? p.links : [null]).map((l) => [
-      String(p.previous_id),
-      p.name,
-      p.type,
-      l ? ifaceLabel(l) : '-',
-      l ? String(l.priority) : '-',
-      l ? l.proceed_on.join(',') : '-',
-      l ? l.mode : '-',
-      l ? String(l.id) : '-',
-      p.boot_id,
-    ]),
+    (p.links.length ? p.links : [null]).map((l) => {
+      const c = l ? linkCells(l) : null;
+      return [String(p.previous_id), p.name, p.type, c?.iface ?? '-', c?.priority ?? '-', c?.proceedOn ?? '-', c?.mode ?? '-', l ? String(l.id) : '-', l?.kind ?? '-', p.boot_id];
+    }),
   );
-  return table(['PREV-ID', 'NAME', 'TYPE', 'IFACE', 'PRIORITY', 'PROCEED-ON', 'MODE', 'LINK', 'BOOT'], rows) + 'restore them with: bpfd system restore\n';
+  return table(['PREV-ID', 'NAME', 'TYPE', 'IFACE', 'PRIORITY', 'PROCEED-ON', 'MODE', 'LINK', 'KIND', 'BOOT'], rows) + 'restore them with: bpfd system restore\n';
 }
 
 export function programDetail(p: ProgramView): string {
@@ -101,11 +94,8 @@ export function programDetail(p: ProgramView): string {
   const w = Math.max(...kv.map(([k]) => k.length));
   let out = kv.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n') + '\n';
   if (p.links.length) {
-    out += '\nLinks:\n' + table(
-      ['LINK', 'IFACE', 'NETNS', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE'],
-      p.links.map((l) => [String(l.id), l.iface, l.netns ?? '-', String(l.priority), String(l.position), l.proceed_on.join(','), l.mode]),
-    ).replace(/^(?=.)/gm, '  ');
-    const counted = p.links.filter((l) => l.counters);
+    out += '\nLinks:\n' + linksDetail(p.links).replace(/^(?=.)/gm, '  ');
+    const counted = p.links.filter((l) => l.kind === 'xdp' && l.counters);
     if (counted.length) {
       out += '\nCounters (from the dispatcher, since the link joined):\n' + table(
         ['LINK', 'PACKETS', 'ABORTED', 'DROP', 'PASS', 'TX', 'REDIRECT'],
@@ -117,6 +107,15 @@ export function programDetail(p: ProgramView): string {
     }
   } else out += '\nLinks:    none (load only; attach with: bpfd attach ' + p.id + ' --iface IF)\n';
   return out;
+}
+
+/** get's table of links, one table per kind, each with the columns of its kind. */
+function linksDetail(links: LinkView[]): string {
+  const xdp = links.filter((l) => l.kind === 'xdp');
+  return table(
+    ['LINK', 'KIND', 'IFACE', 'NETNS', 'PRIORITY', 'POSITION', 'PROCEED-ON', 'MODE'],
+    xdp.map((l) => [String(l.id), l.kind, l.iface, l.netns ?? '-', String(l.priority), String(l.position), l.proceed_on.join(','), l.mode]),
+  );
 }
 
 export function dryRunText(r: DryRunResult): string {

@@ -1,5 +1,5 @@
 import { bpfdCommand, defineCommand, outputOption } from './command.js';
-import { ifaceLabel, printJson, table, writeOut } from './output.js';
+import { linkCells, printJson, table, writeOut } from './output.js';
 import { ctxFor, lockOption } from './programs.js';
 import { ExitCode } from './exit-codes.js';
 import type { RestoreReport } from '../core/restore.js';
@@ -29,17 +29,12 @@ function printReport(r: RestoreReport): void {
   }
   if (r.restored.length) {
     const rows = r.restored.flatMap((x) =>
-      (x.links.length ? x.links : [null]).map((l) => [
-        String(x.previous_id),
-        String(x.id),
-        x.name,
-        l ? ifaceLabel(l) : '-',
-        l ? String(l.priority) : '-',
-        l ? String(l.position) : '-',
-        l ? String(l.id) : '-',
-      ]),
+      (x.links.length ? x.links : [null]).map((l) => {
+        const c = l ? linkCells(l) : null;
+        return [String(x.previous_id), String(x.id), x.name, c?.iface ?? '-', c?.priority ?? '-', l ? String(l.position) : '-', l ? String(l.id) : '-', l?.kind ?? '-'];
+      }),
     );
-    writeOut(`restored ${r.restored.length}:\n` + table(['PREV-ID', 'ID', 'NAME', 'IFACE', 'PRIORITY', 'POSITION', 'LINK'], rows));
+    writeOut(`restored ${r.restored.length}:\n` + table(['PREV-ID', 'ID', 'NAME', 'IFACE', 'PRIORITY', 'POSITION', 'LINK', 'KIND'], rows));
   }
   for (const f of r.failed) {
     process.stderr.write(`bpfd: could not restore ${f.name} (id ${f.previous_id} in boot ${f.key.split('/')[0]}): ${f.reason}\n`);

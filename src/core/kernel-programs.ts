@@ -1,10 +1,8 @@
+import { BpfProgType, progTypeName } from '../loader/abi.js';
 import { allProgIds, closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
 
-/** Kernel program type numbers (enum bpf_prog_type) and the names bpfd shows. */
-export const KERNEL_TYPES: Record<number, string> = {
-  1: 'socket_filter', 2: 'kprobe', 3: 'sched_cls', 4: 'sched_act', 5: 'tracepoint', 6: 'xdp', 7: 'perf_event',
-  8: 'cgroup_skb', 9: 'cgroup_sock', 13: 'sock_ops', 17: 'raw_tracepoint', 26: 'tracing', 28: 'ext', 29: 'lsm',
-};
+/** Kernel program type numbers (enum bpf_prog_type) and the names bpfd shows, from loader/abi.ts. */
+export const KERNEL_TYPES: Record<number, string> = Object.fromEntries(Object.values(BpfProgType).map((n) => [n, progTypeName(n)]));
 
 export interface KernelOnlyProgram {
   id: number;
@@ -23,7 +21,7 @@ export function unmanagedPrograms(managed: Set<number>): KernelOnlyProgram[] {
     if (fd < 0) continue;
     try {
       const i = progInfo(fd);
-      out.push({ id, name: i.name, type: KERNEL_TYPES[i.type] ?? `type ${i.type}`, managed: false, kernel: { tag: i.tag, loaded_by_uid: i.createdByUid, map_ids: i.mapIds } });
+      out.push({ id, name: i.name, type: progTypeName(i.type), managed: false, kernel: { tag: i.tag, loaded_by_uid: i.createdByUid, map_ids: i.mapIds } });
     } finally {
       closeFd(fd);
     }

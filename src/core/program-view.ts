@@ -9,8 +9,10 @@ import { closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
 /** One program as `get` shows it: the record, with what the kernel and its dispatchers say. */
 export function viewOf(ctx: Context, id: number, state: Pick<Reconciled, 'programs' | 'links'>): ProgramView {
   const prog = state.programs.find((p) => p.id === id)!;
+  // counters come from the dispatcher of each link's kind: only XDP links have one so far
   const counters = new Map<number, ActionCounts>();
   for (const l of state.links.filter((x) => x.prog_id === id)) {
+    if (l.kind !== 'xdp') continue;
     const c = memberCounters(ctx, keyOfLink(l)).get(l.id);
     if (c) counters.set(l.id, c);
   }

@@ -5,7 +5,7 @@ import { lastHolderFinished } from './lock-state.js';
 import { cachedRead, keepRead, readStamp } from './read-cache.js';
 import type { Reconciled } from './reconcile.js';
 import type { ProgramRecord } from '../state/records.js';
-import { mapUsers, pendingView, positions, programView, type PendingView, type ProgramView } from './view.js';
+import { linkIface, linkPlace, mapUsers, pendingView, positions, programView, type LinkView, type PendingLinkView, type PendingView, type ProgramView } from './view.js';
 
 // The read side: list and get. Kept apart from programs.ts so that a read whose records agree
 // with the pins loads neither koffi nor the dispatcher, and talks to no kernel.
@@ -28,7 +28,7 @@ export async function listWithRecords(ctx: Context, filter: ListFilter = {}): Pr
   const views = state.programs.map((p) => programView(p, state.links, pos, undefined, undefined, mapUsers(p, state.programs))).filter((v) => matches(v, filter));
   const sortKey = (v: ProgramView) => {
     const l = v.links[0];
-    return l ? [0, `${l.netns ?? ''}\u0000${l.iface}`, l.position, v.id] : [1, '', 0, v.id];
+    return l ? [0, linkPlace(l), l.position, v.id] : [1, '', 0, v.id];
   };
   views.sort((a, b) => {
     const ka = sortKey(a);
@@ -44,14 +44,14 @@ export async function listPending(ctx: Context, filter: ListFilter = {}): Promis
   const views = pendingRestores(await readState(ctx)).map(pendingView).filter((v) => matches(v, filter));
   const sortKey = (v: PendingView) => {
     const l = v.links[0];
-    return l ? `0${l.netns ?? ''}\u0000${l.iface}\u0000${String(l.priority).padStart(4, '0')}\u0000${String(l.id).padStart(10, '0')}` : `1${v.key}`;
+    return l ? `0${linkPlace(l)}\u0000${String(l.priority).padStart(4, '0')}\u0000${String(l.id).padStart(10, '0')}` : `1${v.key}`;
   };
   return views.sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0));
 }
 
-function matches(v: { type: string; links: Array<{ iface: string }>; metadata: Record<string, string> }, filter: ListFilter): boolean {
+function matches(v: { type: string; links: Array<LinkView | PendingLinkView>; metadata: Record<string, string> }, filter: ListFilter): boolean {
   if (filter.type && v.type !== filter.type) return false;
-  if (filter.iface && !v.links.some((l) => l.iface === filter.iface)) return false;
+  if (filter.iface && !v.links.some((l) => linkIface(l) === filter.iface)) return false;
   return Object.entries(filter.metadata ?? {}).every(([k, val]) => v.metadata[k] === val);
 }
 

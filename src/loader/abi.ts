@@ -28,14 +28,44 @@ export const BpfCmd = {
   LINK_DETACH: 34,
 } as const;
 
-/** enum bpf_prog_type, the ones bpfd names */
-export const BpfProgType = { XDP: 6 } as const;
+/**
+ * enum bpf_prog_type, every value the headers name, by its name without BPF_PROG_TYPE_. bpfd shows
+ * a type in lower case, as libbpf names it ("xdp", "sched_cls"): progTypeName.
+ */
+export const BpfProgType = {
+  UNSPEC: 0, SOCKET_FILTER: 1, KPROBE: 2, SCHED_CLS: 3, SCHED_ACT: 4, TRACEPOINT: 5, XDP: 6,
+  PERF_EVENT: 7, CGROUP_SKB: 8, CGROUP_SOCK: 9, LWT_IN: 10, LWT_OUT: 11, LWT_XMIT: 12,
+  SOCK_OPS: 13, SK_SKB: 14, CGROUP_DEVICE: 15, SK_MSG: 16, RAW_TRACEPOINT: 17,
+  CGROUP_SOCK_ADDR: 18, LWT_SEG6LOCAL: 19, LIRC_MODE2: 20, SK_REUSEPORT: 21, FLOW_DISSECTOR: 22,
+  CGROUP_SYSCTL: 23, RAW_TRACEPOINT_WRITABLE: 24, CGROUP_SOCKOPT: 25, TRACING: 26, STRUCT_OPS: 27,
+  EXT: 28, LSM: 29, SK_LOOKUP: 30, SYSCALL: 31, NETFILTER: 32,
+} as const;
 
 /** enum bpf_attach_type */
 export const BpfAttachType = { XDP: 37 } as const;
 
-/** enum bpf_map_type, the ones bpfd creates */
-export const BpfMapType = { ARRAY: 2, PERCPU_ARRAY: 6 } as const;
+/**
+ * enum bpf_map_type, every value the headers name, by its name without BPF_MAP_TYPE_ (19 and 21
+ * under their libbpf names; the headers also call them *_DEPRECATED). Shown in lower case, as
+ * libbpf names them ("array", "percpu_array"): mapTypeName.
+ */
+export const BpfMapType = {
+  UNSPEC: 0, HASH: 1, ARRAY: 2, PROG_ARRAY: 3, PERF_EVENT_ARRAY: 4, PERCPU_HASH: 5,
+  PERCPU_ARRAY: 6, STACK_TRACE: 7, CGROUP_ARRAY: 8, LRU_HASH: 9, LRU_PERCPU_HASH: 10, LPM_TRIE: 11,
+  ARRAY_OF_MAPS: 12, HASH_OF_MAPS: 13, DEVMAP: 14, SOCKMAP: 15, CPUMAP: 16, XSKMAP: 17,
+  SOCKHASH: 18, CGROUP_STORAGE: 19, REUSEPORT_SOCKARRAY: 20, PERCPU_CGROUP_STORAGE: 21, QUEUE: 22,
+  STACK: 23, SK_STORAGE: 24, DEVMAP_HASH: 25, STRUCT_OPS: 26, RINGBUF: 27, INODE_STORAGE: 28,
+  TASK_STORAGE: 29, BLOOM_FILTER: 30, USER_RINGBUF: 31, CGRP_STORAGE: 32, ARENA: 33,
+} as const;
+
+const namesByNumber = (e: Record<string, number>) => new Map(Object.entries(e).map(([name, n]) => [n, name.toLowerCase()]));
+const progTypeNames = namesByNumber(BpfProgType);
+const mapTypeNames = namesByNumber(BpfMapType);
+
+/** The name of a kernel program type number, as bpfd shows it; `type N` for one newer than this table. */
+export const progTypeName = (n: number): string => progTypeNames.get(n) ?? `type ${n}`;
+/** The name of a kernel map type number, as bpfd shows it and policies see it; `type N` for one newer than this table. */
+export const mapTypeName = (n: number): string => mapTypeNames.get(n) ?? `type ${n}`;
 
 /** Flags, each under the name the headers give it. */
 export const BpfFlag = {

@@ -2,7 +2,7 @@ import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { BpfdError, Errno, failed, KernelError, invalidInput } from '../base/errors.js';
 import { checkpoint } from '../base/test-hooks.js';
-import { ObjectOpenOpts } from './abi.js';
+import { mapTypeName, ObjectOpenOpts } from './abi.js';
 import { objPin, progInfo, type ProgInfo } from './bpf.js';
 import type { BpfElf } from './elf.js';
 import { koffi, libbpf, takeLibbpfLog, withSignalsBlocked } from './lib.js';
@@ -262,13 +262,6 @@ const map_key_size = libbpf.func('uint32_t bpf_map__key_size(bpf_map *map)');
 const map_value_size = libbpf.func('uint32_t bpf_map__value_size(bpf_map *map)');
 const map_max_entries = libbpf.func('uint32_t bpf_map__max_entries(bpf_map *map)');
 
-const MAP_TYPES = [
-  'unspec', 'hash', 'array', 'prog_array', 'perf_event_array', 'percpu_hash', 'percpu_array', 'stack_trace', 'cgroup_array',
-  'lru_hash', 'lru_percpu_hash', 'lpm_trie', 'array_of_maps', 'hash_of_maps', 'devmap', 'sockmap', 'cpumap', 'xskmap', 'sockhash',
-  'cgroup_storage', 'reuseport_sockarray', 'percpu_cgroup_storage', 'queue', 'stack', 'sk_storage', 'devmap_hash', 'struct_ops',
-  'ringbuf', 'inode_storage', 'task_storage', 'bloom_filter', 'user_ringbuf', 'cgrp_storage', 'arena',
-];
-
 export interface MapDescription {
   name: string;
   type: string;
@@ -284,7 +277,7 @@ function describeMaps(elf: BpfElf, obj: unknown): MapDescription[] {
     const mname = map_name(map) as string;
     out.push({
       name: map_is_internal(map) ? internalPinName(elf, mname) : mname,
-      type: MAP_TYPES[map_type(map) as number] ?? `type ${map_type(map)}`,
+      type: mapTypeName(map_type(map) as number),
       key_size: map_key_size(map) as number,
       value_size: map_value_size(map) as number,
       max_entries: map_max_entries(map) as number,

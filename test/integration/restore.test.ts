@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
-import { BPFD, bpftool, fixture, kernelProgIds, makeEnv, needsRoot, type Env } from '../helpers/bpfd.js';
+import { BPFD, bpftool, fixture, kernelProgIds, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
 import { ip, makeVethPair, type VethPair } from '../helpers/netns.js';
 import { simulateReboot, xdpProgOn } from '../helpers/reboot.js';
 import { openStore } from '../../src/state/store.js';
@@ -18,6 +18,7 @@ interface Listed {
   application: string | null;
   bytecode: { path: string; sha256: string };
   maps: { pin_path: string; owner_id: number | null; names: string[] };
+  kernel: { tag: string };
   links: Array<{ id: number; iface: string; netns: string | null; priority: number; position: number; proceed_on: string[]; mode: string; counters?: { packets: number; actions: Record<string, number> } }>;
 }
 
@@ -45,9 +46,20 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
     return r.json() as Listed;
   };
   const listed = () => env.run('list', '-o', 'json').json() as Listed[];
-  const restore = () => {
-    const r = env.run('system', 'restore', '-o', 'json');
-    return { status: r.status, stderr: r.stderr, report: r.json() as { restored: Array<{ previous_id: number; id: number; name: string }>; failed: Array<{ previous_id: number; name: string; reason: string; details: string[] }> } };
+  const restore = (hook?: string) => {
+    const r = hook ? spawnSync(BPFD, ['system', 'restore', '-o', 'json'], { env: { ...env.env, BPFD_TEST_HOOK: hook }, encoding: 'utf8' }) : env.run('system', 'restore', '-o', 'json');
+    const json = () => JSON.parse(r.stdout);
+    return { status: r.status, stderr: r.stderr, report: json() as { restored: Array<{ previous_id: number; id: number; name: string }>; failed: Array<{ previous_id: number; name: string; reason: string; details: string[] }> } };
+  };
+  /**
+   * bpfd's programs that appeared in the kernel since `before`: those of `keep` (by name), and any
+   * other that does not go. Replaced dispatchers and undone programs are freed after an RCU grace
+   * period, so each of the others is waited for (progGone, bounded).
+   */
+  const newPrograms = (before: Set<number>, keep: Array<number | null>) => {
+    const ours = new Set(['bpfd_xdp', 'xdp_drop', 'xdp_pass', 'xdp_count', 'xdp_reject']);
+    const made = (bpftool('prog', 'list') as Array<{ id: number; name: string }>).filter((p) => !before.has(p.id) && ours.has(p.name));
+    return { kept: made.filter((p) => keep.includes(p.id)).map((p) => p.name).sort(), leftover: made.filter((p) => !keep.includes(p.id) && !progGone(p.id)).map((p) => p.name) };
   };
   const dumpMap = (prog: Listed, map: string) => bpftool('map', 'dump', 'pinned', path.join(prog.maps.pin_path, map))[0].formatted.value;
   const dispatcherCounters = (id: number) => (env.run('get', String(id), '-o', 'json').json() as Listed).links[0].counters;
@@ -128,34 +140,53 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
       const lost = load('xdp_pass', ...at(other), '--persist');
       const dropper = load('xdp_drop', ...at(), '--priority', '30', '--persist');
       const denied = load('xdp_count', ...at(), '--priority', '40', '--persist');
-      simulateReboot(env, [lost.id, dropper.id, denied.id]);
+      // attached here, then there: its restore loads it and attaches it here before it fails
+      // there, so its undo must take all of that back
+      const halfway = load('xdp_count', ...at(), '--priority', '50', '--metadata', 'role=halfway', '--persist');
+      const there = env.run('attach', String(halfway.id), ...at(other), '--priority', '50', '-o', 'json');
+      assert.equal(there.status, 0, there.stderr);
+      simulateReboot(env, [lost.id, dropper.id, denied.id, halfway.id]);
       ip('-n', other.nsB, 'link', 'del', other.ifB); // its interface does not come back after the reboot
       // and the rules changed while the machine was down
       writeFileSync(env.env.BPFD_POLICY_DATA!, JSON.stringify({ reserved_priorities: [{ min: 35, max: 45, applications: ['firewall'] }] }));
 
       const kernelBefore = kernelProgIds();
-      const r = restore();
+      const r = restore('restore:after-load=note');
       assert.equal(r.status, 1, 'exit 1 when any failed');
-      const ours = new Set(['bpfd_xdp', 'xdp_drop', 'xdp_pass', 'xdp_count']);
-      const made = (bpftool('prog', 'list') as Array<{ id: number; name: string }>).filter((p) => !kernelBefore.has(p.id) && ours.has(p.name)).map((p) => p.name).sort();
-      assert.deepEqual(made, ['bpfd_xdp', 'xdp_drop'], 'the kernel holds the restored dropper and its dispatcher, nothing of the failed ones');
+      assert.equal(r.stderr.match(/test hook: reached restore:after-load/g)?.length, 2, 'two were loaded: the dropper, and the half-way one whose undo this tests');
       assert.deepEqual(r.report.restored.map((x) => x.previous_id), [dropper.id]);
+      const restoredId = r.report.restored[0].id;
       const why = new Map(r.report.failed.map((f) => [f.previous_id, f]));
       assert.match(why.get(lost.id)!.reason, new RegExp(`interface ${other.ifB} does not exist in network namespace ${other.nsPathB}`));
       assert.match(why.get(denied.id)!.reason, /denied by policy/);
       assert.match(why.get(denied.id)!.details.join('\n'), /priority 40 is in the band 35\.\.45 reserved for/);
+      assert.match(why.get(halfway.id)!.reason, new RegExp(`interface ${other.ifB} does not exist`), 'the second link failed, after the load and the first link');
+      // The kernel holds the restored dropper and the dispatcher running it, nothing of the failed
+      // ones: not the undone program, nor a dispatcher that ran it.
+      const made = newPrograms(kernelBefore, [restoredId, xdpProgOn(net.nsB, net.ifB)]);
+      assert.deepEqual(made.kept, ['bpfd_xdp', 'xdp_drop'], 'the restored dropper and its dispatcher');
+      assert.deepEqual(made.leftover, [], 'nothing of the failed ones stays in the kernel');
+      // doctor compares what the dispatcher runs with the records: the dropper alone
+      const doctor = env.run('doctor', '-o', 'json').json() as { findings: Array<{ kind: string; detail: string }> };
+      assert.deepEqual(doctor.findings.filter((f) => f.kind !== 'pending-restore'), [], 'store, pins, kernel and dispatcher agree; only the pending ones are reported');
       assert.equal(net.ping(), false, 'the dropper came back all the same');
       assert.deepEqual(listed().map((p) => p.name), ['xdp_drop']);
-      assert.deepEqual((env.run('list', '--pending', '-o', 'json').json() as Array<{ previous_id: number }>).map((p) => p.previous_id).sort(), [lost.id, denied.id].sort());
-      // the failed ones left nothing behind: only the restored dropper is pinned and in the kernel
-      const restoredId = r.report.restored[0].id;
+      assert.deepEqual((env.run('list', '--pending', '-o', 'json').json() as Array<{ previous_id: number }>).map((p) => p.previous_id).sort(), [lost.id, denied.id, halfway.id].sort());
+      // the failed ones left nothing behind: only the restored dropper is pinned and recorded
       assert.deepEqual(env.pins().filter((p) => p.startsWith('progs/')), [`progs/${restoredId}`], 'no pin of a failed restore');
       assert.deepEqual(env.pins().filter((p) => p.startsWith('maps/') && !p.startsWith(`maps/${restoredId}/`)), [], 'no maps of a failed restore');
+      const store = openStore(env.env.BPFD_STATE_DIR!);
+      try {
+        assert.deepEqual(store.programs().map((p) => p.id), [restoredId], 'no record of a failed restore');
+        assert.deepEqual(store.links().map((l) => l.prog_id), [restoredId], 'no link of a failed restore');
+      } finally {
+        store.close();
+      }
 
       const text = env.run('system', 'restore');
       assert.equal(text.status, 1);
       assert.match(text.stderr, new RegExp(`could not restore xdp_count \\(id ${denied.id} in boot [0-9a-f-]+\\): denied by policy`));
-      assert.match(text.stderr, /2 not restored; they stay pending/);
+      assert.match(text.stderr, /3 not restored; they stay pending/);
 
       writeFileSync(env.env.BPFD_POLICY_DATA!, '{}');
       const later = restore();
@@ -185,7 +216,8 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
       // While the machine was down: the file changed (restore must load the copy it kept), a netns is
       // gone, and one stored object became code the verifier refuses (the stored bytes replaced,
       // through the store API, by xdp_reject.o: it reads packet data without a bounds check).
-      copyFileSync(fixture('xdp_drop.o'), path.join(objects, 'xdp_pass.o'));
+      // xdp_pass_drops.o has a program of the same name, which drops: the file loads, and differs
+      copyFileSync(fixture('xdp_pass_drops.o'), path.join(objects, 'xdp_pass.o'));
       other.cleanup();
       assert.equal(listed().length, 0, 'the first command after the reboot moves the records aside, as pending');
       const s = openStore(env.env.BPFD_STATE_DIR!);
@@ -211,10 +243,10 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
       assert.deepEqual(pendingNow, [elsewhere.id, refused.id].sort(), 'the failed ones stay pending');
 
       // nothing of the failed ones in the kernel or the bpffs
-      const ours = new Set(['bpfd_xdp', 'xdp_drop', 'xdp_pass', 'xdp_count', 'xdp_reject']);
-      const made = (bpftool('prog', 'list') as Array<{ id: number; name: string }>).filter((p) => !kernelBefore.has(p.id) && ours.has(p.name)).map((p) => p.name).sort();
-      assert.deepEqual(made, ['bpfd_xdp', 'xdp_count', 'xdp_pass'], 'the two restored and their dispatcher, nothing else');
       const restoredIds = r.report.restored.map((x) => x.id);
+      const made = newPrograms(kernelBefore, [...restoredIds, xdpProgOn(net.nsB, net.ifB)]);
+      assert.deepEqual(made.kept, ['bpfd_xdp', 'xdp_count', 'xdp_pass'], 'the two restored and their dispatcher');
+      assert.deepEqual(made.leftover, [], 'nothing else');
       assert.deepEqual(env.pins().filter((p) => p.startsWith('progs/')), restoredIds.map((id) => `progs/${id}`).sort(), 'no pin of a failed restore');
       assert.deepEqual(env.pins().filter((p) => p.startsWith('maps/') && !restoredIds.some((id) => p.startsWith(`maps/${id}/`))), [], 'no maps of a failed restore');
 
@@ -222,8 +254,10 @@ describe('programs loaded with --persist come back after a reboot', { skip }, ()
       const now = listed();
       const back = now.find((p) => p.name === 'xdp_pass')!;
       assert.deepEqual(back.bytecode, changed.bytecode, 'still the original file and sha256');
-      assert.equal((back as unknown as { tag: string }).tag, (changed as unknown as { tag: string }).tag, 'the same code as before the reboot');
-      assert.ok(net.ping(3, 2), 'xdp_pass, not the xdp_drop now in its file, runs');
+      const tagOf = (id: number) => (env.run('get', String(id), '-o', 'json').json() as { kernel: { tag: string } }).kernel.tag;
+      assert.match(changed.kernel.tag, /^[0-9a-f]{16}$/);
+      assert.equal(tagOf(back.id), changed.kernel.tag, 'the kernel runs the same code as before the reboot');
+      assert.ok(net.ping(3, 2), 'xdp_pass, not the dropping xdp_pass now in its file, runs');
 
       // the owner came back, and the policy sees it: a grant without manage_others cannot unload it
       const mine = now.find((p) => p.name === 'xdp_count')! as unknown as { id: number; owner: { uid: number; username: string } };

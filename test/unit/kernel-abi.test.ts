@@ -111,4 +111,38 @@ describe('kernel ABI declared in src/loader/abi.ts', () => {
     assert.deepEqual(wrong, []);
     assert.ok(all.length > 150, `${all.length} checks`);
   });
+
+  // The values of each name are among the checks above (BPF_MAP_TYPE_<NAME>, BPF_PROG_TYPE_<NAME>).
+  // Here: the tables name every value of the two enums, once, and name it as libbpf does.
+  test('map and program types: every value of enum bpf_map_type and enum bpf_prog_type, once, under libbpf\'s name', () => {
+    const [maxMap, maxProg] = headerValues(['__MAX_BPF_MAP_TYPE', '__MAX_BPF_PROG_TYPE'], dir);
+    const numbers = (e: Record<string, number>) => Object.values(e).sort((a, b) => a - b);
+    const upTo = (n: number) => Array.from({ length: n }, (_, i) => i);
+    assert.deepEqual(numbers(abi.BpfMapType), upTo(maxMap), 'BpfMapType names each value 0..__MAX_BPF_MAP_TYPE-1 once');
+    assert.deepEqual(numbers(abi.BpfProgType), upTo(maxProg), 'BpfProgType names each value 0..__MAX_BPF_PROG_TYPE-1 once');
+
+    const names = libbpfTypeNames(maxMap, maxProg, dir);
+    assert.deepEqual(upTo(maxMap).map(abi.mapTypeName), names.maps, 'mapTypeName says what libbpf_bpf_map_type_str says');
+    assert.deepEqual(upTo(maxProg).map(abi.progTypeName), names.progs, 'progTypeName says what libbpf_bpf_prog_type_str says');
+    assert.equal(abi.mapTypeName(maxMap), `type ${maxMap}`, 'a number newer than the table is shown as a number');
+    assert.equal(abi.progTypeName(maxProg), `type ${maxProg}`);
+  });
 });
+
+/** libbpf's names of map and program types 0..max-1 (libbpf_bpf_*_type_str), from a C program linked with it. */
+function libbpfTypeNames(maxMap: number, maxProg: number, dir: string): { maps: string[]; progs: string[] } {
+  const src = [
+    '#include <stdio.h>',
+    '#include <linux/bpf.h>',
+    '#include <bpf/libbpf.h>',
+    'int main(void) {',
+    `  for (int i = 0; i < ${maxMap}; i++) printf("%s\\n", libbpf_bpf_map_type_str(i) ? libbpf_bpf_map_type_str(i) : "?");`,
+    `  for (int i = 0; i < ${maxProg}; i++) printf("%s\\n", libbpf_bpf_prog_type_str(i) ? libbpf_bpf_prog_type_str(i) : "?");`,
+    '  return 0;',
+    '}',
+  ].join('\n');
+  writeFileSync(path.join(dir, 'names.c'), src);
+  execFileSync(compiler(), ['-o', path.join(dir, 'names'), path.join(dir, 'names.c'), '-lbpf'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines = execFileSync(path.join(dir, 'names'), { encoding: 'utf8' }).trim().split('\n');
+  return { maps: lines.slice(0, maxMap), progs: lines.slice(maxMap) };
+}
