@@ -2,7 +2,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
 import { BPFMAN_PROTO } from '../base/bpfman-proto.js';
-import { kernelInfo, loadType, proceedOnNames, programInfo, unmanagedKernelInfo } from './convert.js';
+import { kernelFactsInfo, kernelInfo, kernelTypeOf, loadType, proceedOnNames, programInfo } from './convert.js';
 import { RpcError, Status, VIEW, type CallMeta, type UnaryMethod } from './grpc.js';
 const STATUS_NAMES = Object.fromEntries(Object.entries(Status).map(([k, v]) => [v, k])) as Record<number, string>;
 import { rpcErrorOf } from './status.js';
@@ -69,8 +69,9 @@ export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => voi
     }),
     List: {
       ...method('List', list),
-      // bpfd's programs come from its records alone (no kernel call): unchanged store and pins,
-      // unchanged answer. Others' programs come from the kernel, which no stamp covers.
+      // bpfd's programs come from its records and the kernel's facts of each, which do not change
+      // while the program lives (its pin, in the stamp): unchanged store and pins, unchanged
+      // answer. Others' programs come and go in the kernel, which no stamp covers.
       replayKey(req, meta) {
         if (req.bpfman_programs_only !== true) return null;
         replayCtx ??= contextFor(ANYONE, 'bpfd service List');
@@ -83,7 +84,8 @@ export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => voi
       const view = await get(ctx, requiredId(req.id, 'GetRequest.id'));
       const records = ctx.store().programs();
       const rec = records.find((r) => r.id === view.id);
-      return { info: programInfo(view, rec, usedBy(records, view)), kernel_info: kernelInfo(view, rec), [VIEW]: view };
+      const { kernelFacts } = await import('../core/kernel-programs.js');
+      return { info: programInfo(view, rec, usedBy(records, view)), kernel_info: kernelInfo(view, kernelFacts(view.id), rec), [VIEW]: view };
     }),
     PullBytecode: method('PullBytecode', async (req, ctx) => {
       // the same pull as `bpfd pull` (policy action pull), under the request's pull policy
@@ -146,7 +148,8 @@ async function load(req: Record<string, any>, ctx: Context): Promise<Record<stri
   const full = await Promise.all(views.map((v) => get(ctx, v.id)));
   const records = ctx.store().programs();
   const recordOf = (id: number) => records.find((r) => r.id === id);
-  return { programs: full.map((v) => ({ info: programInfo(v, recordOf(v.id), usedBy(records, v)), kernel_info: kernelInfo(v, recordOf(v.id)) })), [VIEW]: full };
+  const { kernelFacts } = await import('../core/kernel-programs.js');
+  return { programs: full.map((v) => ({ info: programInfo(v, recordOf(v.id), usedBy(records, v)), kernel_info: kernelInfo(v, kernelFacts(v.id), recordOf(v.id)) })), [VIEW]: full };
 }
 
 /**
@@ -188,24 +191,23 @@ async function list(req: Record<string, any>, ctx: Context, meta: CallMeta): Pro
   // bpfd's own filters (bpfd list --type --iface), for the bpfd command line as a client
   const bpfdFilter = { type: typeof meta.view?.type === 'string' ? meta.view.type : undefined, iface: typeof meta.view?.iface === 'string' ? meta.view.iface : undefined };
   const listed = await listWithRecords(ctx, { metadata: req.match_metadata ?? {}, ...bpfdFilter });
-  const views = listed.views.filter(
-    (v) => req.program_type === undefined || (kernelInfo(v, undefined).program_type as number) === req.program_type,
-  );
+  const views = listed.views.filter((v) => req.program_type === undefined || kernelTypeOf(v) === req.program_type);
   const records = new Map(listed.records.map((p) => [p.id, p]));
   const others: unknown[] = [];
+  const all = req.bpfman_programs_only !== true && (Object.keys(req.match_metadata ?? {}).length === 0 || meta.view);
+  // the kernel's facts of each program, one bpf_prog_info read each; none to read, no koffi loaded
+  const kernel = views.length > 0 || all ? await import('../core/kernel-programs.js') : null;
   const results: Array<Record<string, unknown>> = views.map((v) => {
     const rec = records.get(v.id);
-    return { info: programInfo(v, rec, usedByIn(views, v)), kernel_info: kernelInfo(v, rec) };
+    return { info: programInfo(v, rec, usedByIn(views, v)), kernel_info: kernelInfo(v, kernel!.kernelFacts(v.id), rec) };
   });
   // bpfman lists every program in the kernel unless asked for its own; those have no ProgramInfo
-  if (req.bpfman_programs_only !== true && (Object.keys(req.match_metadata ?? {}).length === 0 || meta.view)) {
-    const { unmanagedPrograms, KERNEL_TYPES } = await import('../core/kernel-programs.js');
-    const numberOf = new Map(Object.entries(KERNEL_TYPES).map(([n, name]) => [name, Number(n)]));
-    const unmanaged = unmanagedPrograms(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))]));
+  if (all) {
+    const unmanaged = kernel!.unmanagedPrograms(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))]));
     for (const o of unmanaged) {
-      const n = numberOf.get(o.type) ?? Number(/^type (\d+)$/.exec(o.type)?.[1] ?? 0);
-      if (req.program_type === undefined || n === req.program_type) {
-        results.push({ kernel_info: unmanagedKernelInfo(o, n) });
+      const k = kernel!.kernelFacts(o.id);
+      if (k && (req.program_type === undefined || k.type === req.program_type)) {
+        results.push({ kernel_info: kernelFactsInfo(k) });
         others.push(o);
       }
     }
