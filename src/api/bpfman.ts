@@ -1,7 +1,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { BPFMAN_PROTO } from '../base/bpfman-proto.js';
+import { BPFD_OPTIONS_HEADER, BPFMAN_PROTO } from '../base/bpfman-proto.js';
 import { kernelFactsInfo, kernelInfo, kernelTypeOf, loadType, proceedOnNames, programInfo } from './convert.js';
 import { RpcError, Status, VIEW, type CallMeta, type UnaryMethod } from './grpc.js';
 const STATUS_NAMES = Object.fromEntries(Object.entries(Status).map(([k, v]) => [v, k])) as Record<number, string>;
@@ -10,6 +10,7 @@ import { parseXdpAttach } from '../core/attach-options.js';
 import type { Context, Subject } from '../core/context.js';
 import type { ProgramView } from '../core/view.js';
 import type { LoadFileRequest } from '../core/programs.js';
+import { loadExtensions } from './extensions.js';
 import { imageArgs } from './images.js';
 import type { ProgramRecord } from '../state/records.js';
 import { readStamp } from '../core/read-cache.js';
@@ -102,7 +103,8 @@ function requiredId(v: unknown, field: string): number {
   return v;
 }
 
-async function load(req: Record<string, any>, ctx: Context): Promise<Record<string, unknown>> {
+async function load(req: Record<string, any>, ctx: Context, meta: CallMeta): Promise<Record<string, unknown>> {
+  const ext = loadExtensions(meta.options);
   const loc = req.bytecode;
   if (!loc?.location) throw new RpcError(Status.INVALID_ARGUMENT, 'LoadRequest.bytecode is missing: give file (an object file on the host) or image');
   const { loadFile, unload } = await import('../core/programs.js');
@@ -126,6 +128,7 @@ async function load(req: Record<string, any>, ctx: Context): Promise<Record<stri
   }
   const infos = (req.info ?? []) as Array<{ name?: string; program_type?: number }>;
   if (infos.length === 0) throw new RpcError(Status.INVALID_ARGUMENT, 'LoadRequest.info is empty: name each program to load (name, program_type)');
+  if ((ext.attach || ext.dryRun) && infos.length !== 1) throw new RpcError(Status.INVALID_ARGUMENT, `${BPFD_OPTIONS_HEADER} attach and dry_run are for one program: give one LoadInfo`);
   const views: ProgramView[] = [];
   try {
     for (const info of infos) {
@@ -136,7 +139,10 @@ async function load(req: Record<string, any>, ctx: Context): Promise<Record<stri
         metadata: req.metadata ?? {},
         globals: req.global_data ?? {},
         ...(req.map_owner_id !== undefined ? { mapOwnerId: req.map_owner_id } : {}),
+        ...ext,
       });
+      // a dry run decides and plans only: its plan is the answer, and nothing is loaded
+      if (ext.dryRun) return { programs: [], [VIEW]: [v] };
       views.push(v as ProgramView);
     }
   } catch (e) {
@@ -170,7 +176,7 @@ function callerMayRead(s: Subject, file: string): void {
   if (!readable) throw new RpcError(Status.PERMISSION_DENIED, `bytecode.file ${file} is not readable by uid ${s.uid} (${s.username}): make it readable to you, or copy it somewhere that is`);
 }
 
-async function attach(req: Record<string, any>, ctx: Context): Promise<Record<string, unknown>> {
+async function attach(req: Record<string, any>, ctx: Context, meta: CallMeta): Promise<Record<string, unknown>> {
   const id = requiredId(req.id, 'AttachRequest.id');
   const info = req.attach;
   if (!info?.info) throw new RpcError(Status.INVALID_ARGUMENT, 'AttachRequest.attach is missing: give xdp_attach_info');
@@ -178,7 +184,9 @@ async function attach(req: Record<string, any>, ctx: Context): Promise<Record<st
     throw new RpcError(Status.INVALID_ARGUMENT, `${info.info} is not supported by bpfd: programs attach to interfaces through the XDP dispatcher (xdp_attach_info)`);
   }
   const x = info.xdp_attach_info;
-  const opts = parseXdpAttach({ iface: x.iface || undefined, priority: x.priority ?? 0, proceedOn: proceedOnNames(x.proceed_on), netns: x.netns || undefined });
+  const mode = meta.options.mode;
+  if (mode !== undefined && typeof mode !== 'string') throw new RpcError(Status.INVALID_ARGUMENT, `${BPFD_OPTIONS_HEADER} mode must be "skb" or "drv"`);
+  const opts = parseXdpAttach({ iface: x.iface || undefined, priority: x.priority ?? 0, proceedOn: proceedOnNames(x.proceed_on), netns: x.netns || undefined, mode });
   const { attach: attachProgram } = await import('../core/programs.js');
   const before = new Set<number>(ctx.store().links().map((l) => l.id));
   const view = await attachProgram(ctx, id, opts);
@@ -190,6 +198,11 @@ async function list(req: Record<string, any>, ctx: Context, meta: CallMeta): Pro
   const { listWithRecords, dispatcherProgIds } = await import('../core/read.js');
   // bpfd's own filters (bpfd list --type --iface), for the bpfd command line as a client
   const bpfdFilter = { type: typeof meta.view?.type === 'string' ? meta.view.type : undefined, iface: typeof meta.view?.iface === 'string' ? meta.view.iface : undefined };
+  if (meta.view?.pending === true) {
+    // bpfd list --pending: programs of an earlier boot, not loaded, so nothing in bpfman's answer
+    const { listPending } = await import('../core/read.js');
+    return { results: [], [VIEW]: { pending: await listPending(ctx, { metadata: req.match_metadata ?? {}, ...bpfdFilter }) } };
+  }
   const listed = await listWithRecords(ctx, { metadata: req.match_metadata ?? {}, ...bpfdFilter });
   const views = listed.views.filter((v) => req.program_type === undefined || kernelTypeOf(v) === req.program_type);
   const records = new Map(listed.records.map((p) => [p.id, p]));
