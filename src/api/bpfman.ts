@@ -150,8 +150,9 @@ async function load(req: Record<string, any>, ctx: Context, meta: CallMeta): Pro
     for (const v of views.reverse()) await unload(ctx, v.id).catch(() => undefined);
     throw e;
   }
-  const { get } = await import('../core/read.js');
-  const full = await Promise.all(views.map((v) => get(ctx, v.id)));
+  // the views the core returned, as `bpfd load` prints them in-process: no second read of the
+  // records and pins for them (a warm service answered each Load with a full recovery check)
+  const full = views;
   const records = ctx.store().programs();
   const recordOf = (id: number) => records.find((r) => r.id === id);
   const { kernelFacts } = await import('../core/kernel-programs.js');
