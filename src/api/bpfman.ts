@@ -1,8 +1,8 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { BPFMAN_PROTO } from '../base/bpfman-proto.js';
-import { kernelInfo, loadType, proceedOnNames, programInfo, unmanagedKernelInfo } from './convert.js';
+import { BPFD_OPTIONS_HEADER, BPFMAN_PROTO } from '../base/bpfman-proto.js';
+import { kernelFactsInfo, kernelInfo, kernelTypeOf, loadType, proceedOnNames, programInfo } from './convert.js';
 import { RpcError, Status, VIEW, type CallMeta, type UnaryMethod } from './grpc.js';
 const STATUS_NAMES = Object.fromEntries(Object.entries(Status).map(([k, v]) => [v, k])) as Record<number, string>;
 import { rpcErrorOf } from './status.js';
@@ -10,6 +10,7 @@ import { parseXdpAttach } from '../core/attach-options.js';
 import type { Context, Subject } from '../core/context.js';
 import type { ProgramView } from '../core/view.js';
 import type { LoadFileRequest } from '../core/programs.js';
+import { loadExtensions } from './extensions.js';
 import { imageArgs } from './images.js';
 import type { ProgramRecord } from '../state/records.js';
 import { readStamp } from '../core/read-cache.js';
@@ -69,8 +70,9 @@ export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => voi
     }),
     List: {
       ...method('List', list),
-      // bpfd's programs come from its records alone (no kernel call): unchanged store and pins,
-      // unchanged answer. Others' programs come from the kernel, which no stamp covers.
+      // bpfd's programs come from its records and the kernel's facts of each, which do not change
+      // while the program lives (its pin, in the stamp): unchanged store and pins, unchanged
+      // answer. Others' programs come and go in the kernel, which no stamp covers.
       replayKey(req, meta) {
         if (req.bpfman_programs_only !== true) return null;
         replayCtx ??= contextFor(ANYONE, 'bpfd service List');
@@ -83,7 +85,8 @@ export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => voi
       const view = await get(ctx, requiredId(req.id, 'GetRequest.id'));
       const records = ctx.store().programs();
       const rec = records.find((r) => r.id === view.id);
-      return { info: programInfo(view, rec, usedBy(records, view)), kernel_info: kernelInfo(view, rec), [VIEW]: view };
+      const { kernelFacts } = await import('../core/kernel-programs.js');
+      return { info: programInfo(view, rec, usedBy(records, view)), kernel_info: kernelInfo(view, kernelFacts(view.id), rec), [VIEW]: view };
     }),
     PullBytecode: method('PullBytecode', async (req, ctx) => {
       // the same pull as `bpfd pull` (policy action pull), under the request's pull policy
@@ -100,7 +103,8 @@ function requiredId(v: unknown, field: string): number {
   return v;
 }
 
-async function load(req: Record<string, any>, ctx: Context): Promise<Record<string, unknown>> {
+async function load(req: Record<string, any>, ctx: Context, meta: CallMeta): Promise<Record<string, unknown>> {
+  const ext = loadExtensions(meta.options);
   const loc = req.bytecode;
   if (!loc?.location) throw new RpcError(Status.INVALID_ARGUMENT, 'LoadRequest.bytecode is missing: give file (an object file on the host) or image');
   const { loadFile, unload } = await import('../core/programs.js');
@@ -124,6 +128,7 @@ async function load(req: Record<string, any>, ctx: Context): Promise<Record<stri
   }
   const infos = (req.info ?? []) as Array<{ name?: string; program_type?: number }>;
   if (infos.length === 0) throw new RpcError(Status.INVALID_ARGUMENT, 'LoadRequest.info is empty: name each program to load (name, program_type)');
+  if ((ext.attach || ext.dryRun) && infos.length !== 1) throw new RpcError(Status.INVALID_ARGUMENT, `${BPFD_OPTIONS_HEADER} attach and dry_run are for one program: give one LoadInfo`);
   const views: ProgramView[] = [];
   try {
     for (const info of infos) {
@@ -134,7 +139,10 @@ async function load(req: Record<string, any>, ctx: Context): Promise<Record<stri
         metadata: req.metadata ?? {},
         globals: req.global_data ?? {},
         ...(req.map_owner_id !== undefined ? { mapOwnerId: req.map_owner_id } : {}),
+        ...ext,
       });
+      // a dry run decides and plans only: its plan is the answer, and nothing is loaded
+      if (ext.dryRun) return { programs: [], [VIEW]: [v] };
       views.push(v as ProgramView);
     }
   } catch (e) {
@@ -142,11 +150,13 @@ async function load(req: Record<string, any>, ctx: Context): Promise<Record<stri
     for (const v of views.reverse()) await unload(ctx, v.id).catch(() => undefined);
     throw e;
   }
-  const { get } = await import('../core/read.js');
-  const full = await Promise.all(views.map((v) => get(ctx, v.id)));
+  // the views the core returned, as `bpfd load` prints them in-process: no second read of the
+  // records and pins for them (a warm service answered each Load with a full recovery check)
+  const full = views;
   const records = ctx.store().programs();
   const recordOf = (id: number) => records.find((r) => r.id === id);
-  return { programs: full.map((v) => ({ info: programInfo(v, recordOf(v.id), usedBy(records, v)), kernel_info: kernelInfo(v, recordOf(v.id)) })), [VIEW]: full };
+  const { kernelFacts } = await import('../core/kernel-programs.js');
+  return { programs: full.map((v) => ({ info: programInfo(v, recordOf(v.id), usedBy(records, v)), kernel_info: kernelInfo(v, kernelFacts(v.id), recordOf(v.id)) })), [VIEW]: full };
 }
 
 /**
@@ -167,7 +177,7 @@ function callerMayRead(s: Subject, file: string): void {
   if (!readable) throw new RpcError(Status.PERMISSION_DENIED, `bytecode.file ${file} is not readable by uid ${s.uid} (${s.username}): make it readable to you, or copy it somewhere that is`);
 }
 
-async function attach(req: Record<string, any>, ctx: Context): Promise<Record<string, unknown>> {
+async function attach(req: Record<string, any>, ctx: Context, meta: CallMeta): Promise<Record<string, unknown>> {
   const id = requiredId(req.id, 'AttachRequest.id');
   const info = req.attach;
   if (!info?.info) throw new RpcError(Status.INVALID_ARGUMENT, 'AttachRequest.attach is missing: give xdp_attach_info');
@@ -175,7 +185,9 @@ async function attach(req: Record<string, any>, ctx: Context): Promise<Record<st
     throw new RpcError(Status.INVALID_ARGUMENT, `${info.info} is not supported by bpfd: programs attach to interfaces through the XDP dispatcher (xdp_attach_info)`);
   }
   const x = info.xdp_attach_info;
-  const opts = parseXdpAttach({ iface: x.iface || undefined, priority: x.priority ?? 0, proceedOn: proceedOnNames(x.proceed_on), netns: x.netns || undefined });
+  const mode = meta.options.mode;
+  if (mode !== undefined && typeof mode !== 'string') throw new RpcError(Status.INVALID_ARGUMENT, `${BPFD_OPTIONS_HEADER} mode must be "skb" or "drv"`);
+  const opts = parseXdpAttach({ iface: x.iface || undefined, priority: x.priority ?? 0, proceedOn: proceedOnNames(x.proceed_on), netns: x.netns || undefined, mode });
   const { attach: attachProgram } = await import('../core/programs.js');
   const before = new Set<number>(ctx.store().links().map((l) => l.id));
   const view = await attachProgram(ctx, id, opts);
@@ -187,25 +199,29 @@ async function list(req: Record<string, any>, ctx: Context, meta: CallMeta): Pro
   const { listWithRecords, dispatcherProgIds } = await import('../core/read.js');
   // bpfd's own filters (bpfd list --type --iface), for the bpfd command line as a client
   const bpfdFilter = { type: typeof meta.view?.type === 'string' ? meta.view.type : undefined, iface: typeof meta.view?.iface === 'string' ? meta.view.iface : undefined };
+  if (meta.view?.pending === true) {
+    // bpfd list --pending: programs of an earlier boot, not loaded, so nothing in bpfman's answer
+    const { listPending } = await import('../core/read.js');
+    return { results: [], [VIEW]: { pending: await listPending(ctx, { metadata: req.match_metadata ?? {}, ...bpfdFilter }) } };
+  }
   const listed = await listWithRecords(ctx, { metadata: req.match_metadata ?? {}, ...bpfdFilter });
-  const views = listed.views.filter(
-    (v) => req.program_type === undefined || (kernelInfo(v, undefined).program_type as number) === req.program_type,
-  );
+  const views = listed.views.filter((v) => req.program_type === undefined || kernelTypeOf(v) === req.program_type);
   const records = new Map(listed.records.map((p) => [p.id, p]));
   const others: unknown[] = [];
+  const all = req.bpfman_programs_only !== true && (Object.keys(req.match_metadata ?? {}).length === 0 || meta.view);
+  // the kernel's facts of each program, one bpf_prog_info read each; none to read, no koffi loaded
+  const kernel = views.length > 0 || all ? await import('../core/kernel-programs.js') : null;
   const results: Array<Record<string, unknown>> = views.map((v) => {
     const rec = records.get(v.id);
-    return { info: programInfo(v, rec, usedByIn(views, v)), kernel_info: kernelInfo(v, rec) };
+    return { info: programInfo(v, rec, usedByIn(views, v)), kernel_info: kernelInfo(v, kernel!.kernelFacts(v.id), rec) };
   });
   // bpfman lists every program in the kernel unless asked for its own; those have no ProgramInfo
-  if (req.bpfman_programs_only !== true && (Object.keys(req.match_metadata ?? {}).length === 0 || meta.view)) {
-    const { unmanagedPrograms, KERNEL_TYPES } = await import('../core/kernel-programs.js');
-    const numberOf = new Map(Object.entries(KERNEL_TYPES).map(([n, name]) => [name, Number(n)]));
-    const unmanaged = unmanagedPrograms(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))]));
+  if (all) {
+    const unmanaged = kernel!.unmanagedPrograms(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))]));
     for (const o of unmanaged) {
-      const n = numberOf.get(o.type) ?? Number(/^type (\d+)$/.exec(o.type)?.[1] ?? 0);
-      if (req.program_type === undefined || n === req.program_type) {
-        results.push({ kernel_info: unmanagedKernelInfo(o, n) });
+      const k = kernel!.kernelFacts(o.id);
+      if (k && (req.program_type === undefined || k.type === req.program_type)) {
+        results.push({ kernel_info: kernelFactsInfo(k) });
         others.push(o);
       }
     }

@@ -1,4 +1,4 @@
-import type { KernelOnlyProgram } from '../core/kernel-programs.js';
+import type { KernelFacts } from '../core/kernel-programs.js';
 import type { ProgramView } from '../core/view.js';
 import type { ProgramRecord, ProgramType, XdpAction } from '../state/records.js';
 import { RpcError, Status } from './grpc.js';
@@ -48,28 +48,33 @@ export function programInfo(v: ProgramView, record: ProgramRecord | undefined, u
 }
 
 /**
- * What the kernel knows of a program: in full when the view was read from the kernel (Get,
- * Load), else what the record holds (List answers from the store, without a kernel call per
- * program).
+ * KernelProgramInfo: what the kernel says of the program (read for every answer, one program at
+ * a time, see core/kernel-programs.ts). A program gone from the kernel behind bpfd's back (null)
+ * keeps what bpfd's record holds, and zeros for what only the kernel knows.
  */
-export function kernelInfo(v: ProgramView, record: ProgramRecord | undefined): Record<string, unknown> {
-  const k = v.kernel;
+export function kernelInfo(v: ProgramView, k: KernelFacts | null, record: ProgramRecord | undefined): Record<string, unknown> {
+  if (!k) return { id: v.id, name: v.name.slice(0, 15), program_type: KERNEL_TYPE_OF[v.type] ?? 0, loaded_at: v.loaded_at, tag: record?.tag ?? '' };
+  return kernelFactsInfo(k);
+}
+
+/** The same for a program bpfd does not manage (List without bpfman_programs_only). */
+export function kernelFactsInfo(k: KernelFacts): Record<string, unknown> {
   return {
-    id: v.id,
-    name: v.name.slice(0, 15),
-    program_type: KERNEL_TYPE_OF[v.type] ?? 0,
-    loaded_at: v.loaded_at,
-    tag: k?.tag ?? record?.tag ?? '',
-    gpl_compatible: k?.gpl_compatible ?? false,
-    map_ids: k?.map_ids ?? [],
-    btf_id: k?.btf_id ?? 0,
-    bytes_xlated: k?.bytes_xlated ?? 0,
-    jited: (k?.bytes_jited ?? 0) > 0,
-    bytes_jited: k?.bytes_jited ?? 0,
-    verified_insns: k?.verified_insns ?? 0,
+    id: k.id,
+    name: k.name,
+    program_type: k.type,
+    loaded_at: k.loaded_at,
+    tag: k.tag,
+    gpl_compatible: k.gpl_compatible,
+    map_ids: k.map_ids,
+    btf_id: k.btf_id,
+    bytes_xlated: k.bytes_xlated,
+    jited: k.bytes_jited > 0,
+    bytes_jited: k.bytes_jited,
+    bytes_memlock: k.bytes_memlock,
+    verified_insns: k.verified_insns,
   };
 }
 
-export function unmanagedKernelInfo(p: KernelOnlyProgram, typeNumber: number): Record<string, unknown> {
-  return { id: p.id, name: p.name, program_type: typeNumber, tag: p.kernel.tag, map_ids: p.kernel.map_ids };
-}
+/** bpfd's type as the kernel's program type number, for filtering before any kernel call. */
+export const kernelTypeOf = (v: ProgramView): number => KERNEL_TYPE_OF[v.type] ?? 0;

@@ -1,6 +1,6 @@
 import type { Http2Server, ServerHttp2Stream, IncomingHttpHeaders, ServerHttp2Session } from 'node:http2';
 import type protobuf from 'protobufjs';
-import { BPFD_VIEW_FIELD, BPFD_VIEW_HEADER } from '../base/bpfman-proto.js';
+import { BPFD_OPTIONS_HEADER, BPFD_VIEW_FIELD, BPFD_VIEW_HEADER } from '../base/bpfman-proto.js';
 
 /**
  * Unary gRPC over node:http2, the part of the protocol bpfman.v1 uses: one length-prefixed
@@ -36,6 +36,8 @@ export const VIEW = Symbol('bpfd view');
 export interface CallMeta {
   /** the BPFD_VIEW_HEADER request header: the caller wants bpfd's view (JSON options), or null */
   view: Record<string, unknown> | null;
+  /** the BPFD_OPTIONS_HEADER request header: bpfd's extensions of the request (JSON object), or {} */
+  options: Record<string, unknown>;
 }
 
 export interface UnaryMethod<Caller> {
@@ -103,7 +105,7 @@ export function serveGrpc<Caller>(server: Http2Server, service: string, methods:
     });
     stream.on('end', () => {
       answering = true;
-      void answer(stream, method, Buffer.concat(chunks), size, hooks.callerOf(stream.session as ServerHttp2Session), viewOptions(headers)).finally(finish);
+      void answer(stream, method, Buffer.concat(chunks), size, hooks.callerOf(stream.session as ServerHttp2Session), headers).finally(finish);
     });
   });
 }
@@ -121,17 +123,33 @@ function viewOptions(headers: IncomingHttpHeaders): Record<string, unknown> | nu
   }
 }
 
-async function answer<Caller>(stream: ServerHttp2Stream, method: UnaryMethod<Caller>, body: Buffer, size: number, callerP: Promise<Caller>, view: Record<string, unknown> | null): Promise<void> {
-  let reply: Buffer;
+/** bpfd's request extensions: absent is none; anything but a JSON object is the caller's mistake. */
+function requestOptions(headers: IncomingHttpHeaders): Record<string, unknown> {
+  const h = headers[BPFD_OPTIONS_HEADER];
+  if (h === undefined) return {};
+  let v: unknown;
   try {
+    v = JSON.parse(String(h));
+  } catch {
+    v = null;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new RpcError(Status.INVALID_ARGUMENT, `the ${BPFD_OPTIONS_HEADER} header is not a JSON object: send bpfd's options as one, or leave the header out`);
+  return v as Record<string, unknown>;
+}
+
+async function answer<Caller>(stream: ServerHttp2Stream, method: UnaryMethod<Caller>, body: Buffer, size: number, callerP: Promise<Caller>, headers: IncomingHttpHeaders): Promise<void> {
+  let reply: Buffer;
+  const view = viewOptions(headers);
+  try {
+    const options = requestOptions(headers);
     if (size > MAX_MESSAGE + 5) throw new RpcError(Status.RESOURCE_EXHAUSTED, `request of ${size} bytes is larger than ${MAX_MESSAGE}`);
     const req = decodeRequest(method.request, body);
     const caller = await callerP;
-    const key = method.replayKey?.(req, { view }) ?? null;
+    const key = method.replayKey?.(req, { view, options }) ?? null;
     let out: Uint8Array;
     if (key !== null && replays.get(method)?.key === key) out = replays.get(method)!.out;
     else {
-      const res = await method.handle(req, caller, { view });
+      const res = await method.handle(req, caller, { view, options });
       const writer = method.response.encode(method.response.fromObject(res));
       // unknown to bpfman.v1, skipped by its clients; only for a caller that asked
       if (view && res[VIEW] !== undefined) writer.uint32((BPFD_VIEW_FIELD << 3) | 2).string(JSON.stringify(res[VIEW]));

@@ -251,3 +251,11 @@ message GetResponse {
  */
 export const BPFD_VIEW_FIELD = 15000;
 export const BPFD_VIEW_HEADER = "bpfd-view";
+
+/**
+ * bpfd's extensions of a request, which bpfman.v1's messages have no field for: a JSON object in
+ * this request header (Load: persist, application, dry_run, attach; Attach: mode). A bpfman
+ * client never sends it and gets bpfman's behaviour; the bpfd command line as a client sends it
+ * so that its options do through the service what they do in-process.
+ */
+export const BPFD_OPTIONS_HEADER = "bpfd-options";

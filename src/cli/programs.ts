@@ -6,8 +6,8 @@ import { failed, invalidInput } from '../base/errors.js';
 import type { Paths } from '../base/paths.js';
 import type { ProgramType } from '../state/records.js';
 import type { KernelOnlyProgram } from '../core/kernel-programs.js';
-import type { ProgramView } from '../core/view.js';
-import { goesRemote, refuseLocalOnly, remoteOption } from './remote-option.js';
+import type { PendingView, ProgramView } from '../core/view.js';
+import { goesRemote, remoteOption } from './remote-option.js';
 
 /** The client side loads only when a command goes to the service. */
 const remote = () => import('./remote.js');
@@ -131,7 +131,6 @@ const loadFile = bpfdCommand({
     if (!v.path) throw invalidInput('--path is required: the BPF object file to load');
     if (!v.name) throw invalidInput('--name is required: the function name of the program in the object');
     if (goesRemote(p, true)) {
-      refuseLocalOnly(p, ['persist', 'application', 'dry-run', 'mode']);
       const view = await (await remote()).remoteLoad(p, {
         path: v.path as string,
         name: v.name as string,
@@ -140,8 +139,11 @@ const loadFile = bpfdCommand({
         globals: parseGlobals(v.global as string[] | undefined),
         mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
         attach: attachFrom(p, false),
+        application: (v.application as string | undefined) ?? null,
+        persist: v.persist === true,
+        dryRun: v['dry-run'] === true,
       });
-      return isJson(p) ? printJson(view) : void writeOut(programDetail(view));
+      return printLoaded(p, view);
     }
     const { loadFile: load } = await import('../core/programs.js');
     const ctx = await ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
@@ -233,7 +235,6 @@ export const attachCommand = bpfdCommand({
     const id = parseId(p.positionals[0]);
     let view;
     if (goesRemote(p, true)) {
-      refuseLocalOnly(p, ['mode']);
       view = await (await remote()).remoteAttach(p, id, attachFrom(p, true)!);
     } else {
       const { attach } = await import('../core/programs.js');
@@ -278,18 +279,17 @@ export const listCommand = bpfdCommand({
       iface: p.values.iface as string | undefined,
       metadata: parsePairs(p.values.metadata as string[] | undefined, '--metadata'),
     };
+    if (p.values.pending && p.values.all) throw invalidInput('--pending and --all do not go together: --pending lists programs that are not loaded');
+    const printPending = (pending: PendingView[]) => (isJson(p) ? printJson(pending) : void writeOut(pendingTable(pending)));
     if (goesRemote(p, false)) {
-      refuseLocalOnly(p, ['pending']);
-      const { views, others } = await (await remote()).remoteList(p, filter, p.values.all === true);
+      const r = await remote();
+      if (p.values.pending) return printPending(await r.remoteListPending(p, filter));
+      const { views, others } = await r.remoteList(p, filter, p.values.all === true);
       return printList(p, views, p.values.all === true ? others : null);
     }
     const { list, listPending, dispatcherProgIds } = await import('../core/read.js');
     const ctx = await createContext({ what: 'bpfd list' });
-    if (p.values.pending) {
-      if (p.values.all) throw invalidInput('--pending and --all do not go together: --pending lists programs that are not loaded');
-      const pending = await listPending(ctx, filter);
-      return isJson(p) ? printJson(pending) : void writeOut(pendingTable(pending));
-    }
+    if (p.values.pending) return printPending(await listPending(ctx, filter));
     const views = await list(ctx, filter);
     if (p.values.all) {
       const { unmanagedPrograms } = await import('../core/kernel-programs.js');

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import type { OptionSpec, Parsed } from './command.js';
-import { invalidInput } from '../base/errors.js';
 
 // When a command goes to the bpfd service instead of acting in-process (src/cli/remote.ts does
 // the calls). Kept apart and light: every command reads it, few load the client.
@@ -22,12 +21,4 @@ export function goesRemote(p: Parsed, mutating: boolean): boolean {
   if (mutating) return true;
   const unix = /^unix:(?:\/\/)?(\/.+)$/.exec(serviceAddress());
   return unix ? existsSync(unix[1]) : true;
-}
-
-/** Options the bpfman.v1 API has no field for: refused rather than silently dropped. */
-export function refuseLocalOnly(p: Parsed, names: string[]): void {
-  const given = names.filter((n) => p.values[n] !== undefined && p.values[n] !== false);
-  if (given.length) {
-    throw invalidInput(`--${given.join(', --')}: not available through the bpfd service (bpfman.v1 has no such field)`, ['run the command as root to act in-process, or leave it out']);
-  }
 }

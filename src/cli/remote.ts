@@ -4,15 +4,16 @@ import { callService, NoService, noServiceError } from './service-client.js';
 import type { XdpAttachOptions } from '../core/attach-options.js';
 import type { ImageView } from '../core/images.js';
 import type { KernelOnlyProgram } from '../core/kernel-programs.js';
-import type { ProgramView } from '../core/view.js';
+import type { PendingView, ProgramView } from '../core/view.js';
+import type { DryRunResult } from '../core/plan.js';
 
 // load, unload, attach, detach, list and get through the bpfd service instead of in-process:
 // for a user without the privileges to act (the policy then judges them as who they are), or
 // with --remote. The commands print what they print in-process: the service sends bpfd's views.
 
-async function call<V>(what: string, p: Parsed, method: string, request: Record<string, unknown>, view: Record<string, unknown> = {}): Promise<{ response: Record<string, any>; view: V }> {
+async function call<V>(what: string, p: Parsed, method: string, request: Record<string, unknown>, view: Record<string, unknown> = {}, extensions: Record<string, unknown> = {}): Promise<{ response: Record<string, any>; view: V }> {
   try {
-    const r = await callService<V>(method, request, view);
+    const r = await callService<V>(method, request, view, extensions);
     return { response: r.response, view: r.view as V };
   } catch (e) {
     if (e instanceof NoService) throw noServiceError(e, p.values.remote === true ? undefined : what);
@@ -35,29 +36,35 @@ export interface RemoteLoad {
   globals: Record<string, Buffer>;
   mapOwnerId?: number;
   attach?: XdpAttachOptions;
+  persist: boolean;
+  application: string | null;
+  dryRun: boolean;
 }
 
-/** Load, then Attach when asked: a failed Attach unloads again, so nothing is left half-done. */
-export async function remoteLoad(p: Parsed, req: RemoteLoad): Promise<ProgramView> {
-  const loaded = await call<ProgramView[]>('bpfd load', p, 'Load', {
+/**
+ * One Load, as one `bpfd load` in-process: bpfd's options bpfman.v1 has no field for (attach,
+ * --persist, --application, --dry-run) go as the service's extensions (BPFD_OPTIONS_HEADER).
+ */
+export async function remoteLoad(p: Parsed, req: RemoteLoad): Promise<ProgramView | DryRunResult> {
+  const extensions = {
+    ...(req.attach ? { attach: { iface: req.attach.iface, priority: req.attach.priority, proceed_on: req.attach.proceedOn, netns: req.attach.netns, mode: req.attach.mode } } : {}),
+    ...(req.persist ? { persist: true } : {}),
+    ...(req.application !== null ? { application: req.application } : {}),
+    ...(req.dryRun ? { dry_run: true } : {}),
+  };
+  const loaded = await call<Array<ProgramView | DryRunResult>>('bpfd load', p, 'Load', {
     bytecode: { file: path.resolve(req.path) },
     info: [{ name: req.name, program_type: LOAD_TYPE_NUMBERS[req.type] ?? 0 }],
     metadata: req.metadata,
     global_data: req.globals,
     ...(req.mapOwnerId !== undefined ? { map_owner_id: req.mapOwnerId } : {}),
-  });
-  const view = loaded.view[0];
-  if (!req.attach) return view;
-  try {
-    return await remoteAttach(p, view.id, req.attach);
-  } catch (e) {
-    await call('bpfd load', p, 'Unload', { id: view.id }).catch(() => undefined);
-    throw e;
-  }
+  }, {}, extensions);
+  return loaded.view[0];
 }
 
+/** --mode, which XDPAttachInfo has no field for, goes as the service's extension. */
 export async function remoteAttach(p: Parsed, id: number, o: XdpAttachOptions): Promise<ProgramView> {
-  return (await call<ProgramView>('bpfd attach', p, 'Attach', { id, attach: xdpAttachInfo(o) })).view;
+  return (await call<ProgramView>('bpfd attach', p, 'Attach', { id, attach: xdpAttachInfo(o) }, {}, o.mode ? { mode: o.mode } : {})).view;
 }
 
 export async function remoteUnload(p: Parsed, id: number): Promise<void> {
@@ -75,6 +82,12 @@ export async function remoteGet(p: Parsed, id: number): Promise<ProgramView> {
 export async function remoteList(p: Parsed, filter: { type?: string; iface?: string; metadata: Record<string, string> }, all: boolean): Promise<{ views: ProgramView[]; others: KernelOnlyProgram[] }> {
   const r = await call<{ views: ProgramView[]; others: KernelOnlyProgram[] }>('bpfd list', p, 'List', { bpfman_programs_only: !all, match_metadata: filter.metadata }, { type: filter.type, iface: filter.iface });
   return r.view;
+}
+
+/** list --pending: bpfd's view of the programs waiting for restore (bpfman's answer has none). */
+export async function remoteListPending(p: Parsed, filter: { type?: string; iface?: string; metadata: Record<string, string> }): Promise<PendingView[]> {
+  const r = await call<{ pending: PendingView[] }>('bpfd list', p, 'List', { bpfman_programs_only: true, match_metadata: filter.metadata }, { type: filter.type, iface: filter.iface, pending: true });
+  return r.view.pending;
 }
 
 /** `bpfd pull` as PullBytecode (Always): --registry-auth travels as BytecodeImage's username and password. */

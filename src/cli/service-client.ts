@@ -1,7 +1,7 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import protobuf from 'protobufjs';
-import { BPFD_VIEW_FIELD, BPFD_VIEW_HEADER, BPFMAN_PROTO } from '../base/bpfman-proto.js';
+import { BPFD_OPTIONS_HEADER, BPFD_VIEW_FIELD, BPFD_VIEW_HEADER, BPFMAN_PROTO } from '../base/bpfman-proto.js';
 import { BpfdError, failed, type ErrorKind } from '../base/errors.js';
 import { serviceAddress } from './remote-option.js';
 
@@ -35,14 +35,17 @@ export function noServiceError(e: NoService, needsRootFor?: string): BpfdError {
   return failed(e.message, start);
 }
 
-export async function callService<V = unknown>(method: string, request: Record<string, unknown>, viewOptions: Record<string, unknown> = {}, address = serviceAddress()): Promise<ServiceAnswer<V>> {
+/** extensions: bpfd's options of the request (BPFD_OPTIONS_HEADER), sent only when there are some. */
+export async function callService<V = unknown>(method: string, request: Record<string, unknown>, viewOptions: Record<string, unknown> = {}, extensions: Record<string, unknown> = {}, address = serviceAddress()): Promise<ServiceAnswer<V>> {
   const reqType = root.lookupType(`bpfman.v1.${method}Request`);
   const resType = root.lookupType(`bpfman.v1.${method}Response`);
   const msg = reqType.encode(reqType.fromObject(request)).finish();
   const frame = Buffer.alloc(5 + msg.length);
   frame.writeUInt32BE(msg.length, 1);
   frame.set(msg, 5);
-  const { headers, trailers, body } = await exchange(address, `/bpfman.v1.Bpfman/${method}`, frame, JSON.stringify(viewOptions));
+    const extra: Record<string, string> = { [BPFD_VIEW_HEADER]: JSON.stringify(viewOptions) };
+  if (Object.keys(extensions).length) extra[BPFD_OPTIONS_HEADER] = JSON.stringify(extensions);
+  const { headers, trailers, body } = await exchange(address, `/bpfman.v1.Bpfman/${method}`, frame, extra);
   const status = Number(trailers['grpc-status'] ?? headers['grpc-status'] ?? 2);
   if (status !== 0) {
     const text = decodeURIComponent(String(trailers['grpc-message'] ?? headers['grpc-message'] ?? `status ${status}`));
@@ -64,7 +67,7 @@ function viewIn(payload: Uint8Array): unknown {
   return undefined;
 }
 
-function exchange(address: string, route: string, frame: Buffer, view: string): Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: Buffer }> {
+function exchange(address: string, route: string, frame: Buffer, extra: Record<string, string>): Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: Buffer }> {
   const unix = /^unix:(?:\/\/)?(\/.+)$/.exec(address);
   const tcp = /^tcp:\/\/(.+)$/.exec(address);
   if (!unix && !tcp) throw failed(`BPFD_SOCKET=${address}: give unix:///PATH or tcp://HOST:PORT`);
@@ -82,7 +85,7 @@ function exchange(address: string, route: string, frame: Buffer, view: string): 
       if (!answered) reject(new NoService(address, connectError ?? e.code ?? e.message));
     };
     session.on('error', fail);
-    const stream = session.request({ ':method': 'POST', ':path': route, 'content-type': 'application/grpc+proto', te: 'trailers', [BPFD_VIEW_HEADER]: view });
+    const stream = session.request({ ':method': 'POST', ':path': route, 'content-type': 'application/grpc+proto', te: 'trailers', ...extra });
     let headers: http2.IncomingHttpHeaders = {};
     let trailers: http2.IncomingHttpHeaders = {};
     const chunks: Buffer[] = [];

@@ -1,5 +1,6 @@
 import { BpfProgType, progTypeName } from '../loader/abi.js';
-import { allProgIds, closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
+import { allProgIds, closeFd, fdMemlock, progInfo, tryProgFdById, wallClockNsOfBootNs, type ProgInfo } from '../loader/bpf.js';
+import type { KernelView } from './view.js';
 
 /** Kernel program type numbers (enum bpf_prog_type) and the names bpfd shows, from loader/abi.ts. */
 export const KERNEL_TYPES: Record<number, string> = Object.fromEntries(Object.values(BpfProgType).map((n) => [n, progTypeName(n)]));
@@ -27,4 +28,41 @@ export function unmanagedPrograms(managed: Set<number>): KernelOnlyProgram[] {
     }
   }
   return out;
+}
+
+/** What the kernel says of one program (bpf_prog_info and its fd's memlock), as bpfman's KernelProgramInfo carries it. */
+export interface KernelFacts extends KernelView {
+  id: number;
+  /** the kernel's name: the program's, cut to 15 bytes */
+  name: string;
+  /** enum bpf_prog_type */
+  type: number;
+  /** when the kernel loaded it, to the second (as bpftool shows it) */
+  loaded_at: string;
+  bytes_memlock: number;
+}
+
+/** The part of bpf_prog_info `bpfd get` shows. */
+export function kernelViewOf(i: ProgInfo): KernelView {
+  return { tag: i.tag, gpl_compatible: i.gplCompatible, map_ids: i.mapIds, btf_id: i.btfId, bytes_xlated: i.xlatedLen, bytes_jited: i.jitedLen, verified_insns: i.verifiedInsns };
+}
+
+/** One program's kernel facts; null when no program has this id (unloaded behind bpfd's back). */
+export function kernelFacts(id: number): KernelFacts | null {
+  const fd = tryProgFdById(id);
+  if (fd < 0) return null;
+  try {
+    const i = progInfo(fd);
+    const wallS = Number(wallClockNsOfBootNs(i.loadTimeNs) / 1_000_000_000n);
+    return {
+      ...kernelViewOf(i),
+      id,
+      name: i.name,
+      type: i.type,
+      loaded_at: new Date(wallS * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      bytes_memlock: fdMemlock(fd),
+    };
+  } finally {
+    closeFd(fd);
+  }
 }

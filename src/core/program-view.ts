@@ -5,6 +5,7 @@ import { mapUsers, positions, programView, type KernelView, type ProgramView } f
 import { memberCounters } from './dispatcher-members.js';
 import type { ActionCounts } from '../dispatcher/counters.js';
 import { closeFd, progInfo, tryProgFdById } from '../loader/bpf.js';
+import { kernelViewOf } from './kernel-programs.js';
 
 /** One program as `get` shows it: the record, with what the kernel and its dispatchers say. */
 export function viewOf(ctx: Context, id: number, state: Pick<Reconciled, 'programs' | 'links'>): ProgramView {
@@ -23,16 +24,7 @@ function kernelView(id: number): KernelView | undefined {
   const fd = tryProgFdById(id);
   if (fd < 0) return undefined;
   try {
-    const i = progInfo(fd);
-    return {
-      tag: i.tag,
-      gpl_compatible: i.gplCompatible,
-      map_ids: i.mapIds,
-      btf_id: i.btfId,
-      bytes_xlated: i.xlatedLen,
-      bytes_jited: i.jitedLen,
-      verified_insns: i.verifiedInsns,
-    };
+    return kernelViewOf(progInfo(fd));
   } finally {
     closeFd(fd);
   }

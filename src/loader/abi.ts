@@ -246,6 +246,11 @@ export const XdpLinkInfoStruct = koffi.struct('bpfd_link_info_xdp', {
   union_rest: koffi.array('uint8_t', 44),
 });
 
+/** struct timespec (time.h), for clock_gettime */
+export const TimespecStruct = koffi.struct('bpfd_timespec', { tv_sec: 'int64_t', tv_nsec: 'int64_t' });
+/** time.h clock ids: the wall clock, and the clock bpf_prog_info.load_time counts (since boot, suspend included) */
+export const Clock = { REALTIME: 0, BOOTTIME: 7 } as const;
+
 /**
  * libbpf's option structs at their 1.4 sizes (libbpf.h and bpf.h of libbpf 1.4.6, checked against
  * the C headers: open 88, link_create 80, link_update 24 bytes). libbpf reads `sz` to know how

@@ -1,5 +1,6 @@
 import { Errno, KernelError } from '../base/errors.js';
-import { BpfFlag, encodeStruct, LinkCreateOpts, LinkUpdateOpts, MapInfoStruct, offsetOf, PROG_INFO_GPL_COMPATIBLE, ProgInfoStruct, XdpLinkInfoStruct } from './abi.js';
+import { readFileSync } from 'node:fs';
+import { BpfFlag, Clock, encodeStruct, TimespecStruct, LinkCreateOpts, LinkUpdateOpts, MapInfoStruct, offsetOf, PROG_INFO_GPL_COMPATIBLE, ProgInfoStruct, XdpLinkInfoStruct } from './abi.js';
 import { koffi, libbpf, libc } from './lib.js';
 
 /** Thin, typed wrappers over libbpf's low-level (syscall) API. Negative returns are -errno. */
@@ -18,6 +19,7 @@ const map_lookup_batch = libbpf.func(
 );
 const map_update_elem = libbpf.func('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)');
 const c_close = libc.func('int close(int fd)');
+const clock_gettime = libc.func('int clock_gettime(int clk, _Out_ bpfd_timespec *ts)');
 
 function check(what: string, rc: number): number {
   if (rc < 0) throw new KernelError(what, -rc);
@@ -174,4 +176,27 @@ export function mapLookupAll(fd: number, entries: number, valueSize: number): Bu
 
 export function mapUpdate(fd: number, key: Buffer, value: Buffer, flags = 0): void {
   check('update a map element', map_update_elem(fd, key, value, BigInt(flags)));
+}
+
+/**
+ * The wall-clock time, in ns since the epoch, of a kernel time in ns since boot (such as
+ * bpf_prog_info.load_time), as bpftool converts it: now on the wall clock, less now since boot.
+ */
+export function wallClockNsOfBootNs(bootNs: bigint): bigint {
+  const now = (clk: number) => {
+    const ts = { tv_sec: 0n, tv_nsec: 0n };
+    if (clock_gettime(clk, ts) !== 0) throw new KernelError('read the clock', 22);
+    return BigInt(ts.tv_sec) * 1_000_000_000n + BigInt(ts.tv_nsec);
+  };
+  return now(Clock.REALTIME) - now(Clock.BOOTTIME) + bootNs;
+}
+
+/** The memory a BPF object charges, as the kernel shows it for the fd (fdinfo memlock; bpftool's bytes_memlock). */
+export function fdMemlock(fd: number): number {
+  try {
+    const m = /^memlock:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
 }

@@ -7,6 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import { bpfdArgv, fixture, makeEnv, needsRoot, progGone, type Env, type RunResult } from '../helpers/bpfd.js';
 import { ip, makeVethPair, type VethPair } from '../helpers/netns.js';
 import { makeUser, serving, startService, type Service, type TestUser } from '../helpers/service.js';
+import { simulateReboot } from '../helpers/reboot.js';
+import { readProgramRecord } from '../helpers/store-edit.js';
 
 const skip = needsRoot();
 
@@ -82,10 +84,46 @@ describe('the bpfd command line as a client of the service', { skip }, () => {
     assert.ok(progGone(view.id));
   });
 
-  test('options bpfman.v1 cannot carry are refused, and without a service the message says how to start one', () => {
-    const r = asUser('load', 'file', '--path', fixture('xdp_drop.o'), '--name', 'xdp_drop', '--persist');
-    assert.equal(r.status, 2);
-    assert.match(r.stderr, /--persist: not available through the bpfd service/);
+  test('bpfd options bpfman.v1 has no field for go as the service\'s extensions: --dry-run, --persist, --application, --mode and list --pending print what they print in-process', () => {
+    const attach = ['--iface', veth.ifB, '--netns', veth.nsPathB];
+    const dry = ['load', 'file', '--path', fixture('xdp_count.o'), '--name', 'xdp_count', ...attach, '--mode', 'skb', '--dry-run'];
+    for (const args of [dry, [...dry, '-o', 'json'], ['list', '--pending', '--all']]) {
+      const local = env.run(...args);
+      const remote = env.run(...args, '--remote');
+      assert.deepEqual([remote.status, remote.stdout, remote.stderr], [local.status, local.stdout, local.stderr], `bpfd ${args.join(' ')}`);
+    }
+    assert.deepEqual(env.run('list', '-o', 'json').json(), [], 'a dry run loads nothing, in-process or through the service');
+
+    // --persist, --application and --mode through the service, as the test user
+    const r = asUser('load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', ...attach, '--mode', 'skb', '--persist', '--application', 'web', '-o', 'json');
+    assert.equal(r.status, 0, r.stderr);
+    const view = r.json();
+    assert.equal(view.application, 'web');
+    assert.equal(view.links[0].mode, 'skb');
+    assert.equal(readProgramRecord(env.env.BPFD_STATE_DIR!, view.id)?.persist, true, 'the record is persisted');
+    const second = asUser('attach', String(view.id), '--iface', veth.ifA, '--netns', veth.nsPathA, '--mode', 'skb', '-o', 'json');
+    assert.equal(second.status, 0, second.stderr);
+    assert.deepEqual(second.json().links.map((l: any) => l.mode), ['skb', 'skb']);
+    for (const args of [['get', String(view.id), '-o', 'json'], ['list']]) assert.equal(env.run(...args, '--remote').stdout, env.run(...args).stdout);
+    assert.equal(asUser('unload', String(view.id)).status, 0);
+
+    // list --pending: a program persisted in an "earlier boot" (its record's boot id is another)
+    env.env.BPFD_BOOT_ID = 'b0000000-0000-4000-8000-000000000001';
+    const old = env.run('load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', '--persist', '--application', 'old', '-o', 'json');
+    assert.equal(old.status, 0, old.stderr);
+    simulateReboot(env, [old.json().id]);
+    delete env.env.BPFD_BOOT_ID; // the real boot id again, the service's
+    for (const args of [['list', '--pending'], ['list', '--pending', '-o', 'json'], ['list', '--pending', '--metadata', 'x=y']]) {
+      const local = env.run(...args);
+      const remote = env.run(...args, '--remote');
+      assert.equal(local.status, 0, local.stderr);
+      assert.equal(remote.stdout, local.stdout, `bpfd ${args.join(' ')}`);
+    }
+    assert.equal(env.run('list', '--pending', '-o', 'json').json().length, 1);
+    assert.equal(asUser('list', '--pending', '-o', 'json').stdout, env.run('list', '--pending', '-o', 'json').stdout, 'the user, through the service by itself');
+  });
+
+  test('without a service the message says how to start one', () => {
     const none = result(spawnSync(bpfdArgv()[0], [...bpfdArgv().slice(1), 'list', '--remote'], { env: { ...env.env, BPFD_SOCKET: `unix://${env.dir}/none.sock` }, encoding: 'utf8' }));
     assert.equal(none.status, 1);
     assert.match(none.stderr, /no bpfd service answers at unix:\/\/.*none\.sock \(ENOENT\)\n {2}start the service: sudo systemctl enable --now bpfd\.socket/);

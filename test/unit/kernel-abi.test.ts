@@ -30,6 +30,7 @@ const STRUCTS: Record<string, StructCheck> = {
   LinkCreateOpts: { ts: abi.LinkCreateOpts, c: 'struct bpf_link_create_opts', fields: { target: 'perf_event' }, size: true },
   LinkUpdateOpts: { ts: abi.LinkUpdateOpts, c: 'struct bpf_link_update_opts', size: true },
   ObjectOpenOpts: { ts: abi.ObjectOpenOpts, c: 'struct bpf_object_open_opts', fields: { _removed_attach_prog_fd: null }, size: true },
+  TimespecStruct: { ts: abi.TimespecStruct, c: 'struct timespec', size: true },
 };
 
 /** name in abi.ts -> C expression of its value */
@@ -41,6 +42,7 @@ const VALUES: Record<string, [number, string]> = {
   ...Object.fromEntries(Object.entries(abi.BpfProgType).map(([k, v]) => [`BpfProgType.${k}`, [v, `BPF_PROG_TYPE_${k}`]])),
   ...Object.fromEntries(Object.entries(abi.BpfAttachType).map(([k, v]) => [`BpfAttachType.${k}`, [v, `BPF_${k}`]])),
   ...Object.fromEntries(Object.entries(abi.BpfMapType).map(([k, v]) => [`BpfMapType.${k}`, [v, `BPF_MAP_TYPE_${k}`]])),
+  ...Object.fromEntries(Object.entries(abi.Clock).map(([k, v]) => [`Clock.${k}`, [v, `CLOCK_${k}`]])),
   ...Object.fromEntries(Object.entries(abi.BpfFlag).map(([k, v]) => [`BpfFlag.${k}`, [v, k.startsWith('XDP_') ? k : `BPF_${k}`]])),
   // ENOTSUPP is kernel-internal (no userspace header has it)
   ...Object.fromEntries(Object.entries(Errno).filter(([k]) => k !== 'ENOTSUPP').map(([k, v]) => [`Errno.${k}`, [v, k]])),
@@ -82,6 +84,7 @@ export function headerValues(exprs: string[], dir: string): number[] {
     '#include <stddef.h>',
     '#include <stdio.h>',
     '#include <errno.h>',
+    '#include <time.h>',
     '#include <sys/syscall.h>',
     '#include <linux/bpf.h>',
     '#include <linux/if_link.h>',
