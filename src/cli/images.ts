@@ -2,6 +2,7 @@ import { bpfdCommand, outputOption, type Parsed } from './command.js';
 import { printJson, table, writeErr, writeOut } from './output.js';
 import { invalidInput } from '../base/errors.js';
 import type { ImageView } from '../core/images.js';
+import { ctxFor, startPolicyCompile } from './programs.js';
 
 const authOption = {
   'registry-auth': { type: 'string' as const, description: 'base64 of user:password (default: BPFD_REGISTRY_AUTH, then the containers/docker auth files)', valueHint: 'B64' },
@@ -82,7 +83,10 @@ export const pullCommand = bpfdCommand({
       return isJson(p) ? printJson(view) : void writeOut(imageDetail(view));
     }
     const { pull, imageView } = await import('../core/images.js');
-    const rec = await pull(await createContext(`bpfd pull ${ref}`), ref, { auth: p.values['registry-auth'] as string | undefined, progress: progressReporter() });
+    // as every command that acts: under sudo, judged as the user who ran it, with their credentials
+    const ctx = await ctxFor(p, `bpfd pull ${ref}`);
+    await startPolicyCompile(ctx.paths);
+    const rec = await pull(ctx, ref, { auth: p.values['registry-auth'] as string | undefined, progress: progressReporter() });
     if (isJson(p)) printJson(imageView(rec));
     else writeOut(imageDetail(imageView(rec)));
   },
@@ -109,7 +113,7 @@ export const imagesCommand = bpfdCommand({
     }
     if (verb !== 'rm') throw invalidInput(`unknown images command '${verb}': use bpfd images, or bpfd images rm REF|DIGEST`);
     if (!target) throw invalidInput('bpfd images rm needs the REF or DIGEST of the image to remove (see: bpfd images)');
-    const removed = await images.removeCachedImage(await createContext(`bpfd images rm ${target}`), target);
+    const removed = await images.removeCachedImage(await ctxFor(p, `bpfd images rm ${target}`), target);
     if (isJson(p)) printJson(removed);
     else writeOut(`removed ${removed.digest}\n`);
   },
@@ -134,7 +138,7 @@ const buildCommand = bpfdCommand({
     if (!p.values.tag) throw invalidInput('--tag is required: the reference to give the image, e.g. 127.0.0.1:5000/net/prog:v1');
     const { buildImageOf } = await import('../core/images.js');
     const tag = p.values.tag as string;
-    const view = await buildImageOf(await createContext(`bpfd image build --tag ${tag}`), p.positionals[0], tag, {
+    const view = await buildImageOf(await ctxFor(p, `bpfd image build --tag ${tag}`), p.positionals[0], tag, {
       push: p.values.push === true,
       auth: p.values['registry-auth'] as string | undefined,
     });

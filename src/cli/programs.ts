@@ -70,7 +70,7 @@ export async function ctxFor(p: Parsed, what: string) {
  * context exists, so that the paths are the ones the gate will use (under sudo, BPFD_* overrides
  * have been refused by then).
  */
-async function startPolicyCompile(paths: Pick<Paths, 'policy' | 'policyData'>): Promise<void> {
+export async function startPolicyCompile(paths: Pick<Paths, 'policy' | 'policyData'>): Promise<void> {
   (await import('../policy/engine.js')).prepareEngine(paths);
 }
 

@@ -220,6 +220,17 @@ describe('sudo: the user who ran it is the subject', { skip }, () => {
     );
   });
 
+  test('pull is judged as the user who ran sudo too, not as root', () => {
+    // nothing answers on port 1: the decision comes before any request, and is what this checks
+    const ref = '127.0.0.1:1/sudo-test/none:v1';
+    const r = viaSudo(['pull', ref]);
+    assert.notEqual(r.status, 0, 'nothing to pull from');
+    const log = JSON.parse(asRoot('policy', 'log', '-o', 'json').stdout) as Array<{ subject: { uid: number; via: string }; action: string }>;
+    const pulls = log.filter((d) => d.action === 'pull');
+    assert.ok(pulls.length > 0, `a pull decision is logged: ${r.stderr}`);
+    assert.deepEqual([pulls[0].subject.uid, pulls[0].subject.via], [uid, 'sudo'], 'the newest pull decision names the user, via sudo');
+  });
+
   test('their own policy data through the environment (sudo -E) is refused, naming the variable', () => {
     const mine = `/tmp/${name}-grants.json`;
     const r = viaSudo(load, { keepEnv: { BPFD_POLICY_DATA: mine, BPFD_STATE_DIR: '/tmp/elsewhere' } });
