@@ -135,13 +135,7 @@ const loadFile = bpfdCommand({
         path: v.path as string,
         name: v.name as string,
         type: (v.type as string | undefined) ?? (await sectionType(v.path as string, v.name as string)),
-        metadata: parsePairs(v.metadata as string[] | undefined, '--metadata'),
-        globals: parseGlobals(v.global as string[] | undefined),
-        mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
-        attach: attachFrom(p, false),
-        application: (v.application as string | undefined) ?? null,
-        persist: v.persist === true,
-        dryRun: v['dry-run'] === true,
+        ...remoteLoadOptions(p),
       });
       return printLoaded(p, view);
     }
@@ -155,6 +149,20 @@ const loadFile = bpfdCommand({
     printLoaded(p, view);
   },
 });
+
+/** What a Load through the service carries besides its bytecode, name and type: as loadRequestOf in-process. */
+function remoteLoadOptions(p: Parsed) {
+  const v = p.values;
+  return {
+    metadata: parsePairs(v.metadata as string[] | undefined, '--metadata'),
+    globals: parseGlobals(v.global as string[] | undefined),
+    mapOwnerId: v['map-owner-id'] !== undefined ? parseId(v['map-owner-id'] as string, '--map-owner-id') : undefined,
+    attach: attachFrom(p, false),
+    application: (v.application as string | undefined) ?? null,
+    persist: v.persist === true,
+    dryRun: v['dry-run'] === true,
+  };
+}
 
 /** The type the section gives the program, as the in-process load derives it; the service checks the rest. */
 async function sectionType(file: string, name: string): Promise<string> {
@@ -188,14 +196,25 @@ const loadImage = bpfdCommand({
     ...attachOptions,
     ...lockOption,
     ...outputOption,
+    ...remoteOption,
   },
   async run(p) {
     const v = p.values;
     if (!v['image-url']) throw invalidInput('--image-url is required: the image to load from, e.g. quay.io/org/prog:v1');
     if (!v.name) throw invalidInput('--name is required: the function name of the program in the image');
-    const { loadImage: load, PULL_POLICIES } = await import('../core/images.js');
     const policy = (v['pull-policy'] as string | undefined) ?? 'IfNotPresent';
-    if (!PULL_POLICIES.includes(policy as never)) throw invalidInput(`--pull-policy ${policy}: give Always, IfNotPresent or Never`);
+    if (!['Always', 'IfNotPresent', 'Never'].includes(policy)) throw invalidInput(`--pull-policy ${policy}: give Always, IfNotPresent or Never`);
+    if (goesRemote(p, true)) {
+      // the image's program type is in its labels, which the client has not read: XDP unless --type says
+      const view = await (await remote()).remoteLoad(p, {
+        image: { url: v['image-url'] as string, pullPolicy: policy as 'Always' | 'IfNotPresent' | 'Never', registryAuth: v['registry-auth'] as string | undefined },
+        name: v.name as string,
+        type: (v.type as string | undefined) ?? 'xdp',
+        ...remoteLoadOptions(p),
+      });
+      return printLoaded(p, view);
+    }
+    const { loadImage: load } = await import('../core/images.js');
     const ctx = await ctxFor(p, `bpfd load image --image-url ${v['image-url'] as string} --name ${v.name as string}`);
     await startPolicyCompile(ctx.paths);
     const view = await load(ctx, {

@@ -29,7 +29,9 @@ function xdpAttachInfo(o: XdpAttachOptions): Record<string, unknown> {
 }
 
 export interface RemoteLoad {
-  path: string;
+  /** the object file, or the image (load image) */
+  path?: string;
+  image?: { url: string; pullPolicy: 'Always' | 'IfNotPresent' | 'Never'; registryAuth?: string };
   name: string;
   type: string;
   metadata: Record<string, string>;
@@ -52,14 +54,23 @@ export async function remoteLoad(p: Parsed, req: RemoteLoad): Promise<ProgramVie
     ...(req.application !== null ? { application: req.application } : {}),
     ...(req.dryRun ? { dry_run: true } : {}),
   };
-  const loaded = await call<Array<ProgramView | DryRunResult>>('bpfd load', p, 'Load', {
-    bytecode: { file: path.resolve(req.path) },
+  const loaded = await call<Array<ProgramView | DryRunResult>>(req.image ? 'bpfd load image' : 'bpfd load', p, 'Load', {
+    bytecode: req.image ? { image: await bytecodeImage(req.image) } : { file: path.resolve(req.path!) },
     info: [{ name: req.name, program_type: LOAD_TYPE_NUMBERS[req.type] ?? 0 }],
     metadata: req.metadata,
     global_data: req.globals,
     ...(req.mapOwnerId !== undefined ? { map_owner_id: req.mapOwnerId } : {}),
   }, {}, extensions);
   return loaded.view[0];
+}
+
+const PULL_POLICY_NUMBERS = { Always: 0, IfNotPresent: 1, Never: 2 } as const;
+
+/** BytecodeImage: the caller's own credentials travel in it (the service never lends its own to another uid). */
+async function bytecodeImage(i: NonNullable<RemoteLoad['image']>): Promise<Record<string, unknown>> {
+  const { parseRegistryAuth } = await import('../oci/auth.js');
+  const cred = i.registryAuth !== undefined ? parseRegistryAuth(i.registryAuth, '--registry-auth') : null;
+  return { url: i.url, image_pull_policy: PULL_POLICY_NUMBERS[i.pullPolicy], ...(cred ? { username: cred.username, password: cred.password } : {}) };
 }
 
 /** --mode, which XDPAttachInfo has no field for, goes as the service's extension. */

@@ -107,6 +107,21 @@ describe('bpfd system service: bytecode images (PullBytecode, Load with Bytecode
     assert.deepEqual(remote.json().references, [tag]);
     assert.deepEqual(env.run('images', '-o', 'json').json().map((i: any) => i.digest), [digest], 'pulled into the service\'s cache');
 
+    // and bpfd load image --remote is Load with the image, attach included, printed as in-process
+    const viaCli = env.run('load', 'image', '--remote', '--image-url', tag, '--name', 'xdp_drop', '--pull-policy', 'Always', '--registry-auth', auth,
+      '--iface', veth.ifB, '--netns', veth.nsPathB, '-o', 'json');
+    assert.equal(viaCli.status, 0, viaCli.stderr);
+    const viaCliView = viaCli.json();
+    assert.deepEqual(viaCliView.bytecode, { image: tag, digest });
+    assert.equal(viaCliView.links.length, 1, 'attached in the same Load');
+    assert.deepEqual(env.run('get', String(viaCliView.id), '-o', 'json').json(), viaCliView, 'what the client printed is what get shows');
+    assert.equal(veth.ping(), false, 'the image loaded through the CLI client drops pings');
+    const noAuth = env.run('load', 'image', '--remote', '--image-url', tag, '--name', 'xdp_drop', '--pull-policy', 'Always');
+    assert.equal(noAuth.status, 3, 'the service lends no credentials: the client gives its own');
+    assert.match(noAuth.stderr, /needs credentials/);
+    assert.equal(env.run('unload', '--remote', String(viaCliView.id)).status, 0);
+    assert.ok(veth.ping(), 'unloaded: pings pass again');
+
     c.close();
     assert.equal(await svc.stop(), 0);
     assert.ok(!svc.log().includes(password), 'the registry password is never in the service log');
