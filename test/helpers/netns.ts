@@ -44,6 +44,11 @@ export function makeVethPair(): VethPair {
   try {
     ip('netns', 'add', nsA);
     ip('netns', 'add', nsB);
+    // No IPv6 on the pair: router solicitations and MLD reports arrive at any moment, so a test
+    // comparing two counters read one after the other would see packets land between the reads.
+    for (const ns of [nsA, nsB]) {
+      execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { stdio: 'ignore' });
+    }
     ip('link', 'add', ifA, 'netns', nsA, 'type', 'veth', 'peer', 'name', ifB, 'netns', nsB);
     ip('-n', nsA, 'addr', 'add', `${ipA}/30`, 'dev', ifA);
     ip('-n', nsB, 'addr', 'add', `${ipB}/30`, 'dev', ifB);
