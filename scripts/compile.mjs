@@ -70,6 +70,8 @@ const plugin = {
     b.onResolve({ filter: /^bpfd:shipped-policy$/ }, () => ({ path: path.join(root, 'wasm', 'bpfd.wasm') }));
     // and the capabilities file policies are built with (bpfd policy build, policy capabilities)
     b.onResolve({ filter: /^bpfd:capabilities$/ }, () => ({ path: path.join(root, 'policies', 'capabilities.json') }));
+    // and the gRPC interface, which the service and the CLI client encode with
+    b.onResolve({ filter: /^bpfd:bpfman-proto$/ }, () => ({ path: path.join(root, 'proto', 'bpfman', 'v1', 'bpfman.proto') }));
     b.onResolve({ filter: /^@koromix\// }, (args) =>
       args.path in shims ? { path: args.path, namespace: 'bpfd-shim' } : { path: args.path, external: true },
     );

@@ -1,7 +1,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { BPFD_OPTIONS_HEADER, BPFMAN_PROTO } from '../base/bpfman-proto.js';
+import { BPFD_OPTIONS_HEADER, bpfmanProto } from '../base/bpfman-proto.js';
 import { kernelFactsInfo, kernelInfo, kernelTypeOf, loadType, proceedOnNames, programInfo } from './convert.js';
 import { RpcError, Status, VIEW, type CallMeta, type UnaryMethod } from './grpc.js';
 const STATUS_NAMES = Object.fromEntries(Object.entries(Status).map(([k, v]) => [v, k])) as Record<number, string>;
@@ -31,8 +31,10 @@ export type ContextFor = (subject: Subject, what: string) => Context;
 /** Reads are not asked of the policy: who asks does not change what List answers. */
 const ANYONE: Subject = { uid: -1, gid: -1, groups: [], username: 'anyone', pid: 0, via: 'socket' };
 
-const root = protobuf.parse(BPFMAN_PROTO, { keepCase: true }).root;
-const type = (name: string) => root.lookupType(`bpfman.v1.${name}`);
+// parsed at first use: the executable registers the embedded .proto before any request
+let parsed: protobuf.Root | null = null;
+const root = () => (parsed ??= protobuf.parse(bpfmanProto(), { keepCase: true }).root);
+const type = (name: string) => root().lookupType(`bpfman.v1.${name}`);
 
 export function bpfmanMethods(contextFor: ContextFor, log: (line: string) => void): Record<string, UnaryMethod<ServiceCaller>> {
   type Handler = (req: Record<string, any>, ctx: Context, meta: CallMeta) => Promise<Record<string, unknown> & { [VIEW]?: unknown }>;

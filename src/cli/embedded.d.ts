@@ -12,3 +12,10 @@ declare module 'bpfd:capabilities' {
   const path: string | object;
   export default path;
 }
+
+// `import x from 'bpfd:bpfman-proto' with { type: 'file' }`: proto/bpfman/v1/bpfman.proto, its path
+// inside the executable.
+declare module 'bpfd:bpfman-proto' {
+  const path: string;
+  export default path;
+}

@@ -4,6 +4,8 @@
 import { readFileSync, writeSync } from 'node:fs';
 import shippedPolicy from 'bpfd:shipped-policy' with { type: 'file' };
 import capabilities from 'bpfd:capabilities' with { type: 'file' };
+import bpfmanProtoFile from 'bpfd:bpfman-proto' with { type: 'file' };
+import { useEmbeddedProto } from '../base/bpfman-proto.js';
 import { useEmbeddedPolicy } from '../base/paths.js';
 import { useNativeSha256 } from '../base/sha256.js';
 import { useCapabilitiesFile } from '../policy/capabilities.js';
@@ -17,6 +19,7 @@ mark('modules evaluated');
 // BPFD_POLICY and /etc/bpfd/policy.wasm still win.
 useEmbeddedPolicy(shippedPolicy);
 useCapabilitiesFile(capabilities);
+useEmbeddedProto(bpfmanProtoFile);
 
 // Bun hashes in native code (Bun.SHA256); node:crypto would first evaluate its JavaScript and the
 // streams it builds on, ~2 ms of `bpfd version`, which hashes the policy and nothing else.

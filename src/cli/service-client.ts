@@ -1,7 +1,7 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import protobuf from 'protobufjs';
-import { BPFD_OPTIONS_HEADER, BPFD_VIEW_FIELD, BPFD_VIEW_HEADER, BPFMAN_PROTO } from '../base/bpfman-proto.js';
+import { BPFD_OPTIONS_HEADER, BPFD_VIEW_FIELD, BPFD_VIEW_HEADER, bpfmanProto } from '../base/bpfman-proto.js';
 import { BpfdError, failed, type ErrorKind } from '../base/errors.js';
 import { serviceAddress } from './remote-option.js';
 
@@ -10,7 +10,9 @@ import { serviceAddress } from './remote-option.js';
 // prints is what the same command prints in-process. The service's errors come back as the
 // core's errors (same kind, message and details), so exit codes match too.
 
-const root = protobuf.parse(BPFMAN_PROTO, { keepCase: true }).root;
+// parsed at first use: the executable registers the embedded .proto before any request
+let parsed: protobuf.Root | null = null;
+const root = () => (parsed ??= protobuf.parse(bpfmanProto(), { keepCase: true }).root);
 
 /** gRPC status → the error kind the core threw on the other side (src/api/status.ts inverted). */
 const KIND_OF: Record<number, ErrorKind> = { 3: 'invalid', 5: 'notFound', 7: 'denied', 8: 'limit', 14: 'busy' };
@@ -37,8 +39,8 @@ export function noServiceError(e: NoService, needsRootFor?: string): BpfdError {
 
 /** extensions: bpfd's options of the request (BPFD_OPTIONS_HEADER), sent only when there are some. */
 export async function callService<V = unknown>(method: string, request: Record<string, unknown>, viewOptions: Record<string, unknown> = {}, extensions: Record<string, unknown> = {}, address = serviceAddress()): Promise<ServiceAnswer<V>> {
-  const reqType = root.lookupType(`bpfman.v1.${method}Request`);
-  const resType = root.lookupType(`bpfman.v1.${method}Response`);
+  const reqType = root().lookupType(`bpfman.v1.${method}Request`);
+  const resType = root().lookupType(`bpfman.v1.${method}Response`);
   const msg = reqType.encode(reqType.fromObject(request)).finish();
   const frame = Buffer.alloc(5 + msg.length);
   frame.writeUInt32BE(msg.length, 1);
