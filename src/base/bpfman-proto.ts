@@ -33,3 +33,7 @@ export const BPFD_VIEW_HEADER = "bpfd-view";
  * so that its options do through the service what they do in-process.
  */
 export const BPFD_OPTIONS_HEADER = "bpfd-options";
+
+/** Image pull policies by name, in the order of BytecodeImage.image_pull_policy (0 Always, 1 IfNotPresent, 2 Never). */
+export const PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
+export type PullPolicy = (typeof PULL_POLICIES)[number];

@@ -8,6 +8,7 @@ import type { ProgramType } from '../state/records.js';
 import type { KernelOnlyProgram } from '../core/kernel-programs.js';
 import type { PendingView, ProgramView } from '../core/view.js';
 import { goesRemote, remoteOption } from './remote-option.js';
+import { PULL_POLICIES, type PullPolicy } from '../base/bpfman-proto.js';
 
 /** The client side loads only when a command goes to the service. */
 const remote = () => import('./remote.js');
@@ -203,11 +204,11 @@ const loadImage = bpfdCommand({
     if (!v['image-url']) throw invalidInput('--image-url is required: the image to load from, e.g. quay.io/org/prog:v1');
     if (!v.name) throw invalidInput('--name is required: the function name of the program in the image');
     const policy = (v['pull-policy'] as string | undefined) ?? 'IfNotPresent';
-    if (!['Always', 'IfNotPresent', 'Never'].includes(policy)) throw invalidInput(`--pull-policy ${policy}: give Always, IfNotPresent or Never`);
+    if (!PULL_POLICIES.includes(policy as PullPolicy)) throw invalidInput(`--pull-policy ${policy}: give Always, IfNotPresent or Never`);
     if (goesRemote(p, true)) {
       // the image's program type is in its labels, which the client has not read: XDP unless --type says
       const view = await (await remote()).remoteLoad(p, {
-        image: { url: v['image-url'] as string, pullPolicy: policy as 'Always' | 'IfNotPresent' | 'Never', registryAuth: v['registry-auth'] as string | undefined },
+        image: { url: v['image-url'] as string, pullPolicy: policy as PullPolicy, registryAuth: v['registry-auth'] as string | undefined },
         name: v.name as string,
         type: (v.type as string | undefined) ?? 'xdp',
         ...remoteLoadOptions(p),
@@ -219,7 +220,7 @@ const loadImage = bpfdCommand({
     await startPolicyCompile(ctx.paths);
     const view = await load(ctx, {
       image: v['image-url'] as string,
-      pullPolicy: policy as 'Always' | 'IfNotPresent' | 'Never',
+      pullPolicy: policy as PullPolicy,
       registryAuth: v['registry-auth'] as string | undefined,
       ...loadRequestOf(p),
     });

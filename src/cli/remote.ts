@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { PULL_POLICIES, type PullPolicy } from '../base/bpfman-proto.js';
 import type { Parsed } from './command.js';
 import { callService, NoService, noServiceError } from './service-client.js';
 import type { XdpAttachOptions } from '../core/attach-options.js';
@@ -31,7 +32,7 @@ function xdpAttachInfo(o: XdpAttachOptions): Record<string, unknown> {
 export interface RemoteLoad {
   /** the object file, or the image (load image) */
   path?: string;
-  image?: { url: string; pullPolicy: 'Always' | 'IfNotPresent' | 'Never'; registryAuth?: string };
+  image?: { url: string; pullPolicy: PullPolicy; registryAuth?: string };
   name: string;
   type: string;
   metadata: Record<string, string>;
@@ -64,13 +65,11 @@ export async function remoteLoad(p: Parsed, req: RemoteLoad): Promise<ProgramVie
   return loaded.view[0];
 }
 
-const PULL_POLICY_NUMBERS = { Always: 0, IfNotPresent: 1, Never: 2 } as const;
-
 /** BytecodeImage: the caller's own credentials travel in it (the service never lends its own to another uid). */
 async function bytecodeImage(i: NonNullable<RemoteLoad['image']>): Promise<Record<string, unknown>> {
   const { parseRegistryAuth } = await import('../oci/auth.js');
   const cred = i.registryAuth !== undefined ? parseRegistryAuth(i.registryAuth, '--registry-auth') : null;
-  return { url: i.url, image_pull_policy: PULL_POLICY_NUMBERS[i.pullPolicy], ...(cred ? { username: cred.username, password: cred.password } : {}) };
+  return { url: i.url, image_pull_policy: PULL_POLICIES.indexOf(i.pullPolicy), ...(cred ? { username: cred.username, password: cred.password } : {}) };
 }
 
 /** --mode, which XDPAttachInfo has no field for, goes as the service's extension. */

@@ -16,8 +16,8 @@ import { sha256Digest } from '../oci/verified.js';
 import type { PolicyImage } from '../policy/input.js';
 import { allImages, blobPath, digestOfReference, discardStaged, imageByDigest, readBlob, recordImage, removeImage, stageBlob, updateSignature, type ImageRecord, type StagedBlob } from '../state/images.js';
 
-export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
-export const PULL_POLICIES: readonly PullPolicy[] = ['Always', 'IfNotPresent', 'Never'];
+export { PULL_POLICIES, type PullPolicy } from '../base/bpfman-proto.js';
+import type { PullPolicy } from '../base/bpfman-proto.js';
 
 /** What `bpfd images` shows for one image (shared/CLI.md). */
 export interface ImageView {
