@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { createRequire } from 'node:module';
@@ -24,6 +24,33 @@ const Bpfman = (grpc.loadPackageDefinition(loader.loadSync(path.join(ROOT, 'prot
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
+
+/**
+ * The syscalls in which the kernel does the work itself, the same for bpfd and xdp-loader:
+ * program loads, XDP link create/update/detach (bpf), and xdp-loader's netlink RTM_SETLINK.
+ */
+const KERNEL_WORK = /bpf\(BPF_(PROG_LOAD|LINK_CREATE|LINK_UPDATE|LINK_DETACH)|RTM_SETLINK|nlmsg_type=0x13 /; // 0x13: strace names RTM_SETLINK only outside `ip netns exec`
+
+/** Total ms and count of the strace -T lines matching `what` (a call that strace split in two counts once, at its end). */
+function syscallMs(file: string, what: RegExp): { ms: number; count: number } {
+  let total = 0;
+  let count = 0;
+  const started = new Map<string, string>(); // pid -> the unfinished call's line
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const pid = /^(\d+)\s/.exec(line)?.[1] ?? '';
+    if (line.includes('<unfinished ...>')) {
+      started.set(pid, line);
+      continue;
+    }
+    const head = line.includes('resumed>') ? (started.get(pid) ?? '') : line;
+    if (!what.test(head)) continue;
+    const t = /<([0-9.]+)>\s*$/.exec(line);
+    if (!t) continue;
+    total += Number(t[1]) * 1000;
+    count++;
+  }
+  return { ms: total, count };
+}
 
 function call(c: any, method: string, req: object): Promise<any> {
   return new Promise((resolve, reject) => c[method](req, (e: Error | null, r: any) => (e ? reject(e) : resolve(r))));
@@ -115,21 +142,49 @@ export async function benchService(rounds = 15): Promise<string[]> {
     const cycle: number[] = [];
     const xdp: number[] = [];
     const netns = `/var/run/netns/${ns}`;
-    for (let i = 0; i < rounds; i++) {
-      const t1 = process.hrtime.bigint();
+    const clientCpu: number[] = [];
+    const apiCycle = async () => {
       const l = await call(c, 'Load', { bytecode: { file: OBJ }, info: [{ name: 'xdp_pass', program_type: 0 }] });
       const id = l.programs[0].kernel_info.id;
       const a = await call(c, 'Attach', { id, attach: { xdp_attach_info: { iface: ifB, netns, priority: 50, proceed_on: [2, 31] } } });
       await call(c, 'Detach', { link_id: a.link_id });
       await call(c, 'Unload', { id });
-      cycle.push(ms(t1));
-      const t2 = process.hrtime.bigint();
+    };
+    const xdpCycle = (prefix: string[] = []) => {
       for (const args of [['load', '-m', 'native', ifB, OBJ], ['unload', ifB, '--all']]) {
-        const r = spawnSync('ip', ['netns', 'exec', ns, 'xdp-loader', ...args], { encoding: 'utf8' });
+        const r = spawnSync(prefix[0] ?? 'ip', [...prefix.slice(1), ...(prefix.length ? ['ip'] : []), 'netns', 'exec', ns, 'xdp-loader', ...args], { encoding: 'utf8' });
         if (r.status !== 0) throw new Error(`xdp-loader ${args.join(' ')}: ${r.stderr}`);
       }
+    };
+    for (let i = 0; i < rounds; i++) {
+      const t1 = process.hrtime.bigint();
+      const cpu0 = process.cpuUsage();
+      await apiCycle();
+      cycle.push(ms(t1));
+      const cpu = process.cpuUsage(cpu0);
+      clientCpu.push((cpu.user + cpu.system) / 1000);
+      const t2 = process.hrtime.bigint();
+      xdpCycle();
       xdp.push(ms(t2));
     }
+    // One more cycle of each under strace -T, for the time spent inside the kernel's syscalls:
+    // the XDP attach and detach (on a veth, each waits out RCU grace periods) cost both tools alike.
+    const bpfdTrace = path.join(dir, 'strace-service.txt');
+    const tracer = spawn('strace', ['-f', '-T', '-e', 'trace=bpf,fdatasync,pwrite64', '-o', bpfdTrace, '-p', String(svc.proc.pid)], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 500)); // strace attaches to every thread
+    const TRACED = 5; // RCU grace periods vary: the mean of a few cycles
+    for (let i = 0; i < TRACED; i++) await apiCycle();
+    tracer.kill('SIGINT');
+    await new Promise((r) => tracer.once('exit', r));
+    const xdpTrace = path.join(dir, 'strace-xdp-loader.txt');
+    for (let i = 0; i < TRACED; i++) xdpCycle(['strace', '-A', '-f', '-T', '-e', 'trace=bpf,sendto,sendmsg', '-o', xdpTrace]); // -A: every run in one file
+    const perCycle = (x: { ms: number; count: number }) => ({ ms: x.ms / TRACED, count: x.count / TRACED });
+    const bpfdKernel = perCycle(syscallMs(bpfdTrace, KERNEL_WORK));
+    const xdpKernel = perCycle(syscallMs(xdpTrace, KERNEL_WORK));
+    // LMDB's commit: an fdatasync of the data pages, then the meta page (128 bytes in one of the
+    // first two pages; a synced commit writes it through a descriptor opened O_DSYNC)
+    const syncs = perCycle(syscallMs(bpfdTrace, /fdatasync\(/));
+    const metas = perCycle(syscallMs(bpfdTrace, /pwrite64\(\d+, .*, 128, \d+\) = 128/));
     c.close();
     await svc.stop();
     const coldMs = median(cold);
@@ -138,6 +193,10 @@ export async function benchService(rounds = 15): Promise<string[]> {
       `  ${'List, warm, 50 programs, 16 in flight'.padEnd(44)} ${perSecond.toFixed(0).padStart(7)} /s   (target >= 3000/s${perSecond >= 3000 ? '' : ': MISSED'})`,
       `  ${'Load+Attach+Detach+Unload over the API'.padEnd(44)} ${median(cycle).toFixed(1).padStart(7)} ms`,
       `  ${'xdp-loader load + unload (ip netns exec)'.padEnd(44)} ${median(xdp).toFixed(1).padStart(7)} ms   (API ${median(cycle) <= median(xdp) ? 'no slower' : 'SLOWER'})`,
+      '  where a cycle goes (the medians above, less the kernel time per cycle of 5 more of each under strace -T):',
+      `    inside the kernel (program loads, XDP attach and detach): bpfd ${bpfdKernel.ms.toFixed(1)} ms in ${bpfdKernel.count} calls, xdp-loader ${xdpKernel.ms.toFixed(1)} ms in ${xdpKernel.count}`,
+      `    outside it: bpfd ${(median(cycle) - bpfdKernel.ms).toFixed(1)} ms for 4 RPCs, of which the gRPC client's own CPU (grpc-js) ${median(clientCpu).toFixed(1)} ms and the store's durable writes (${syncs.count} fdatasync, ${metas.count} meta pages) ${(syncs.ms + metas.ms).toFixed(1)} ms;`,
+      `      xdp-loader ${(median(xdp) - xdpKernel.ms).toFixed(1)} ms for 2 processes (ip netns exec, xdp-loader), which keep no state`,
     );
   } finally {
     spawnSync('ip', ['netns', 'exec', ns, 'xdp-loader', 'unload', ifB, '--all']);
