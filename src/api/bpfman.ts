@@ -219,12 +219,10 @@ async function list(req: Record<string, any>, ctx: Context, meta: CallMeta): Pro
   });
   // bpfman lists every program in the kernel unless asked for its own; those have no ProgramInfo
   if (all) {
-    const unmanaged = kernel!.unmanagedPrograms(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))]));
-    for (const o of unmanaged) {
-      const k = kernel!.kernelFacts(o.id);
-      if (k && (req.program_type === undefined || k.type === req.program_type)) {
-        results.push({ kernel_info: kernelFactsInfo(k) });
-        others.push(o);
+    for (const { program, facts } of kernel!.unmanagedProgramFacts(new Set([...views.map((v) => v.id), ...(await dispatcherProgIds(ctx))]))) {
+      if (req.program_type === undefined || facts.type === req.program_type) {
+        results.push({ kernel_info: kernelFactsInfo(facts) });
+        others.push(program);
       }
     }
   }

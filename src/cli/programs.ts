@@ -183,7 +183,8 @@ const loadImage = bpfdCommand({
     'The image is pulled (or taken from the cache, per --pull-policy) and its blobs checked against their',
     'digests; the object in its first layer goes through the same checks and policy as load file, with the',
     "image's reference, digest, labels and cosign signature (against the keys in /etc/bpfd/keys, BPFD_KEYS_DIR)",
-    'as facts for the policy. Example: bpfd load image --image-url quay.io/org/prog:v1 --name xdp_pass --iface eth0',
+    'as facts for the policy. As with pull, a layer over 16 MiB is refused unless root raises BPFD_MAX_LAYER_BYTES.',
+    'Example: bpfd load image --image-url quay.io/org/prog:v1 --name xdp_pass --iface eth0',
   ].join(' '),
   options: {
     'image-url': { type: 'string', description: 'image reference, e.g. quay.io/org/prog:v1 or REGISTRY/REPO@sha256:DIGEST (required)', valueHint: 'REF' },

@@ -15,19 +15,31 @@ export interface KernelOnlyProgram {
 
 /** Programs in the kernel that bpfd did not load (list --all). */
 export function unmanagedPrograms(managed: Set<number>): KernelOnlyProgram[] {
-  const out: KernelOnlyProgram[] = [];
+  return eachUnmanaged(managed, (id, _fd, i) => kernelOnly(id, i));
+}
+
+/** The same, each with its kernel facts (the service's List), from one bpf_prog_info read. */
+export function unmanagedProgramFacts(managed: Set<number>): Array<{ program: KernelOnlyProgram; facts: KernelFacts }> {
+  return eachUnmanaged(managed, (id, fd, i) => ({ program: kernelOnly(id, i), facts: factsOf(id, fd, i) }));
+}
+
+function eachUnmanaged<T>(managed: Set<number>, read: (id: number, fd: number, i: ProgInfo) => T): T[] {
+  const out: T[] = [];
   for (const id of allProgIds()) {
     if (managed.has(id)) continue;
     const fd = tryProgFdById(id);
     if (fd < 0) continue;
     try {
-      const i = progInfo(fd);
-      out.push({ id, name: i.name, type: progTypeName(i.type), managed: false, kernel: { tag: i.tag, loaded_by_uid: i.createdByUid, map_ids: i.mapIds } });
+      out.push(read(id, fd, progInfo(fd)));
     } finally {
       closeFd(fd);
     }
   }
   return out;
+}
+
+function kernelOnly(id: number, i: ProgInfo): KernelOnlyProgram {
+  return { id, name: i.name, type: progTypeName(i.type), managed: false, kernel: { tag: i.tag, loaded_by_uid: i.createdByUid, map_ids: i.mapIds } };
 }
 
 /** What the kernel says of one program (bpf_prog_info and its fd's memlock), as bpfman's KernelProgramInfo carries it. */
@@ -52,17 +64,20 @@ export function kernelFacts(id: number): KernelFacts | null {
   const fd = tryProgFdById(id);
   if (fd < 0) return null;
   try {
-    const i = progInfo(fd);
-    const wallS = Number(wallClockNsOfBootNs(i.loadTimeNs) / 1_000_000_000n);
-    return {
-      ...kernelViewOf(i),
-      id,
-      name: i.name,
-      type: i.type,
-      loaded_at: new Date(wallS * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
-      bytes_memlock: fdMemlock(fd),
-    };
+    return factsOf(id, fd, progInfo(fd));
   } finally {
     closeFd(fd);
   }
+}
+
+function factsOf(id: number, fd: number, i: ProgInfo): KernelFacts {
+  const wallS = Number(wallClockNsOfBootNs(i.loadTimeNs) / 1_000_000_000n);
+  return {
+    ...kernelViewOf(i),
+    id,
+    name: i.name,
+    type: i.type,
+    loaded_at: new Date(wallS * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    bytes_memlock: fdMemlock(fd),
+  };
 }
