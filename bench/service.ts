@@ -209,6 +209,7 @@ export async function benchService(rounds = 15): Promise<string[]> {
       `    inside the kernel (program loads, XDP attach and detach): bpfd ${bpfdKernel.ms.toFixed(1)} ms in ${bpfdKernel.count} calls, xdp-loader ${xdpKernel.ms.toFixed(1)} ms in ${xdpKernel.count}`,
       `    outside it: bpfd ${(median(cycle) - bpfdKernel.ms).toFixed(1)} ms for 4 RPCs, of which the gRPC client's own CPU (grpc-js) ${median(clientCpu).toFixed(1)} ms and the store's durable writes (${syncs.count} fdatasync, ${metas.count} meta pages) ${(syncs.ms + metas.ms).toFixed(1)} ms;`,
       `      xdp-loader ${(median(xdp) - xdpKernel.ms).toFixed(1)} ms for 2 processes (ip netns exec, xdp-loader), which keep no state`,
+      `    so bpfd's own work, without the client and the durable writes: ${(median(cycle) - bpfdKernel.ms - median(clientCpu) - syncs.ms - metas.ms).toFixed(1)} ms per cycle beside xdp-loader's ${(median(xdp) - xdpKernel.ms).toFixed(1)} ms`,
     );
   } finally {
     spawnSync('ip', ['netns', 'exec', ns, 'xdp-loader', 'unload', ifB, '--all']);
