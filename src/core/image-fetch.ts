@@ -30,11 +30,16 @@ export function credentialScope(uid: number, o: RegistryOptions): RegistryOption
   return uid === 0 ? o : { ...o, ownCredentialsOnly: true };
 }
 
-/** Starts fetching an image; progress is shown only once allowed. */
+/** Starts fetching an image; its progress is shown only once allowed. */
 export function startFetch(ref: ImageReference, o: RegistryOptions): EarlyFetch {
   const stopper = new AbortController();
   let allowed = false;
-  const progress = o.progress && ((what: string, got: number, total: number) => void (allowed && o.progress?.(what, got, total)));
+  // what came before the allow is shown at the allow, as where the fetch is by then
+  let before: [string, number, number] | null = null;
+  const progress = o.progress && ((what: string, got: number, total: number) => {
+    if (allowed) o.progress?.(what, got, total);
+    else before = [what, got, total];
+  });
   let requested!: () => void;
   const blobsRequested = new Promise<void>((resolve) => (requested = resolve));
   const fetching = timed('pull', () => pullImage(ref, { ...o, progress, signal: stopper.signal, blobsRequested: requested }));
@@ -44,7 +49,11 @@ export function startFetch(ref: ImageReference, o: RegistryOptions): EarlyFetch 
     ref,
     blobsRequested,
     fetching,
-    allow: () => void (allowed = true),
+    allow: () => {
+      allowed = true;
+      if (before) o.progress?.(...before);
+      before = null;
+    },
     stop: async () => {
       stopper.abort();
       await ended;
