@@ -1,3 +1,4 @@
+import { fstatSync } from 'node:fs';
 import { bpfdCommand, outputOption, type Parsed } from './command.js';
 import { printJson, table, writeErr, writeOut } from './output.js';
 import { invalidInput } from '../base/errors.js';
@@ -45,9 +46,22 @@ function imageDetail(i: ImageView): string {
   ].join('\n');
 }
 
+/**
+ * Whether stderr is a terminal. A terminal is a character device: anything else (a pipe, a file)
+ * is told without touching process.stderr, whose stream costs ~2 ms to build (node:stream).
+ */
+function stderrIsTerminal(): boolean {
+  try {
+    if (!fstatSync(2).isCharacterDevice()) return false;
+  } catch {
+    return false;
+  }
+  return process.stderr.isTTY === true;
+}
+
 /** A progress line on a terminal for blobs over 1 MiB; nothing otherwise. */
 function progressReporter(): ((what: string, got: number, total: number) => void) | undefined {
-  if (!process.stderr.isTTY) return undefined;
+  if (!stderrIsTerminal()) return undefined;
   let last = 0;
   return (what, got, total) => {
     if (total < 1 << 20) return;
@@ -82,13 +96,24 @@ export const pullCommand = bpfdCommand({
       const view = await (await import('./remote.js')).remotePull(p, ref, p.values['registry-auth'] as string | undefined);
       return isJson(p) ? printJson(view) : void writeOut(imageDetail(view));
     }
-    const { pull, imageView } = await import('../core/images.js');
-    // as every command that acts: under sudo, judged as the user who ran it, with their credentials
-    const ctx = await ctxFor(p, `bpfd pull ${ref}`);
-    await startPolicyCompile(ctx.paths);
-    const rec = await pull(ctx, ref, { auth: p.values['registry-auth'] as string | undefined, progress: progressReporter() });
-    if (isJson(p)) printJson(imageView(rec));
-    else writeOut(imageDetail(imageView(rec)));
+    const o = { auth: p.values['registry-auth'] as string | undefined, progress: progressReporter() };
+    // the registry's round trips start now, overlapping the start-up of store and policy (not under
+    // sudo); the pull uses nothing of them before the policy allows it
+    const early = (await import('../core/image-fetch.js')).prefetchImage(ref, o);
+    try {
+      // without sudo the context will have the paths of the environment: the compile starts now too
+      if (early) await startPolicyCompile((await import('../base/paths.js')).resolvePaths());
+      const { pull, imageView } = await import('../core/images.js');
+      // as every command that acts: under sudo, judged as the user who ran it, with their credentials
+      const ctx = await ctxFor(p, `bpfd pull ${ref}`);
+      if (!early) await startPolicyCompile(ctx.paths);
+      const rec = await pull(ctx, ref, o, early);
+      if (isJson(p)) printJson(imageView(rec));
+      else writeOut(imageDetail(imageView(rec)));
+    } catch (e) {
+      await early?.stop();
+      throw e;
+    }
   },
 });
 

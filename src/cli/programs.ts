@@ -218,14 +218,17 @@ const loadImage = bpfdCommand({
     }
     const { loadImage: load } = await import('../core/images.js');
     const ctx = await ctxFor(p, `bpfd load image --image-url ${v['image-url'] as string} --name ${v.name as string}`);
-    await startPolicyCompile(ctx.paths);
-    const view = await load(ctx, {
+    // the load looks the image up and sends IfNotPresent's HEAD request before the policy module is
+    // read: it compiles while the registry answers (the load consults it only after that answer)
+    const loading = load(ctx, {
       image: v['image-url'] as string,
       pullPolicy: policy as PullPolicy,
       registryAuth: v['registry-auth'] as string | undefined,
       ...loadRequestOf(p),
     });
-    printLoaded(p, view);
+    loading.catch(() => undefined);
+    await startPolicyCompile(ctx.paths);
+    printLoaded(p, await loading);
   },
 });
 

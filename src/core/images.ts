@@ -4,13 +4,14 @@ import { type Context, requireRoot } from './context.js';
 import { BpfdError, failed, invalidInput, notFound } from '../base/errors.js';
 import type { ProgramView } from './view.js';
 import type { DryRunResult, LoadFileRequest } from './programs.js';
-import { timed, timedSync } from '../base/timings.js';
+import { mark, timed, timedSync } from '../base/timings.js';
 import { checkpoint } from '../base/test-hooks.js';
 import { parseBpfElf, type BpfElf } from '../loader/elf.js';
 import { keySetId, keysDir, trustedKeys, verifySignatures } from '../oci/cosign.js';
 import { checkListed } from '../oci/labels.js';
 import { MAX_LAYER_BYTES, objectFromLayer } from '../oci/layer.js';
 import { currentDigest, pullImage, type PulledImage, type RegistryOptions } from '../oci/pull.js';
+import { credentialScope, startFetch, type EarlyFetch } from './image-fetch.js';
 import { parseReference, pinned, type ImageReference } from '../oci/reference.js';
 import { sha256Digest } from '../oci/verified.js';
 import type { PolicyImage } from '../policy/input.js';
@@ -85,20 +86,52 @@ export function currentSignature(ctx: Context, rec: ImageRecord): ImageRecord {
 }
 
 /**
- * Whose registry credentials a request may use: root's own (BPFD_REGISTRY_AUTH, root's credential
- * files) only when root asks. A user under sudo or a client of the service brings their own
- * (--registry-auth, BytecodeImage.username/password), or pulls anonymously.
+ * Whether a pull may ask the registry while the policy decides: only in the caller's own process
+ * (`via: cli`, root or not), which could ask the registry itself anyway. Under sudo and through
+ * the service, bpfd acts for someone else with privileges of its own, and asks the registry only
+ * once the policy has allowed the pull: a caller it denies makes it connect nowhere.
  */
-function credentialScope(ctx: Context, o: RegistryOptions): RegistryOptions {
-  return ctx.subject.uid === 0 ? o : { ...o, ownCredentialsOnly: true };
+const fetchWhileDeciding = (ctx: Context) => ctx.subject.via === 'cli';
+
+/**
+ * Fetches and verifies an image for a pull, the policy's decision first. In the caller's own
+ * process (fetchWhileDeciding) the requests go out before it (`early`, sent by the command before
+ * the store loaded, or sent here), and the policy decides once the blobs are asked for, while they
+ * come (their requests wait on the manifest's answer, which the decision would hold up). Either
+ * way the decision is logged before anything is written to the cache, and a deny stops the
+ * requests in flight and is the error reported, whatever the registry answered.
+ */
+async function decideAndFetch(ctx: Context, ref: ImageReference, o: RegistryOptions, early?: EarlyFetch): Promise<PulledImage> {
+  const decide = () => gate(ctx, { action: 'pull', image: policyImage(ref, null), application: null, metadata: {} });
+  if (!fetchWhileDeciding(ctx)) {
+    await early?.stop();
+    await decide();
+    return timed('pull', () => pullImage(ref, o));
+  }
+  const f = early ?? startFetch(ref, o);
+  try {
+    // a manifest already answered asks for the blobs first; one still on its way does not hold
+    // the decision up (a registry that does not answer must not delay a deny)
+    await Promise.race([f.blobsRequested, new Promise((resolve) => setImmediate(resolve))]);
+    await decide();
+  } catch (e) {
+    await f.stop();
+    throw e;
+  }
+  mark('pull decided');
+  f.allow();
+  return f.fetching;
 }
 
-/** Pulls (policy action `pull`), verifies and caches an image; the index commits last. */
-export async function pull(ctx: Context, refText: string, given: RegistryOptions = {}): Promise<ImageRecord> {
-  const o = credentialScope(ctx, given);
-  const ref = parseReference(refText);
-  await gate(ctx, { action: 'pull', image: policyImage(ref, null), application: null, metadata: {} });
-  const img = await timed('pull', () => pullImage(ref, o));
+/**
+ * Pulls (policy action `pull`), verifies and caches an image; the index commits last. `early`:
+ * the fetch of the same reference that `bpfd pull` started before the context (prefetchImage).
+ */
+export async function pull(ctx: Context, refText: string, given: RegistryOptions = {}, early?: EarlyFetch): Promise<ImageRecord> {
+  const o = credentialScope(ctx.subject.uid, given);
+  const ref = early?.ref ?? parseReference(refText);
+  mark('pull');
+  const img = await decideAndFetch(ctx, ref, o, early);
   const object = { digest: sha256Digest(img.object), size: img.object.length };
   const dir = ctx.paths.stateDir;
   const staged: StagedBlob[] = [];
@@ -113,6 +146,7 @@ export async function pull(ctx: Context, refText: string, given: RegistryOptions
       staged.push(stageBlob(dir, img.digest, img.manifest.bytes));
       if (img.index && img.indexDigest) staged.push(stageBlob(dir, img.indexDigest, img.index.bytes));
     });
+    mark('staged');
     return timedSync('cache index', () => recordImage(ctx.store(), dir, staged, imageRecordOf(ref, img, object), ref.canonical));
   } catch (e) {
     discardStaged(staged);
@@ -181,7 +215,7 @@ async function stillCurrent(cached: ImageRecord, tag: Promise<TagAnswer>): Promi
  * answer, the cached image is used. Never uses only the cache.
  */
 export async function ensureImage(ctx: Context, refText: string, policy: PullPolicy, given: RegistryOptions = {}): Promise<{ ref: ImageReference; rec: ImageRecord }> {
-  const o = credentialScope(ctx, given);
+  const o = credentialScope(ctx.subject.uid, given);
   const ref = parseReference(refText);
   const { cached, tag } = lookUp(ctx, ref, policy, o);
   if (cached && (!tag || (await stillCurrent(cached, tag)))) return { ref, rec: cached };
@@ -226,9 +260,10 @@ export interface LoadImageRequest extends Omit<LoadFileRequest, 'path'> {
  */
 export async function loadImage(ctx: Context, req: LoadImageRequest): Promise<ProgramView | DryRunResult> {
   requireRoot('bpfd load');
-  const o = credentialScope(ctx, { auth: req.registryAuth });
+  const o = credentialScope(ctx.subject.uid, { auth: req.registryAuth });
   const ref = parseReference(req.image);
   const { cached, tag } = lookUp(ctx, ref, req.pullPolicy, o);
+  mark('image looked up');
   const { programIn, loadObject } = await import('./programs.js');
   const { reconcile } = await import('./reconcile.js');
   const prepare = (found: ImageRecord) => {
@@ -248,6 +283,7 @@ export async function loadImage(ctx: Context, req: LoadImageRequest): Promise<Pr
     }
     if (tag && !(await stillCurrent(cached, tag))) ready = null;
     else if (refused) throw refused;
+    mark('tag checked');
   }
   ready ??= prepare(await pull(ctx, req.image, o));
   const { rec, elf, program } = ready;

@@ -10,6 +10,8 @@ export interface ClientOptions {
   /** how long a request may wait for the registry to answer (and between body chunks) */
   timeoutMs: number;
   env?: NodeJS.ProcessEnv;
+  /** stops every request in flight and any later one (a pull the policy denied meanwhile) */
+  signal?: AbortSignal;
 }
 
 export interface RequestOptions {
@@ -66,8 +68,10 @@ export class RegistryClient {
   #auth: string | null = null;
   #authScope: 'pull' | 'push' | null = null;
   readonly #insecure: boolean;
+  readonly #signal: AbortSignal | undefined;
 
   constructor(o: ClientOptions) {
+    this.#signal = o.signal;
     this.registry = o.registry;
     this.repository = o.repository;
     this.#credential = o.credential;
@@ -115,8 +119,14 @@ export class RegistryClient {
       clearTimeout(timer);
       timer = setTimeout(() => ctrl.abort(), this.#timeoutMs);
     };
-    const done = () => clearTimeout(timer);
+    const stop = () => ctrl.abort();
+    const done = () => {
+      clearTimeout(timer);
+      this.#signal?.removeEventListener('abort', stop);
+    };
     touch();
+    if (this.#signal?.aborted) stop();
+    else this.#signal?.addEventListener('abort', stop, { once: true });
     const ownHost = new URL(this.base).host;
     let target = url;
     try {
@@ -146,6 +156,7 @@ export class RegistryClient {
 
   #networkError(e: unknown): BpfdError {
     if (e instanceof BpfdError) return e;
+    if (this.#signal?.aborted) return failed(`the request to registry ${this.registry} was stopped`);
     const err = e as Error & { cause?: { code?: string; message?: string } };
     if (err.name === 'AbortError' || err.name === 'TimeoutError') {
       return failed(`registry ${this.registry} did not answer within ${this.#timeoutMs / 1000} s`, ['check that it is up and reachable; BPFD_REGISTRY_TIMEOUT sets the wait in seconds']);
@@ -172,7 +183,8 @@ export class RegistryClient {
     }
     if (params.service) realm.searchParams.set('service', params.service);
     realm.searchParams.set('scope', `repository:${this.repository}:${scope === 'push' ? 'pull,push' : 'pull'}`);
-    const ctrl = AbortSignal.timeout(this.#timeoutMs);
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const ctrl = this.#signal ? AbortSignal.any([timeout, this.#signal]) : timeout;
     let res: Response;
     try {
       res = await fetch(realm, {
@@ -182,6 +194,7 @@ export class RegistryClient {
       });
     } catch (e) {
       const err = e as Error;
+      if (this.#signal?.aborted) throw failed(`the request to the token service of registry ${this.registry} was stopped`);
       if (err.name === 'AbortError' || err.name === 'TimeoutError') throw failed(`the token service of registry ${this.registry} (${realm.host}) did not answer within ${this.#timeoutMs / 1000} s`);
       throw failed(`cannot reach the token service of registry ${this.registry} (${realm.host}): ${(err as { cause?: { code?: string } }).cause?.code ?? err.message}`);
     }

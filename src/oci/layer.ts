@@ -13,6 +13,18 @@ const gunzipSync: typeof import('node:zlib').gunzipSync = (b, o) => loadZlib().g
 /** Loads node:zlib now: a pull calls it while its first request is in flight. */
 export const preloadGunzip = (): void => void loadZlib();
 
+/**
+ * The output chunk for gunzip: the size the gzip trailer declares (ISIZE, the last member's size
+ * modulo 2^32), so that a layer unpacks into one buffer rather than 16 KiB pieces joined at the
+ * end (~4x the time and the memory touched for a 1 MiB layer). Only a hint: a false one costs a
+ * larger or more chunks, never more than the cap, which maxOutputLength enforces.
+ */
+function gunzipChunk(gz: Buffer, max: number): number {
+  const declared = gz.length >= 18 ? gz.readUInt32LE(gz.length - 4) : 0;
+  // one byte over: output that fills the chunk exactly would make zlib ask for another
+  return Math.max(64, Math.min(Math.max(declared + 1, 64 * 1024), max));
+}
+
 const EM_BPF = 247;
 const ET_REL = 1;
 
@@ -137,7 +149,7 @@ export function objectFromLayer(layer: Buffer, mediaType = '', max = MAX_LAYER_B
   let bytes = layer;
   if (isGzip(bytes)) {
     try {
-      bytes = gunzipSync(bytes, { maxOutputLength: max });
+      bytes = gunzipSync(bytes, { maxOutputLength: max, chunkSize: gunzipChunk(bytes, max) });
     } catch (e) {
       const err = e as Error & { code?: string };
       if (err.code === 'ERR_BUFFER_TOO_LARGE' || /Cannot create a Buffer larger|maxOutputLength/i.test(err.message)) {

@@ -6,6 +6,7 @@ import { parseLabels, type ImageLabels } from './labels.js';
 import { MAX_LAYER_BYTES, objectFromLayer, preloadGunzip } from './layer.js';
 import { fetchBlob, fetchManifest, headDigest, MAX_JSON_BYTES, type Descriptor } from './manifest.js';
 import type { ImageReference } from './reference.js';
+import { mark } from '../base/timings.js';
 
 /** Everything a pull fetched and verified; nothing of it is stored yet. */
 export interface PulledImage {
@@ -36,6 +37,10 @@ export interface RegistryOptions {
   ownCredentialsOnly?: boolean;
   env?: NodeJS.ProcessEnv;
   progress?: (what: string, got: number, total: number) => void;
+  /** stops the pull's requests (core: a pull the policy denied while it fetched) */
+  signal?: AbortSignal;
+  /** called once the requests for config, layer and signatures are sent */
+  blobsRequested?: () => void;
 }
 
 export const registryTimeoutMs = (env: NodeJS.ProcessEnv = process.env) => {
@@ -63,6 +68,7 @@ export function clientFor(ref: ImageReference, o: RegistryOptions): RegistryClie
     credential: credentialFor(ref.registry, ref.repository, o.auth, env, o.ownCredentialsOnly),
     timeoutMs: registryTimeoutMs(env),
     env,
+    signal: o.signal,
   });
 }
 
@@ -80,21 +86,26 @@ export async function currentDigest(ref: ImageReference, o: RegistryOptions): Pr
 export async function pullImage(ref: ImageReference, o: RegistryOptions = {}): Promise<PulledImage> {
   const max = maxLayerBytes(o.env ?? process.env);
   const client = clientFor(ref, o);
-  const manifest = fetchManifest(client, ref.digest ?? ref.tag ?? 'latest');
-  // the runtime's HTTP client works on its own thread: load the unpacker meanwhile
-  preloadGunzip();
-  const m = await manifest;
+  const m = await fetchManifest(client, ref.digest ?? ref.tag ?? 'latest');
+  mark('manifest');
   const configDesc = m.manifest.config;
   const layerDesc = m.manifest.layers[0];
   const signed = [m.index?.digest, m.digest].filter((d): d is string => !!d);
   // config, layer and signatures at once: a pull is mostly round trips to the registry
-  const [config, layer, ...sigs] = await Promise.all([
+  const blobs = Promise.all([
     fetchBlob(client, configDesc, MAX_JSON_BYTES, 'config'),
     fetchBlob(client, layerDesc, max, 'layer', (got, total) => o.progress?.(`layer ${layerDesc.digest.slice(7, 19)}`, got, total)),
     ...signed.map((d) => fetchSignatures(client, d)),
   ]);
+  o.blobsRequested?.();
+  // the runtime's HTTP client works on its own thread: load the unpacker while the blobs come (not
+  // before the manifest's answer: the requests for them wait on it, and the main thread reads it)
+  preloadGunzip();
+  const [config, layer, ...sigs] = await blobs;
+  mark('blobs');
   const labels = parseLabels(config);
   const { entry, object } = objectFromLayer(layer, layerDesc.mediaType, max);
+  mark('unpacked');
   const signatures: StoredSignature[] = sigs.flat();
   if (!m.digest) throw failed(`${ref.canonical}: the registry gave no manifest digest`);
   return {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BPFD, fixture, makeEnv, needsRoot, progGone, type Env } from '../helpers/bpfd.js';
@@ -311,6 +312,32 @@ describe('load image from a registry without auth (docker-registry, images pushe
     assert.ok(!env.run('images', '-o', 'json').json().some((i: any) => i.digest === bytecode.digest), 'gone from the list');
     const never = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach());
     assert.equal(never.status, 4, never.stderr);
+  });
+
+  test('a pull the policy denies is refused and caches nothing; what it asked the registry meanwhile is stopped, even from one that never answers', async () => {
+    // run as root in its own process, a pull asks the registry while the policy decides
+    const ref = `${reg.host}/net/denied:v1`;
+    pushWithSkopeo(ref, { object: fixture('xdp_drop.o'), uniqueFile: 'denied.txt' });
+    // accepts connections and never answers: a request not stopped would wait out the hour below
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    const denied = makeEnv({ BPFD_KEYS_DIR: '/nonexistent', BPFD_REGISTRY_TIMEOUT: '3600' });
+    try {
+      writeFileSync(denied.env.BPFD_POLICY_DATA!, JSON.stringify({ root_allowed: false }));
+      for (const target of [ref, `127.0.0.1:${port}/net/denied:v1`]) {
+        const r = denied.run('pull', target);
+        assert.equal(r.status, 3, `${target}: ${r.stderr}`);
+        assert.match(r.stderr, /^bpfd: denied by policy\n {2}uid 0 \(root\)/, target);
+      }
+      assert.deepEqual(cachedBlobs(denied), [], 'nothing written to the cache');
+      assert.deepEqual(denied.run('images', '-o', 'json').json(), []);
+      const log = denied.run('policy', 'log', '-o', 'json').json() as Array<{ action: string; allow: boolean }>;
+      assert.deepEqual(log.filter((d) => d.action === 'pull').map((d) => d.allow), [false, false], 'both decisions logged');
+    } finally {
+      denied.cleanup();
+      silent.close();
+    }
   });
 
   test('--persist restores from the cached image after a reboot, with the registry stopped', () => {

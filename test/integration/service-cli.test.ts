@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -229,6 +230,30 @@ describe('sudo: the user who ran it is the subject', { skip }, () => {
     const pulls = log.filter((d) => d.action === 'pull');
     assert.ok(pulls.length > 0, `a pull decision is logged: ${r.stderr}`);
     assert.deepEqual([pulls[0].subject.uid, pulls[0].subject.via], [uid, 'sudo'], 'the newest pull decision names the user, via sudo');
+  });
+
+  test('a pull under sudo that the policy denies asks the registry nothing: the decision comes first', async () => {
+    const saved = host.exec(['cat', data]);
+    let connections = 0;
+    const registry = createServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((resolve) => registry.listen(0, '127.0.0.1', resolve));
+    const port = (registry.address() as AddressInfo).port;
+    try {
+      assert.equal(host.exec(['sh', '-c', `echo '{"grants": [{"name": "loaders", "groups": ["${name}"], "actions": ["load"]}]}' > ${data}`]).status, 0);
+      const r = viaSudo(['pull', `127.0.0.1:${port}/sudo-test/denied:v1`]);
+      assert.equal(r.status, 3, r.stderr);
+      assert.match(r.stderr, /action "pull" is not granted/);
+      // a connection made while bpfd ran waits in the listen queue until this loop runs again
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(connections, 0, 'no connection to the registry');
+    } finally {
+      registry.close();
+      if (saved.status === 0) host.exec(['sh', '-c', `printf '%s' '${saved.stdout.trim()}' > ${data}`]);
+      else host.exec(['rm', '-f', data]);
+    }
   });
 
   test('their own policy data through the environment (sudo -E) is refused, naming the variable', () => {
