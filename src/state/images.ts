@@ -77,7 +77,9 @@ let staging = 0;
 export function stageBlob(stateDir: string, digest: string, bytes: Buffer, durable = true): StagedBlob {
   const file = blobPath(stateDir, digest);
   if (existsSync(file)) return { digest, tmp: null };
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const made = mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  // a cache made just now: its directories' own entries must last too (the first pull's blobs)
+  if (made) for (let d = path.dirname(file); d.length >= made.length; d = path.dirname(d)) fsyncDir(path.dirname(d));
   // unique in the process too: the service may pull the same blob twice at once
   const tmp = `${file}.tmp-${process.pid}-${++staging}`;
   const fd = openSync(tmp, 'w', 0o600);
@@ -99,6 +101,16 @@ export function discardStaged(staged: StagedBlob[]): void {
 }
 
 const alive = (pid: number) => existsSync(`/proc/${pid}`);
+
+/** fsync of a directory: the entries made, renamed or removed in it are on disk once it returns. */
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /**
  * Removes cache files no image record names: blobs a killed pull moved into place but never
@@ -151,6 +163,9 @@ export function recordImage(store: Store, stateDir: string, staged: StagedBlob[]
       if (b.tmp) renameSync(b.tmp, file);
       else if (!existsSync(file)) throw failed(`blob ${b.digest} left the cache while the image was pulled (bpfd images rm at the same time?)`, ['pull again']);
     }
+    // the renames last before the record naming them does: a crash must not leave a cached
+    // image whose blobs are gone (a --persist program restores from them, with no network)
+    if (staged.some((b) => b.tmp)) fsyncDir(path.dirname(blobPath(stateDir, staged[0].digest)));
     // blobs in place, index not yet: a pull killed here must not look cached
     checkpoint('pull:after-blobs');
     const before = d.refs.get(reference);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -115,6 +115,28 @@ describe('load image from a registry without auth (docker-registry, images pushe
     const unlisted = env.run('load', 'image', '--image-url', ref, '--name', 'xdp_drop', '--pull-policy', 'Never', ...attach());
     assert.equal(unlisted.status, 2, unlisted.stderr);
     assert.match(unlisted.stderr, /function xdp_drop is not one of the programs image .* lists/);
+  });
+
+  test('a pull makes its blobs durable before the record naming them: the cache directory is fsynced after the renames, before the index commit', () => {
+    pushWithSkopeo(`${reg.host}/net/durable:v1`, { object: fixture('xdp_pass.o'), uniqueFile: 'durable.bin' });
+    const trace = path.join(env.dir, 'pull.strace');
+    const r = spawnSync('strace', ['-f', '-e', 'trace=openat,fsync,fdatasync,rename,renameat,renameat2', '-o', trace, BPFD, 'pull', `${reg.host}/net/durable:v1`], { env: env.env, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const lines = readFileSync(trace, 'utf8').split('\n');
+    const blobs = path.join(env.env.BPFD_STATE_DIR!, 'oci', 'blobs', 'sha256');
+    let lastRename = -1;
+    lines.forEach((l, i) => {
+      if (/rename/.test(l) && l.includes(blobs)) lastRename = i;
+    });
+    assert.ok(lastRename >= 0, 'the blobs were renamed into place');
+    // the directory opened after the renames, fsynced, and only then the store's commit
+    const opened = lines.findIndex((l, i) => i > lastRename && l.includes(`openat(AT_FDCWD, "${blobs}"`));
+    assert.ok(opened > lastRename, `the cache directory is opened after the renames:\n${lines.slice(lastRename, lastRename + 8).join('\n')}`);
+    const fd = /= (\d+)$/.exec(lines[opened].trim())?.[1];
+    const synced = lines.findIndex((l, i) => i > opened && new RegExp(`fsync\\(${fd}\\)`).test(l));
+    assert.ok(synced > opened, 'and fsynced');
+    const commit = lines.findIndex((l, i) => i > lastRename && /fdatasync\(/.test(l));
+    assert.ok(commit > synced, 'before the index commit syncs the store');
   });
 
   test('a blob whose bytes do not match its digest, and a truncated one: refused, nothing cached, nothing loaded', () => {
