@@ -109,7 +109,7 @@ function setData(key: string, engine: Engine, data: PolicyData, dataStamp: strin
   } catch (e) {
     // A trap leaves the instance in an unknown state: this request denies, the next reloads.
     engines.delete(key);
-    const why = e instanceof WebAssembly.RuntimeError && engine.module.fuel.value === 0n ? outOfFuel(fuel) : message(e);
+    const why = e instanceof WebAssembly.RuntimeError && engine.module.fuelLeft() === 0n ? outOfFuel(fuel) : message(e);
     engine.data = { path: data.path, ok: false, error: `policy data ${data.path} cannot be loaded into the policy: ${why}` };
   }
 }
@@ -151,7 +151,7 @@ export async function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 
   } catch (e) {
     // Whatever state the instance was left in, do not evaluate with it again.
     engines.delete(key);
-    if (e instanceof WebAssembly.RuntimeError && engine.module.fuel.value === 0n) {
+    if (e instanceof WebAssembly.RuntimeError && engine.module.fuelLeft() === 0n) {
       return decided(deny(outOfFuel(fuel)), sha, json, started);
     }
     return decided(deny(`policy evaluation failed: ${message(e)}`), sha, json, started);

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
-import { addFuel, FUEL_EXPORT, WasmRewriteError } from './wasm-fuel.js';
+import { addFuel, FUEL_GET_EXPORT, FUEL_SET_EXPORT, LEGACY_FUEL_EXPORT, WasmRewriteError } from './wasm-fuel.js';
 import { sha256Hex } from '../base/sha256.js';
 import { dataDepthProblem, dataFileProblem } from './data-limits.js';
 import { timed, timedSync } from '../base/timings.js';
@@ -31,11 +31,11 @@ export class PolicyUnavailable extends Error {
 }
 
 /**
- * Evaluation budget, in charges (one per loop iteration and per call of a function that makes
- * calls, as wasm-calls.ts chooses them). The shipped policy spends ~8,400 on a decision with 10 programs on
- * the interface (bench/policy.ts prints it). 5 million leaves it 500 times that, and stops the
- * test suite's runaway policy after ~50 ms once V8 has optimised the module, ~0.3 s while it
- * still runs baseline code (a long-running call is not tiered up).
+ * Evaluation budget, in charges (one per loop iteration and per call of a function whose calls
+ * could add up, as wasm-fuel.ts chooses them). The shipped policy spends ~8,600 on a decision with
+ * 10 programs on the interface (bench/policy.ts prints it). 5 million leaves it 500 times that,
+ * and stops the test suite's runaway policy after ~50 ms once V8 has optimised the module, ~0.3 s
+ * while it still runs baseline code (a long-running call is not tiered up).
  */
 export const DEFAULT_FUEL = 5_000_000n;
 
@@ -46,8 +46,10 @@ export interface PolicyModule {
   entrypoint: string;
   /** the entrypoint's number, as opa_eval takes it */
   entrypointId: number;
-  /** the module's remaining budget (mutable i64), set before every call into it */
-  fuel: WebAssembly.Global;
+  /** sets the module's remaining budget, before every call into it */
+  setFuel: (fuel: bigint) => void;
+  /** the module's remaining budget: 0 after a trap when it ran out */
+  fuelLeft: () => bigint;
   /** the instance's opa_eval */
   opaEval: (...args: number[]) => number;
   /** a view of the instance's memory, replaced when the memory grows (which detaches the old one) */
@@ -102,7 +104,30 @@ function compileWithFuel(path: string, bytes: Uint8Array<ArrayBuffer>): WebAssem
   }
 }
 
-const hasFuel = (m: WebAssembly.Module) => WebAssembly.Module.exports(m).some((e) => e.name === FUEL_EXPORT);
+const hasFuel = (m: WebAssembly.Module) => WebAssembly.Module.exports(m).some((e) => e.name === FUEL_SET_EXPORT || e.name === LEGACY_FUEL_EXPORT);
+
+/**
+ * The budget's accessors: the functions bpfd's rewrite exports, or, in a module built by an older
+ * bpfd, the exported global itself (slower: JavaScriptCore keeps an exported mutable global behind
+ * an indirection, which every charge pays for).
+ */
+function fuelAccess(path: string, exports: WebAssembly.Exports): Pick<PolicyModule, 'setFuel' | 'fuelLeft'> {
+  const set = exports[FUEL_SET_EXPORT];
+  const get = exports[FUEL_GET_EXPORT];
+  if (typeof set === 'function' && typeof get === 'function') {
+    return { setFuel: set as PolicyModule['setFuel'], fuelLeft: get as PolicyModule['fuelLeft'] };
+  }
+  const global = exports[LEGACY_FUEL_EXPORT];
+  if (!(FUEL_SET_EXPORT in exports) && global instanceof WebAssembly.Global && typeof global.value === 'bigint') {
+    return {
+      setFuel: (fuel) => {
+        global.value = fuel;
+      },
+      fuelLeft: () => global.value as bigint,
+    };
+  }
+  throw new PolicyUnavailable(`policy module ${path} exports ${FUEL_SET_EXPORT} or ${LEGACY_FUEL_EXPORT}, but not as the budget bpfd adds; rebuild it`);
+}
 
 // Synchronous compile when no early compile was started (prepareModule): awaited at once, the
 // async version measured ~20 ms on node against ~3 ms; it pays only when started ahead of need.
@@ -163,10 +188,7 @@ export async function loadModule(path: string): Promise<PolicyModule> {
   } catch (e) {
     throw new PolicyUnavailable(`policy module ${path} cannot be instantiated: ${message(e)}`);
   }
-  const fuel = instanceExports(policy)[FUEL_EXPORT];
-  if (!(fuel instanceof WebAssembly.Global) || typeof fuel.value !== 'bigint') {
-    throw new PolicyUnavailable(`policy module ${path} exports ${FUEL_EXPORT}, but not as the mutable i64 global bpfd adds; rebuild it`);
-  }
+  const fuel = fuelAccess(path, instanceExports(policy));
   const missing = requiredBuiltins(policy).filter((b) => !PROVIDED_BUILTINS.has(b));
   if (missing.length > 0) {
     throw new PolicyUnavailable(
@@ -177,7 +199,7 @@ export async function loadModule(path: string): Promise<PolicyModule> {
   const entrypoint = chooseEntrypoint(path, policy);
   const entrypointId = (policy.entrypoints as Record<string, number>)[entrypoint];
   const opaEval = (instanceExports(policy) as OpaExports).opa_eval;
-  return { path, sha256, policy, entrypoint, entrypointId, fuel, opaEval, view: new Uint8Array(policy.mem.buffer) };
+  return { path, sha256, policy, entrypoint, entrypointId, ...fuel, opaEval, view: new Uint8Array(policy.mem.buffer) };
 }
 
 const instanceExports = (policy: LoadedPolicy) => (policy.wasmInstance as WebAssembly.Instance).exports;
@@ -199,7 +221,7 @@ const PAGE = 65536;
  * Evaluates the entrypoint with `json` as input, within `fuel` charges, and returns the parsed
  * result set. The SDK's evaluate does the same through an intermediate buffer; this encodes the
  * input straight into the module's memory, past the data (where the SDK puts it too). A trap
- * throws: WebAssembly.RuntimeError, with `fuel.value` 0 when the budget ran out.
+ * throws: WebAssembly.RuntimeError, with `fuelLeft()` 0 when the budget ran out.
  */
 export function runPolicy(m: PolicyModule, json: string, fuel: bigint): unknown {
   const { policy } = m;
@@ -208,7 +230,7 @@ export function runPolicy(m: PolicyModule, json: string, fuel: bigint): unknown 
   const room = at + json.length * 3 - policy.mem.buffer.byteLength;
   if (room > 0) policy.mem.grow(Math.ceil(room / PAGE));
   const { written } = encoder.encodeInto(json, memory(m).subarray(at));
-  m.fuel.value = fuel;
+  m.setFuel(fuel);
   const result = m.opaEval(0, m.entrypointId, policy.dataAddr, at, written, at + written, 0);
   const mem = memory(m);
   return JSON.parse(utf8.decode(mem.subarray(result, mem.indexOf(0, result))));
@@ -223,7 +245,7 @@ function memory(m: PolicyModule): Uint8Array {
 
 /** Parses the data document into the module, within `fuel` charges. */
 export function setPolicyData(m: PolicyModule, document: Record<string, unknown>, fuel: bigint): void {
-  m.fuel.value = fuel;
+  m.setFuel(fuel);
   m.policy.setData(document);
 }
 
