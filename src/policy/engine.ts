@@ -128,23 +128,41 @@ export function resetEngines(): void {
   engines.clear();
 }
 
-/** Decides a request; records nothing (the core logs decisions: core/authorize.ts). */
-export async function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 'policy' | 'policyData'>, opts: EvaluateOptions = {}): Promise<Decision> {
-  const started = nowMs();
-  const json = JSON.stringify(input);
-  const fuel = opts.fuel ?? fuelFromEnv();
-  const key = engineKey(paths);
-  const checkTime = opts.now?.() ?? started;
+/**
+ * Decides a request; records nothing (the core logs decisions: core/authorize.ts). Not an async
+ * function: a decision by an engine already loaded and checked is made at once, without the
+ * async machinery (a resolved promise is all it allocates); only a load waits.
+ */
+export function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 'policy' | 'policyData'>, opts?: EvaluateOptions): Promise<Decision> {
+  try {
+    const started = nowMs();
+    const json = JSON.stringify(input);
+    const fuel = opts?.fuel ?? fuelFromEnv();
+    const key = engineKey(paths);
+    const checkTime = opts?.now?.() ?? started;
+    const engine = freshEngine(key, checkTime);
+    if (engine) return Promise.resolve(decide(engine, key, json, fuel, started));
+    return loadAndDecide(key, paths, json, fuel, started, checkTime);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+async function loadAndDecide(key: string, paths: Pick<Paths, 'policy' | 'policyData'>, json: string, fuel: bigint, started: number, checkTime: number): Promise<Decision> {
   let engine: Engine;
   try {
-    engine = freshEngine(key, checkTime) ?? (await timed('policy module', () => engineFor(key, paths, fuel, checkTime)));
+    engine = await timed('policy module', () => engineFor(key, paths, fuel, checkTime));
   } catch (e) {
     const reason = e instanceof PolicyUnavailable ? e.message : `policy module ${paths.policy} failed to load: ${message(e)}`;
     return decided(deny(reason), moduleShaOrNull(paths.policy), json, started);
   }
+  return decide(engine, key, json, fuel, started);
+}
+
+/** The decision of a loaded engine. */
+function decide(engine: Engine, key: string, json: string, fuel: bigint, started: number): Decision {
   const sha = engine.module.sha256;
   if (!engine.data.ok) return decided(deny(engine.data.error), sha, json, started);
-
   let raw: unknown;
   try {
     raw = runPolicy(engine.module, json, fuel);

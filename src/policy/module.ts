@@ -52,8 +52,10 @@ export interface PolicyModule {
   fuelLeft: () => bigint;
   /** the instance's opa_eval */
   opaEval: (...args: number[]) => number;
-  /** a view of the instance's memory, replaced when the memory grows (which detaches the old one) */
-  view: Uint8Array;
+  /** the instance's memory as a Buffer, replaced when the memory grows (which detaches the old one) */
+  view: Buffer;
+  /** `view` from the input's address on (where runPolicy writes it) */
+  inputView: Buffer;
 }
 
 /** The parsed data document, or the reason it cannot be used. */
@@ -199,7 +201,8 @@ export async function loadModule(path: string): Promise<PolicyModule> {
   const entrypoint = chooseEntrypoint(path, policy);
   const entrypointId = (policy.entrypoints as Record<string, number>)[entrypoint];
   const opaEval = (instanceExports(policy) as OpaExports).opa_eval;
-  return { path, sha256, policy, entrypoint, entrypointId, ...fuel, opaEval, view: new Uint8Array(policy.mem.buffer) };
+  const view = Buffer.from(policy.mem.buffer as ArrayBuffer);
+  return { path, sha256, policy, entrypoint, entrypointId, ...fuel, opaEval, view, inputView: view };
 }
 
 const instanceExports = (policy: LoadedPolicy) => (policy.wasmInstance as WebAssembly.Instance).exports;
@@ -213,33 +216,39 @@ export function requiredBuiltins(policy: LoadedPolicy): string[] {
   return Object.keys(JSON.parse(Buffer.from(mem.subarray(start, mem.indexOf(0, start))).toString('utf8')) as object).sort();
 }
 
-const utf8 = new TextDecoder();
 const encoder = new TextEncoder();
 const PAGE = 65536;
 
 /**
  * Evaluates the entrypoint with `json` as input, within `fuel` charges, and returns the parsed
  * result set. The SDK's evaluate does the same through an intermediate buffer; this encodes the
- * input straight into the module's memory, past the data (where the SDK puts it too). A trap
- * throws: WebAssembly.RuntimeError, with `fuelLeft()` 0 when the budget ran out.
+ * input straight into the module's memory, past the data (where the SDK puts it too), and reads
+ * the result's JSON from there. A trap throws: WebAssembly.RuntimeError, with `fuelLeft()` 0 when
+ * the budget ran out.
  */
 export function runPolicy(m: PolicyModule, json: string, fuel: bigint): unknown {
   const { policy } = m;
   const at: number = policy.dataHeapPtr;
+  let mem = memory(m);
   // UTF-8 takes at most 3 bytes per UTF-16 unit; grow first so the encoder never truncates.
-  const room = at + json.length * 3 - policy.mem.buffer.byteLength;
-  if (room > 0) policy.mem.grow(Math.ceil(room / PAGE));
-  const { written } = encoder.encodeInto(json, memory(m).subarray(at));
+  const room = at + json.length * 3 - mem.length;
+  if (room > 0) {
+    policy.mem.grow(Math.ceil(room / PAGE));
+    mem = memory(m);
+  }
+  // The view from `at` on is kept between calls: the data, and so `at`, change only with setPolicyData.
+  if (m.inputView.byteOffset !== at) m.inputView = mem.subarray(at);
+  const { written } = encoder.encodeInto(json, m.inputView);
   m.setFuel(fuel);
   const result = m.opaEval(0, m.entrypointId, policy.dataAddr, at, written, at + written, 0);
-  const mem = memory(m);
-  return JSON.parse(utf8.decode(mem.subarray(result, mem.indexOf(0, result))));
+  mem = memory(m);
+  return JSON.parse(mem.toString('utf8', result, mem.indexOf(0, result)));
 }
 
 /** The module's memory as bytes: the cached view, unless the memory grew since (a call can grow it). */
-function memory(m: PolicyModule): Uint8Array {
-  const buffer = m.policy.mem.buffer;
-  if (m.view.buffer !== buffer) m.view = new Uint8Array(buffer);
+function memory(m: PolicyModule): Buffer {
+  const buffer = m.policy.mem.buffer as ArrayBuffer;
+  if (m.view.buffer !== buffer) m.inputView = m.view = Buffer.from(buffer);
   return m.view;
 }
 
