@@ -91,19 +91,19 @@ const FC_IMMEDIATES = [0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 1, 2, 1, 2, 1, 1, 1];
 /** A loop while the walker is inside it. */
 interface OpenLoop {
   facts: LoopFacts;
-  /** writes to each local in its body (nested loops' included once they close) */
-  writes: Map<number, number>;
+  /** where its writes to locals start in the body's log of them */
+  writesFrom: number;
   /** the local its last `br_if 0` counts down, when it does */
   countdown: { x: number } | null;
 }
 
-/** The LEB128 integer at `p` (at most 5 bytes), and where it ends. */
-function u32At(b: Uint8Array, p: number): [number, number] {
+/** The LEB128 integer at `p` (at most 5 bytes). */
+function u32At(b: Uint8Array, p: number): number {
   let n = 0;
   for (let shift = 0; ; shift += 7) {
     const byte = b[p++];
     n += (byte & 0x7f) * 2 ** shift;
-    if (!(byte & 0x80) || shift > 28) return [n, p];
+    if (!(byte & 0x80) || shift > 28) return n;
   }
 }
 
@@ -125,7 +125,9 @@ export function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer
   const open: Array<OpenLoop | null> = [null];
   const openLoops: OpenLoop[] = [];
   // loops whose body has had no control instruction yet
-  let straight: OpenLoop[] = [];
+  const straight: OpenLoop[] = [];
+  // the locals written (local.set, local.tee), in order
+  const writes: number[] = [];
   // where the last four instructions start, for a count down's `local.get; i32.const; i32.add; local.tee`
   const recent = [-1, -1, -1, -1];
   const insert = (at: number, code: Uint8Array) => {
@@ -134,8 +136,9 @@ export function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer
     copied = at;
   };
   const control = () => {
+    if (straight.length === 0) return;
     for (const l of straight) l.facts.firstCallee = -1;
-    straight = [];
+    straight.length = 0;
   };
   // A branch to label `n`: a branch back when it names a loop.
   const branch = (n: number) => {
@@ -151,28 +154,26 @@ export function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer
       case NONE:
         if (op === OP_END) {
           control();
-          if (open.pop()) closeLoop(openLoops.pop()!, openLoops[openLoops.length - 1]);
+          if (open.pop()) closeLoop(openLoops.pop()!, writes);
         } else if (op === OP_RETURN || op === OP_UNREACHABLE || op === 0x05) control(); // 0x05: else
         break;
       case LEB: {
         if (op === OP_LOCAL_SET || op === OP_LOCAL_TEE) {
-          const [x] = u32At(b, p);
-          const inner = openLoops[openLoops.length - 1];
-          inner?.writes.set(x, (inner.writes.get(x) ?? 0) + 1);
+          if (openLoops.length > 0) writes.push(u32At(b, p));
         } else if (op === OP_BR || op === OP_BR_IF) {
           control();
-          const [n] = u32At(b, p);
+          const n = u32At(b, p);
           branch(n);
           const inner = open[open.length - 1];
           if (op === OP_BR_IF && n === 0 && inner) inner.countdown = countdown(b, recent, instructions);
         } else if (op === OP_CALL || op === OP_RETURN_CALL) {
-          const [callee] = u32At(b, p);
+          const callee = u32At(b, p);
           const defined = callee - importedFunctions;
           if (defined < 0) opaque = true;
           else callees.push(defined);
           if (op === OP_CALL && defined >= 0) {
             for (const l of straight) l.facts.firstCallee = defined;
-            straight = [];
+            straight.length = 0;
           } else control();
         }
         while (b[p++] & 0x80);
@@ -197,7 +198,7 @@ export function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer
         }
         const code = loopCode?.[loops.length];
         const facts: LoopFacts = { backEdges: 0, counter: -1, firstCallee: -1 };
-        const loop: OpenLoop = { facts, writes: new Map(), countdown: null };
+        const loop: OpenLoop = { facts, writesFrom: writes.length, countdown: null };
         loops.push(facts);
         open.push(loop);
         openLoops.push(loop);
@@ -208,13 +209,12 @@ export function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer
       }
       case BR_TABLE: {
         control();
-        let [n, q] = u32At(b, p);
-        for (let i = 0; i <= n && q < end; i++) {
-          let label: number;
-          [label, q] = u32At(b, q);
-          branch(label);
+        const n = u32At(b, p);
+        while (b[p++] & 0x80);
+        for (let i = 0; i <= n && p < end; i++) {
+          branch(u32At(b, p));
+          while (b[p++] & 0x80);
         }
-        p = q;
         break;
       }
       case MEMARG: {
@@ -259,22 +259,28 @@ export function rewriteBody(b: Uint8Array, start: number, end: number, w: Writer
  * last four instructions start, by instruction number modulo 4.
  */
 function countdown(b: Uint8Array, recent: number[], at: number): { x: number } | null {
-  const [get, minusOne, add, tee] = [at - 4, at - 3, at - 2, at - 1].map((i) => recent[i & 3]);
+  const get = recent[(at - 4) & 3];
+  const minusOne = recent[(at - 3) & 3];
+  const add = recent[(at - 2) & 3];
+  const tee = recent[(at - 1) & 3];
   if (get < 0 || b[get] !== OP_LOCAL_GET || b[minusOne] !== OP_I32_CONST || b[minusOne + 1] !== 0x7f || b[add] !== OP_I32_ADD || b[tee] !== OP_LOCAL_TEE) return null;
   if (minusOne !== add - 2 || tee !== add + 1) return null; // one-byte -1, nothing between
-  const [x, afterGet] = u32At(b, get + 1);
-  const [y] = u32At(b, tee + 1);
-  return x === y && afterGet === minusOne ? { x } : null;
+  const x = u32At(b, get + 1);
+  let afterGet = get + 1;
+  while (b[afterGet++] & 0x80);
+  return x === u32At(b, tee + 1) && afterGet === minusOne ? { x } : null;
 }
 
 /**
  * A loop's `end`: it counts down when a count down's `br_if 0` is its only branch back and the tee
- * before it the only write to the counter in its body. Then between two passes of that branch the
- * counter goes down by exactly one, and the loop goes round again only while it is not zero.
- * Its writes count for the loop around it.
+ * before it the only write to the counter in its body (`writes` from where the loop began, nested
+ * loops included). Then between two passes of that branch the counter goes down by exactly one,
+ * and the loop goes round again only while it is not zero.
  */
-function closeLoop(loop: OpenLoop, outer: OpenLoop | undefined): void {
+function closeLoop(loop: OpenLoop, writes: number[]): void {
   const c = loop.countdown;
-  if (c && loop.facts.backEdges === 1 && loop.writes.get(c.x) === 1) loop.facts.counter = c.x;
-  if (outer) for (const [x, n] of loop.writes) outer.writes.set(x, (outer.writes.get(x) ?? 0) + n);
+  if (!c || loop.facts.backEdges !== 1) return;
+  let n = 0;
+  for (let i = loop.writesFrom; i < writes.length; i++) if (writes[i] === c.x) n++;
+  if (n === 1) loop.facts.counter = c.x;
 }
