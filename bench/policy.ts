@@ -7,8 +7,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { evaluate, resetEngines } from '../src/policy/engine.js';
 import type { PolicyInput } from '../src/policy/input.js';
-import { DEFAULT_FUEL, loadModule, runPolicy, setPolicyData } from '../src/policy/module.js';
-import { FUEL_EXPORT } from '../src/policy/wasm-fuel.js';
+import { DEFAULT_FUEL, loadModule, runPolicy, setPolicyData, type PolicyModule } from '../src/policy/module.js';
+import { FUEL_SET_EXPORT } from '../src/policy/wasm-fuel.js';
 
 /**
  * Policy cost, the two figures issues 4 and 10 set targets for, each beside its reference in the
@@ -17,8 +17,10 @@ import { FUEL_EXPORT } from '../src/policy/wasm-fuel.js';
  *    already on the interface: evaluate() as bpfd runs it (budget included, input serialised)
  *    against OPA's own opa_eval of its own module with the input already in memory (target: at
  *    most 1.3x, p99 under 100 us). Between them, to say where the difference goes: opa_eval of
- *    bpfd's module (the budget alone), the SDK's evaluate, JSON.stringify of the input. The cases
- *    run interleaved, in rounds, so that a noisy neighbour weighs on all of them alike.
+ *    bpfd's module (the budget alone), the SDK's evaluate, JSON.stringify of the input; then,
+ *    in rounds of their own, the budget with the input written and the result read as bpfd does
+ *    (runPolicy), and bpfd's JavaScript alone (evaluate's work on OPA's own module, no budget).
+ *    The cases run interleaved, in rounds, so that a noisy neighbour weighs on all of them alike.
  *  - the policy's share of a cold `bpfd load` (target < 5 ms): BPFD_TIMINGS of `bpfd load
  *    --dry-run`, where the module compiles in the background from the start of the command, so
  *    the share is what the user waits for; beside it the process's CPU time, and in fresh
@@ -96,7 +98,7 @@ type OpaExports = Record<string, (...a: number[]) => number>;
  */
 function opaEvalDirect(policy: LoadedPolicy, json: string): { evalOnce: () => number; parseOnce: () => number } {
   const ex = (policy.wasmInstance as WebAssembly.Instance).exports as OpaExports;
-  const fuel = (policy.wasmInstance as WebAssembly.Instance).exports[FUEL_EXPORT] as WebAssembly.Global | undefined;
+  const setFuel = (policy.wasmInstance as WebAssembly.Instance).exports[FUEL_SET_EXPORT] as ((fuel: bigint) => void) | undefined;
   const input = new TextEncoder().encode(json);
   const at: number = policy.dataHeapPtr;
   const heap = at + input.length;
@@ -105,9 +107,9 @@ function opaEvalDirect(policy: LoadedPolicy, json: string): { evalOnce: () => nu
   new Uint8Array(policy.mem.buffer).set(input, at);
   const entrypoint = (policy.entrypoints as Record<string, number>)['bpfd/authz/decision'];
   const dataAddr: number = policy.dataAddr;
-  const evalOnce = fuel
+  const evalOnce = setFuel
     ? () => {
-        fuel.value = DEFAULT_FUEL;
+        setFuel(DEFAULT_FUEL);
         return ex.opa_eval(0, entrypoint, dataAddr, at, input.length, heap, 0);
       }
     : () => ex.opa_eval(0, entrypoint, dataAddr, at, input.length, heap, 0);
@@ -122,6 +124,21 @@ function opaEvalDirect(policy: LoadedPolicy, json: string): { evalOnce: () => nu
   };
   if (parseOnce() === 0) throw new Error('opa_json_parse rejected the bench input');
   return { evalOnce, parseOnce };
+}
+
+/**
+ * OPA's own module (no budget) as runPolicy takes a module: what bpfd's JavaScript costs around
+ * a decision (serialising the input, writing it into the module's memory, reading the result),
+ * the budget aside.
+ */
+function withoutBudget(policy: LoadedPolicy, data: Record<string, unknown>): PolicyModule {
+  policy.setData(data);
+  const view = Buffer.from(policy.mem.buffer as ArrayBuffer);
+  const entrypoint = 'bpfd/authz/decision';
+  return {
+    path: POLICY_OPA, sha256: '', policy, entrypoint, entrypointId: (policy.entrypoints as Record<string, number>)[entrypoint],
+    setFuel: () => {}, fuelLeft: () => 0n, opaEval: ((policy.wasmInstance as WebAssembly.Instance).exports as OpaExports).opa_eval, view, inputView: view,
+  };
 }
 
 /**
@@ -211,6 +228,10 @@ export async function benchPolicy(): Promise<string[]> {
   const bytes = new TextEncoder().encode(json).buffer as ArrayBuffer;
   const reference = opaEvalDirect(plain, json);
   const withBudget = opaEvalDirect(budgeted, json);
+  const module = await loadModule(POLICY);
+  setPolicyData(module, data, DEFAULT_FUEL);
+  runPolicy(module, json, DEFAULT_FUEL);
+  const spent = DEFAULT_FUEL - module.fuelLeft();
   const [opa, fuelled, raw, bpfd, stringify, parse] = await interleaved(20000, [
     reference.evalOnce,
     withBudget.evalOnce,
@@ -219,13 +240,17 @@ export async function benchPolicy(): Promise<string[]> {
     () => JSON.stringify(input),
     reference.parseOnce,
   ]);
+  // Where the rest goes, measured after the cases above so that runPolicy, called here on two
+  // modules, is as evaluate() alone had it when it was measured; against the reference again.
+  const unbudgeted = withoutBudget(sdk.loadPolicySync(readFileSync(POLICY_OPA)), data);
+  const [opa2, written, jsAlone] = await interleaved(10000, [
+    reference.evalOnce,
+    () => runPolicy(module, json, DEFAULT_FUEL),
+    () => runPolicy(unbudgeted, JSON.stringify(input), DEFAULT_FUEL),
+  ]);
 
-  const module = await loadModule(POLICY);
-  setPolicyData(module, data, DEFAULT_FUEL);
-  runPolicy(module, json, DEFAULT_FUEL);
-  const spent = DEFAULT_FUEL - (module.fuel.value as bigint);
   const mark = (ok: boolean) => (ok ? 'met' : 'MISSED');
-  const x = (l: Latency) => `${(l.p50 / opa.p50).toFixed(2)}x`;
+  const x = (l: Latency, ref = opa) => `${(l.p50 / ref.p50).toFixed(2)}x`;
   const ratio = bpfd.p50 / opa.p50;
   lines.push(
     `policy decision latency, shipped policy, netops data, 10 programs on the interface (${Buffer.byteLength(json)} bytes of input JSON), interleaved, same run:`,
@@ -235,6 +260,9 @@ export async function benchPolicy(): Promise<string[]> {
     `  evaluate() as bpfd runs it, budget included            ${p50p99(bpfd)}   ${x(bpfd)}: target <= ${RATIO_TARGET}x ${mark(ratio <= RATIO_TARGET)}, p99 < ${P99_TARGET_US} us ${mark(bpfd.p99 < P99_TARGET_US)}`,
     `  of which in JS: JSON.stringify of the input alone       ${p50p99(stringify)}`,
     `  and inside opa_eval: opa_json_parse of the input        ${p50p99(parse)}`,
+    `  where the rest goes, after (against the reference again, ${p50p99(opa2)}):`,
+    `    the budget + input written, result read (runPolicy, input JSON given)  ${p50p99(written)}   ${x(written, opa2)}`,
+    `    bpfd's JS alone: JSON.stringify + runPolicy on OPA's module, no budget  ${p50p99(jsAlone)}   ${x(jsAlone, opa2)}`,
   );
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bpfd-bench-policy-'));

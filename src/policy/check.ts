@@ -91,5 +91,5 @@ export async function checkModule(path: string, dataPath: string, fuel: bigint =
 }
 
 function trapped(e: unknown, module: PolicyModule, fuel: bigint): string {
-  return e instanceof WebAssembly.RuntimeError && module.fuel.value === 0n ? outOfFuel(fuel) : message(e);
+  return e instanceof WebAssembly.RuntimeError && module.fuelLeft() === 0n ? outOfFuel(fuel) : message(e);
 }

@@ -109,7 +109,7 @@ function setData(key: string, engine: Engine, data: PolicyData, dataStamp: strin
   } catch (e) {
     // A trap leaves the instance in an unknown state: this request denies, the next reloads.
     engines.delete(key);
-    const why = e instanceof WebAssembly.RuntimeError && engine.module.fuel.value === 0n ? outOfFuel(fuel) : message(e);
+    const why = e instanceof WebAssembly.RuntimeError && engine.module.fuelLeft() === 0n ? outOfFuel(fuel) : message(e);
     engine.data = { path: data.path, ok: false, error: `policy data ${data.path} cannot be loaded into the policy: ${why}` };
   }
 }
@@ -128,30 +128,48 @@ export function resetEngines(): void {
   engines.clear();
 }
 
-/** Decides a request; records nothing (the core logs decisions: core/authorize.ts). */
-export async function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 'policy' | 'policyData'>, opts: EvaluateOptions = {}): Promise<Decision> {
-  const started = nowMs();
-  const json = JSON.stringify(input);
-  const fuel = opts.fuel ?? fuelFromEnv();
-  const key = engineKey(paths);
-  const checkTime = opts.now?.() ?? started;
+/**
+ * Decides a request; records nothing (the core logs decisions: core/authorize.ts). Not an async
+ * function: a decision by an engine already loaded and checked is made at once, without the
+ * async machinery (a resolved promise is all it allocates); only a load waits.
+ */
+export function evaluate(input: PolicyInput | unknown, paths: Pick<Paths, 'policy' | 'policyData'>, opts?: EvaluateOptions): Promise<Decision> {
+  try {
+    const started = nowMs();
+    const json = JSON.stringify(input);
+    const fuel = opts?.fuel ?? fuelFromEnv();
+    const key = engineKey(paths);
+    const checkTime = opts?.now?.() ?? started;
+    const engine = freshEngine(key, checkTime);
+    if (engine) return Promise.resolve(decide(engine, key, json, fuel, started));
+    return loadAndDecide(key, paths, json, fuel, started, checkTime);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+async function loadAndDecide(key: string, paths: Pick<Paths, 'policy' | 'policyData'>, json: string, fuel: bigint, started: number, checkTime: number): Promise<Decision> {
   let engine: Engine;
   try {
-    engine = freshEngine(key, checkTime) ?? (await timed('policy module', () => engineFor(key, paths, fuel, checkTime)));
+    engine = await timed('policy module', () => engineFor(key, paths, fuel, checkTime));
   } catch (e) {
     const reason = e instanceof PolicyUnavailable ? e.message : `policy module ${paths.policy} failed to load: ${message(e)}`;
     return decided(deny(reason), moduleShaOrNull(paths.policy), json, started);
   }
+  return decide(engine, key, json, fuel, started);
+}
+
+/** The decision of a loaded engine. */
+function decide(engine: Engine, key: string, json: string, fuel: bigint, started: number): Decision {
   const sha = engine.module.sha256;
   if (!engine.data.ok) return decided(deny(engine.data.error), sha, json, started);
-
   let raw: unknown;
   try {
     raw = runPolicy(engine.module, json, fuel);
   } catch (e) {
     // Whatever state the instance was left in, do not evaluate with it again.
     engines.delete(key);
-    if (e instanceof WebAssembly.RuntimeError && engine.module.fuel.value === 0n) {
+    if (e instanceof WebAssembly.RuntimeError && engine.module.fuelLeft() === 0n) {
       return decided(deny(outOfFuel(fuel)), sha, json, started);
     }
     return decided(deny(`policy evaluation failed: ${message(e)}`), sha, json, started);

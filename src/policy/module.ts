@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
-import { addFuel, FUEL_EXPORT, WasmRewriteError } from './wasm-fuel.js';
+import { addFuel, FUEL_GET_EXPORT, FUEL_SET_EXPORT, LEGACY_FUEL_EXPORT, WasmRewriteError } from './wasm-fuel.js';
 import { sha256Hex } from '../base/sha256.js';
 import { dataDepthProblem, dataFileProblem } from './data-limits.js';
 import { timed, timedSync } from '../base/timings.js';
@@ -31,11 +31,11 @@ export class PolicyUnavailable extends Error {
 }
 
 /**
- * Evaluation budget, in charges (one per loop iteration and per call of a function that makes
- * calls, as wasm-calls.ts chooses them). The shipped policy spends ~8,400 on a decision with 10 programs on
- * the interface (bench/policy.ts prints it). 5 million leaves it 500 times that, and stops the
- * test suite's runaway policy after ~50 ms once V8 has optimised the module, ~0.3 s while it
- * still runs baseline code (a long-running call is not tiered up).
+ * Evaluation budget, in charges (one per loop iteration and per call of a function whose calls
+ * could add up, as wasm-fuel.ts chooses them). The shipped policy spends ~8,600 on a decision with
+ * 10 programs on the interface (bench/policy.ts prints it). 5 million leaves it 500 times that,
+ * and stops the test suite's runaway policy after ~50 ms once V8 has optimised the module, ~0.3 s
+ * while it still runs baseline code (a long-running call is not tiered up).
  */
 export const DEFAULT_FUEL = 5_000_000n;
 
@@ -46,12 +46,16 @@ export interface PolicyModule {
   entrypoint: string;
   /** the entrypoint's number, as opa_eval takes it */
   entrypointId: number;
-  /** the module's remaining budget (mutable i64), set before every call into it */
-  fuel: WebAssembly.Global;
+  /** sets the module's remaining budget, before every call into it */
+  setFuel: (fuel: bigint) => void;
+  /** the module's remaining budget: 0 after a trap when it ran out */
+  fuelLeft: () => bigint;
   /** the instance's opa_eval */
   opaEval: (...args: number[]) => number;
-  /** a view of the instance's memory, replaced when the memory grows (which detaches the old one) */
-  view: Uint8Array;
+  /** the instance's memory as a Buffer, replaced when the memory grows (which detaches the old one) */
+  view: Buffer;
+  /** `view` from the input's address on (where runPolicy writes it) */
+  inputView: Buffer;
 }
 
 /** The parsed data document, or the reason it cannot be used. */
@@ -102,7 +106,30 @@ function compileWithFuel(path: string, bytes: Uint8Array<ArrayBuffer>): WebAssem
   }
 }
 
-const hasFuel = (m: WebAssembly.Module) => WebAssembly.Module.exports(m).some((e) => e.name === FUEL_EXPORT);
+const hasFuel = (m: WebAssembly.Module) => WebAssembly.Module.exports(m).some((e) => e.name === FUEL_SET_EXPORT || e.name === LEGACY_FUEL_EXPORT);
+
+/**
+ * The budget's accessors: the functions bpfd's rewrite exports, or, in a module built by an older
+ * bpfd, the exported global itself (slower: JavaScriptCore keeps an exported mutable global behind
+ * an indirection, which every charge pays for).
+ */
+function fuelAccess(path: string, exports: WebAssembly.Exports): Pick<PolicyModule, 'setFuel' | 'fuelLeft'> {
+  const set = exports[FUEL_SET_EXPORT];
+  const get = exports[FUEL_GET_EXPORT];
+  if (typeof set === 'function' && typeof get === 'function') {
+    return { setFuel: set as PolicyModule['setFuel'], fuelLeft: get as PolicyModule['fuelLeft'] };
+  }
+  const global = exports[LEGACY_FUEL_EXPORT];
+  if (!(FUEL_SET_EXPORT in exports) && global instanceof WebAssembly.Global && typeof global.value === 'bigint') {
+    return {
+      setFuel: (fuel) => {
+        global.value = fuel;
+      },
+      fuelLeft: () => global.value as bigint,
+    };
+  }
+  throw new PolicyUnavailable(`policy module ${path} exports ${FUEL_SET_EXPORT} or ${LEGACY_FUEL_EXPORT}, but not as the budget bpfd adds; rebuild it`);
+}
 
 // Synchronous compile when no early compile was started (prepareModule): awaited at once, the
 // async version measured ~20 ms on node against ~3 ms; it pays only when started ahead of need.
@@ -163,10 +190,7 @@ export async function loadModule(path: string): Promise<PolicyModule> {
   } catch (e) {
     throw new PolicyUnavailable(`policy module ${path} cannot be instantiated: ${message(e)}`);
   }
-  const fuel = instanceExports(policy)[FUEL_EXPORT];
-  if (!(fuel instanceof WebAssembly.Global) || typeof fuel.value !== 'bigint') {
-    throw new PolicyUnavailable(`policy module ${path} exports ${FUEL_EXPORT}, but not as the mutable i64 global bpfd adds; rebuild it`);
-  }
+  const fuel = fuelAccess(path, instanceExports(policy));
   const missing = requiredBuiltins(policy).filter((b) => !PROVIDED_BUILTINS.has(b));
   if (missing.length > 0) {
     throw new PolicyUnavailable(
@@ -177,7 +201,8 @@ export async function loadModule(path: string): Promise<PolicyModule> {
   const entrypoint = chooseEntrypoint(path, policy);
   const entrypointId = (policy.entrypoints as Record<string, number>)[entrypoint];
   const opaEval = (instanceExports(policy) as OpaExports).opa_eval;
-  return { path, sha256, policy, entrypoint, entrypointId, fuel, opaEval, view: new Uint8Array(policy.mem.buffer) };
+  const view = Buffer.from(policy.mem.buffer as ArrayBuffer);
+  return { path, sha256, policy, entrypoint, entrypointId, ...fuel, opaEval, view, inputView: view };
 }
 
 const instanceExports = (policy: LoadedPolicy) => (policy.wasmInstance as WebAssembly.Instance).exports;
@@ -191,39 +216,45 @@ export function requiredBuiltins(policy: LoadedPolicy): string[] {
   return Object.keys(JSON.parse(Buffer.from(mem.subarray(start, mem.indexOf(0, start))).toString('utf8')) as object).sort();
 }
 
-const utf8 = new TextDecoder();
 const encoder = new TextEncoder();
 const PAGE = 65536;
 
 /**
  * Evaluates the entrypoint with `json` as input, within `fuel` charges, and returns the parsed
  * result set. The SDK's evaluate does the same through an intermediate buffer; this encodes the
- * input straight into the module's memory, past the data (where the SDK puts it too). A trap
- * throws: WebAssembly.RuntimeError, with `fuel.value` 0 when the budget ran out.
+ * input straight into the module's memory, past the data (where the SDK puts it too), and reads
+ * the result's JSON from there. A trap throws: WebAssembly.RuntimeError, with `fuelLeft()` 0 when
+ * the budget ran out.
  */
 export function runPolicy(m: PolicyModule, json: string, fuel: bigint): unknown {
   const { policy } = m;
   const at: number = policy.dataHeapPtr;
+  let mem = memory(m);
   // UTF-8 takes at most 3 bytes per UTF-16 unit; grow first so the encoder never truncates.
-  const room = at + json.length * 3 - policy.mem.buffer.byteLength;
-  if (room > 0) policy.mem.grow(Math.ceil(room / PAGE));
-  const { written } = encoder.encodeInto(json, memory(m).subarray(at));
-  m.fuel.value = fuel;
+  const room = at + json.length * 3 - mem.length;
+  if (room > 0) {
+    policy.mem.grow(Math.ceil(room / PAGE));
+    mem = memory(m);
+  }
+  // The view from `at` on is kept between calls: the data, and so `at`, change only with setPolicyData.
+  if (m.inputView.byteOffset !== at) m.inputView = mem.subarray(at);
+  const { written } = encoder.encodeInto(json, m.inputView);
+  m.setFuel(fuel);
   const result = m.opaEval(0, m.entrypointId, policy.dataAddr, at, written, at + written, 0);
-  const mem = memory(m);
-  return JSON.parse(utf8.decode(mem.subarray(result, mem.indexOf(0, result))));
+  mem = memory(m);
+  return JSON.parse(mem.toString('utf8', result, mem.indexOf(0, result)));
 }
 
 /** The module's memory as bytes: the cached view, unless the memory grew since (a call can grow it). */
-function memory(m: PolicyModule): Uint8Array {
-  const buffer = m.policy.mem.buffer;
-  if (m.view.buffer !== buffer) m.view = new Uint8Array(buffer);
+function memory(m: PolicyModule): Buffer {
+  const buffer = m.policy.mem.buffer as ArrayBuffer;
+  if (m.view.buffer !== buffer) m.inputView = m.view = Buffer.from(buffer);
   return m.view;
 }
 
 /** Parses the data document into the module, within `fuel` charges. */
 export function setPolicyData(m: PolicyModule, document: Record<string, unknown>, fuel: bigint): void {
-  m.fuel.value = fuel;
+  m.setFuel(fuel);
   m.policy.setData(document);
 }
 

@@ -17,7 +17,9 @@ export class WasmRewriteError extends Error {
   }
 }
 
+export const SEC_TYPE = 1;
 export const SEC_IMPORT = 2;
+export const SEC_FUNCTION = 3;
 export const SEC_GLOBAL = 6;
 export const SEC_EXPORT = 7;
 export const SEC_CODE = 10;
@@ -200,3 +202,4 @@ export function importCounts(b: Uint8Array, s: Section | undefined): { globals: 
   }
   return { globals, functions };
 }
+

@@ -11,6 +11,12 @@ export const SHIPPED_POLICY = path.join(ROOT, 'wasm', 'bpfd.wasm');
 export const TEST_POLICIES = path.join(ROOT, 'test', 'fixtures', 'policies');
 /** The shipped policy as opa built it, before bpfd added its evaluation budget (policy-build.sh). */
 export const SHIPPED_POLICY_OPA = path.join(TEST_POLICIES, 'bpfd-opa.wasm');
+/**
+ * The shipped policy as bpfd built it before the budget's accessors (commit 7472d55): its budget
+ * is the mutable i64 global exported as bpfd_fuel. Kept as built then, to check bpfd still
+ * accepts a module an older bpfd built; nothing regenerates it.
+ */
+export const LEGACY_POLICY = path.join(TEST_POLICIES, 'legacy', 'bpfd-fuel-global.wasm');
 export const EXAMPLES = path.join(ROOT, 'policies', 'examples');
 
 /** Program facts read from a fixtures/bytecode object, the way bpfd reads them before loading. */

@@ -10,7 +10,7 @@ import { checkResult, enforce, evaluate, inputSha256, policyInfo, prepareEngine,
 import { loadModule } from '../../src/policy/module.js';
 import { appendDecision, recentDecisions } from '../../src/state/decision-log.js';
 import { openStore } from '../../src/state/store.js';
-import { loadInput, policyEnv, SHIPPED_POLICY, subject, TEST_POLICIES, type PolicyEnv } from '../helpers/policy.js';
+import { LEGACY_POLICY, loadInput, policyEnv, SHIPPED_POLICY, subject, TEST_POLICIES, type PolicyEnv } from '../helpers/policy.js';
 
 const envs: PolicyEnv[] = [];
 const make = (opts: Parameters<typeof policyEnv>[0] = {}) => {
@@ -87,6 +87,12 @@ describe('policy engine fails closed', () => {
     // the process is still usable afterwards
     const ok = await evaluate(loadInput({ subject: root }), make().paths);
     assert.equal(ok.allow, true);
+  });
+
+  it('still uses a module an older bpfd built, whose budget is an exported global: decides, and stops when it runs out', async () => {
+    const e = make({ policy: LEGACY_POLICY });
+    assert.equal((await evaluate(loadInput({ subject: root }), e.paths)).allow, true);
+    await assertDeniedWith(LEGACY_POLICY, /^policy evaluation ran out of its evaluation budget \(100 steps, BPFD_POLICY_FUEL\)/, { fuel: 100n });
   });
 
   it('denies when the data document is not JSON, or not an object', async () => {

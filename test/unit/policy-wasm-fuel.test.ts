@@ -4,9 +4,10 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import type { PolicyInput } from '../../src/policy/input.js';
-import { addFuel, FUEL_EXPORT, hasFuelExport, WasmRewriteError } from '../../src/policy/wasm-fuel.js';
+import { addFuel, FUEL_GET_EXPORT, FUEL_SET_EXPORT, fuelExportKind, hasFuelExport, LEGACY_FUEL_EXPORT, WasmRewriteError } from '../../src/policy/wasm-fuel.js';
 import { DEFAULT_FUEL } from '../../src/policy/module.js';
-import { example, existing, fixtureProgram, loadInput, SHIPPED_POLICY, SHIPPED_POLICY_OPA, subject, TEST_POLICIES } from '../helpers/policy.js';
+import { example, existing, fixtureProgram, LEGACY_POLICY, loadInput, SHIPPED_POLICY, SHIPPED_POLICY_OPA, subject, TEST_POLICIES } from '../helpers/policy.js';
+import { body, budgetOf, I32_TO_I32, module, name, section, TO_I32, uleb, vec, VOID } from '../helpers/wasm.js';
 
 // The fuel rewrite against the real modules (the shipped policy, every test policy) and against
 // small hand-assembled ones that isolate one case each: a bare loop, recursion without any loop,
@@ -16,23 +17,6 @@ import { example, existing, fixtureProgram, loadInput, SHIPPED_POLICY, SHIPPED_P
 const opa = createRequire(import.meta.url)('@open-policy-agent/opa-wasm') as typeof import('@open-policy-agent/opa-wasm');
 const BUDGET = 1_000_000n;
 
-const uleb = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
-    n >>>= 7;
-  } while (n > 0);
-  return out;
-};
-const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
-const name = (s: string) => [...uleb(s.length), ...Buffer.from(s)];
-const section = (id: number, content: number[]) => [id, ...uleb(content.length), ...content];
-const body = (code: number[]) => [...uleb(code.length + 1), 0x00, ...code]; // no locals
-const module = (...sections: number[][]) => Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...sections.flat()]);
-
-const VOID = [0x60, 0x00, 0x00];
-const I32_TO_I32 = [0x60, 0x01, 0x7f, 0x01, 0x7f];
-const TO_I32 = [0x60, 0x00, 0x01, 0x7f];
 // loop br 0 end: spins forever
 const SPIN = [0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b];
 // calls(n) = n == 0 ? 1 : calls(n - 1) + calls(n - 1): 2^n, with 2^(n+1) - 1 calls and no loop
@@ -56,8 +40,7 @@ function instantiate(bytes: Uint8Array) {
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), {
     env: { g: new WebAssembly.Global({ value: 'i32', mutable: false }, 7) },
   });
-  const ex = instance.exports as Record<string, unknown>;
-  return { ex: ex as Record<string, (...a: number[]) => number>, fuel: ex[FUEL_EXPORT] as WebAssembly.Global };
+  return { ex: instance.exports as Record<string, (...a: number[]) => number>, fuel: budgetOf(instance.exports) };
 }
 
 // Every module opa built: the shipped policy before its budget was added, and the test policies.
@@ -72,7 +55,9 @@ describe('wasm fuel rewrite', () => {
       assert.ok(stats.functions > 700 && stats.instructions > 30_000 && stats.loops > 300, `${file}: ${JSON.stringify(stats)}`);
       assert.ok(stats.charged > 0 && stats.charged < stats.functions, `${file}: leaf functions are not charged at entry`);
       assert.ok(hasFuelExport(bytes) && !hasFuelExport(original));
-      assert.equal(WebAssembly.Module.exports(new WebAssembly.Module(bytes)).find((e) => e.name === FUEL_EXPORT)?.kind, 'global');
+      const exports = WebAssembly.Module.exports(new WebAssembly.Module(bytes));
+      assert.deepEqual(exports.filter((e) => e.name.startsWith('bpfd_')), [{ name: FUEL_SET_EXPORT, kind: 'function' }, { name: FUEL_GET_EXPORT, kind: 'function' }]);
+      assert.ok(!exports.some((e) => e.kind === 'global' && e.name === LEGACY_FUEL_EXPORT), 'the budget global stays internal');
     }
   });
 
@@ -136,13 +121,20 @@ describe('wasm fuel rewrite', () => {
     rejects(module(section(1, vec([VOID])), section(3, vec([[0x00]])), section(10, vec([body(simd)]))), /unsupported instruction 0xfd at byte \d+ \(function 0\)/, true);
     const cut = [0x03, 0x40, 0x0c, 0x00, 0x0b]; // loop without the body's final end
     rejects(module(section(1, vec([VOID])), section(3, vec([[0x00]])), section(10, vec([body(cut)]))), /function 0 has no final end/, false);
-    rejects(addFuel(handMade(), BUDGET).bytes, /already exports bpfd_fuel/, true);
+    rejects(addFuel(handMade(), BUDGET).bytes, /already exports bpfd_fuel_set/, true);
+    rejects(readFileSync(LEGACY_POLICY), /already exports bpfd_fuel$/, true);
   });
 
   it('ships wasm/bpfd.wasm as exactly the module opa built plus the budget (npm run policy:build)', () => {
     const expected = addFuel(readFileSync(SHIPPED_POLICY_OPA), DEFAULT_FUEL).bytes;
     assert.ok(Buffer.from(expected).equals(readFileSync(SHIPPED_POLICY)), 'wasm/bpfd.wasm is stale: run npm run policy:build');
-    assert.ok(hasFuelExport(readFileSync(SHIPPED_POLICY)));
+    assert.equal(fuelExportKind(readFileSync(SHIPPED_POLICY)), 'accessors');
+  });
+
+  it('tells a budget built by an older bpfd (an exported global) from the accessors, and from none', () => {
+    assert.equal(fuelExportKind(readFileSync(LEGACY_POLICY)), 'global');
+    assert.ok(hasFuelExport(readFileSync(LEGACY_POLICY)));
+    assert.equal(fuelExportKind(readFileSync(SHIPPED_POLICY_OPA)), null);
   });
 });
 
@@ -172,7 +164,7 @@ describe('fuelled shipped policy', () => {
     for (const data of ['netops', 'lab', 'root-only'].map(example).concat([{}])) {
       const plain = opa.loadPolicySync(original);
       const withFuel = opa.loadPolicySync(fuelled);
-      const fuel = (withFuel.wasmInstance as WebAssembly.Instance).exports[FUEL_EXPORT] as WebAssembly.Global;
+      const fuel = budgetOf((withFuel.wasmInstance as WebAssembly.Instance).exports);
       plain.setData(data as object);
       fuel.value = BUDGET;
       withFuel.setData(data as object);
