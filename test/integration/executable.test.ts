@@ -140,6 +140,16 @@ describe('the executable as a command', () => {
     }
   });
 
+  test('pull --help and load image --help name the layer cap and the variable that raises it', () => {
+    for (const c of [['pull'], ['load', 'image']]) {
+      const r = spawnSync(BPFD, [...c, '--help'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const text = r.stdout.replace(/\s+/g, ' ');
+      assert.match(text, /16 MiB/, `bpfd ${c.join(' ')} --help: the cap`);
+      assert.match(text, /BPFD_MAX_LAYER_BYTES/, `bpfd ${c.join(' ')} --help: the variable`);
+    }
+  });
+
   test('--help fits the terminal: 80 columns into a pipe, the width of a real terminal otherwise', () => {
     const commands = [[], ['load'], ['load', 'file'], ['attach'], ['list'], ['doctor'], ['policy'], ['system']];
     for (const c of commands) {
