@@ -150,9 +150,11 @@ export async function benchService(rounds = 15): Promise<string[]> {
       await call(c, 'Detach', { link_id: a.link_id });
       await call(c, 'Unload', { id });
     };
-    const xdpCycle = (prefix: string[] = []) => {
+    /** xdp-loader's load + unload, each run as `[...tracer] ip netns exec NS xdp-loader ...` */
+    const xdpCycle = (tracer: string[] = []) => {
       for (const args of [['load', '-m', 'native', ifB, OBJ], ['unload', ifB, '--all']]) {
-        const r = spawnSync(prefix[0] ?? 'ip', [...prefix.slice(1), ...(prefix.length ? ['ip'] : []), 'netns', 'exec', ns, 'xdp-loader', ...args], { encoding: 'utf8' });
+        const [cmd, ...rest] = [...tracer, 'ip', 'netns', 'exec', ns, 'xdp-loader', ...args];
+        const r = spawnSync(cmd, rest, { encoding: 'utf8' });
         if (r.status !== 0) throw new Error(`xdp-loader ${args.join(' ')}: ${r.stderr}`);
       }
     };
