@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { failed, type BpfdError } from '../base/errors.js';
+import { busy, failed, type BpfdError } from '../base/errors.js';
 
 /**
  * Why the store did not open, told apart: only real damage (a meta page or header that fails its
@@ -10,6 +10,13 @@ import { failed, type BpfdError } from '../base/errors.js';
 const DAMAGE = /MDB_(CORRUPTED|INVALID|PAGE_NOTFOUND|BAD_TXN|VERSION_MISMATCH)|not an LMDB file|meta page|truncated|no valid LMDB header|LMDB format version/i;
 const DENIED = /EACCES|EPERM|permission denied|operation not permitted/i;
 const READ_ONLY = /EROFS|read-only file system/i;
+/**
+ * lmdb-js's native beginTxn ignores mdb_txn_begin's result; when the first write transaction of a
+ * process (open() opens the root database in it) fails to begin, the open then fails with this.
+ * Seen about once in 500 bpfd processes opening one store at the same moment (8 concurrent loads).
+ * Nothing was written; the next process opens the store normally.
+ */
+const TRANSIENT_BEGIN = /No transaction to renew|No current read transaction/;
 
 export function storeOpenError(dir: string, e: unknown, damaged = false): BpfdError {
   const why = e instanceof Error ? e.message : String(e);
@@ -37,6 +44,11 @@ export function storeOpenError(dir: string, e: unknown, damaged = false): BpfdEr
   }
   if (READ_ONLY.test(code) || READ_ONLY.test(why)) {
     return failed(`cannot open the bpfd store in ${dir}: the file system is read-only`, ['bpfd needs to write its lock file even to read; set BPFD_STATE_DIR to a writable directory']);
+  }
+  if (TRANSIENT_BEGIN.test(why)) {
+    return busy(`cannot open the bpfd store in ${dir}: LMDB could not begin a transaction (${why}) while other bpfd commands opened the store`, [
+      'nothing was changed and nothing in the store is damaged: run the command again',
+    ]);
   }
   return failed(`cannot open the bpfd store in ${dir}: ${why}`, [`check that ${dir} is a directory bpfd can read and write`]);
 }
