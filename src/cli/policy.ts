@@ -84,7 +84,7 @@ const logCommand = bpfdCommand({
     if (!/^\d+$/.test(raw) || Number(raw) < 1) throw invalidInput(`--limit ${raw}: give a positive whole number`);
     // the store (lmdb) loads only for the command that reads it
     const { recentDecisions } = await import('../state/decision-log.js');
-    const { openStore } = await import('../state/store.js');
+    const { openStore } = await import('../core/store-open.js');
     const records = recentDecisions(openStore(resolvePaths().stateDir), Number(raw));
     if (values.output === 'json') printJson(records);
     else writeOut(records.length ? logTable(records) : 'no policy decisions recorded yet\n');

@@ -26,7 +26,7 @@ export async function authorize(input: PolicyInput, opts: AuthorizeOptions): Pro
   try {
     // Loaded here, not at the top: the store pulls in lmdb, which `bpfd policy eval` does not need.
     const { logDecision } = await import('../state/decision-log.js');
-    const { openStore } = await import('../state/store.js');
+    const { openStore } = await import('./store-open.js');
     // A store write with its fsync, not the policy's own cost: timed apart (BPFD_TIMINGS).
     const logged = await timed('decision log', async () => logDecision(
       opts.store ?? openStore(opts.paths.stateDir),

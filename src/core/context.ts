@@ -5,7 +5,8 @@ import { busy, failed } from '../base/errors.js';
 import type { HostLock } from './lock.js';
 import { nowMs, record, timedSync } from '../base/timings.js';
 import { bootIdOverride } from '../base/test-hooks.js';
-import { openStore, type Store } from '../state/store.js';
+import type { Store } from '../state/store.js';
+import { openStore } from './store-open.js';
 
 export interface Subject {
   uid: number;

@@ -1,6 +1,9 @@
 import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { failed } from '../base/errors.js';
+import { checkpoint } from '../base/test-hooks.js';
+import { ENV_LOCK_FILE, guardCloseAtExit, guarded } from './env-guard.js';
 import { lmdbFileProblem } from './store-check.js';
 import { migrate, SCHEMA_VERSION } from './migrations.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from './records.js';
@@ -34,7 +37,9 @@ export function openHandles(stateDir: string): Handles {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const problem = lmdbFileProblem(stateDir);
     if (problem) throw storeOpenError(stateDir, new Error(problem), true);
-    root = open({ path: stateDir, maxDbs: 16, compression: false, noMemInit: true });
+    const lockFile = path.join(stateDir, ENV_LOCK_FILE);
+    root = guarded(lockFile, () => open({ path: stateDir, maxDbs: 16, compression: false, noMemInit: true }));
+    guardCloseAtExit(lockFile, () => checkpoint('store:closing'));
   } catch (e) {
     if (e instanceof Error && e.name === 'BpfdError') throw e;
     throw storeOpenError(stateDir, e);

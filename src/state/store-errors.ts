@@ -13,8 +13,10 @@ const READ_ONLY = /EROFS|read-only file system/i;
 /**
  * lmdb-js's native beginTxn ignores mdb_txn_begin's result; when the first write transaction of a
  * process (open() opens the root database in it) fails to begin, the open then fails with this.
- * Seen about once in 500 bpfd processes opening one store at the same moment (8 concurrent loads).
- * Nothing was written; the next process opens the store normally.
+ * The cause was a process opening the store while the last one closed it and destroyed LMDB's
+ * mutexes (EINVAL from the writer mutex): bpfd's own processes now take turns (env-guard.ts), so
+ * this remains for a store opened at the same time by something else (another LMDB tool, or a
+ * holder of the guard that hung). Nothing was written; the next process opens the store normally.
  */
 const TRANSIENT_BEGIN = /No transaction to renew|No current read transaction/;
 

@@ -1,4 +1,6 @@
 import { memberImageKey, OBJECT_PREFIX, objectKey, releaseObject } from './blobs.js';
+import path from 'node:path';
+import { ENV_LOCK_FILE, takeGuard } from './env-guard.js';
 import { latest, openHandles, reserveLinkIdentity, type Handles } from './lmdb-env.js';
 import type { LinkRecord, PendingRestore, ProgramRecord } from './records.js';
 
@@ -98,7 +100,9 @@ export function openStore(stateDir: string): Store {
       h.pending.removeSync(key);
     },
     close() {
-      h.root.close();
+      // lmdb-js closes once pending writes are done (a promise): the guard is held until then
+      const release = takeGuard(path.join(stateDir, ENV_LOCK_FILE));
+      void h.root.close().finally(release);
       cached = null;
     },
   };

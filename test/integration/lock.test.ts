@@ -70,6 +70,30 @@ describe('one writer at a time, reads never wait', { skip }, () => {
     assert.deepEqual(env.pins(), []);
   });
 
+  // LMDB's last user to close the store destroys the mutexes in lock.mdb; a process opening it
+  // meanwhile would wake up to destroyed mutexes and fail its first transaction (EINVAL, about one
+  // command in a few hundred under eight concurrent loads). So a closing bpfd holds the store's
+  // open guard (state/env.lock) from its first exit listener on, and an opening one waits for it.
+  test("opening the store waits while another bpfd closes it: the guard in the state dir", async () => {
+    const guard = path.join(env.dir, 'state', 'env.lock');
+    const closer = spawnBpfd({ ...env.env, BPFD_TEST_HOOK: 'store:closing=sleep:1500' }, ['list']);
+    // flock(1) -n exits 99 here while someone else holds the guard
+    const guardHeld = () => spawnSync('flock', ['-n', '-E', '99', guard, 'true']).status === 99;
+    while (closer.running() && !guardHeld()) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(closer.running(), 'the closing bpfd never held the open guard at exit');
+
+    const exits: string[] = [];
+    const opener = spawnBpfd(env.env, ['list', '-o', 'json']);
+    const [c, o] = await Promise.all([
+      closer.done.then((r) => (exits.push('closer'), r)),
+      opener.done.then((r) => (exits.push('opener'), r)),
+    ]);
+    assert.equal(c.status, 0, c.stderr);
+    assert.equal(o.status, 0, o.stderr);
+    assert.deepEqual(JSON.parse(o.stdout), []);
+    assert.deepEqual(exits, ['closer', 'opener'], 'the opener opened the store only after the closer had closed it');
+  });
+
   test('a read after writers that finished answers without the lock; after a writer died it takes the lock and repairs', () => {
     const list = () => {
       const r = spawnSync(BPFD, ['list', '-o', 'json'], { env: { ...env.env, BPFD_TIMINGS: '1' }, encoding: 'utf8' });
