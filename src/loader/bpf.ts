@@ -2,6 +2,8 @@ import { Errno, KernelError } from '../base/errors.js';
 import { readFileSync } from 'node:fs';
 import { BpfFlag, Clock, encodeStruct, TimespecStruct, LinkCreateOpts, LinkUpdateOpts, MapInfoStruct, offsetOf, PROG_INFO_GPL_COMPATIBLE, ProgInfoStruct, XdpLinkInfoStruct } from './abi.js';
 import { koffi, libbpf, libc } from './lib.js';
+import { kernelSyscall } from './kernel-time.js';
+import { timedSync } from '../base/timings.js';
 
 /** Thin, typed wrappers over libbpf's low-level (syscall) API. Negative returns are -errno. */
 
@@ -143,17 +145,18 @@ function walkIds(next: (start: number, out: number[]) => number): number[] {
 }
 
 export function linkCreate(progFd: number, target: number, attachType: number, flags: number): number {
-  return link_create(progFd, target, attachType, { sz: koffi.sizeof(LinkCreateOpts), flags });
+  // timed apart as well: an XDP attach is most of a load's kernel time (BPFD_TIMINGS)
+  return kernelSyscall(() => timedSync('link create', () => link_create(progFd, target, attachType, { sz: koffi.sizeof(LinkCreateOpts), flags })));
 }
 
 export function linkUpdate(linkFd: number, newProgFd: number, oldProgFd?: number): void {
   const sz = koffi.sizeof(LinkUpdateOpts);
   const opts = oldProgFd === undefined ? { sz, flags: 0, old_prog_fd: 0 } : { sz, flags: BpfFlag.F_REPLACE, old_prog_fd: oldProgFd };
-  check('replace the program behind a BPF link', link_update(linkFd, newProgFd, opts));
+  check('replace the program behind a BPF link', kernelSyscall(() => link_update(linkFd, newProgFd, opts)));
 }
 
 export function linkDetach(linkFd: number): void {
-  check('detach BPF link', link_detach(linkFd));
+  check('detach BPF link', kernelSyscall(() => link_detach(linkFd)));
 }
 
 export function mapLookup(fd: number, key: Buffer, valueSize: number): Buffer | null {

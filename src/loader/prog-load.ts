@@ -1,6 +1,7 @@
 import { Errno, failed, KernelError } from '../base/errors.js';
 import { BpfCmd, BtfLoadAttr, encodeStruct, MapCreateAttr, ProgLoadAttr, SYS_BPF, TestRunAttr } from './abi.js';
 import { koffi, lastErrno, libc, withSignalsBlocked } from './lib.js';
+import { kernelSyscall } from './kernel-time.js';
 
 /**
  * The bpf(2) commands the dispatcher needs that libbpf's object API does not cover: loading raw
@@ -80,7 +81,7 @@ function progLoadOnce(req: ProgLoadRequest, logLevel: number, log: Buffer | null
   // A signal that loads cannot hold back (see withSignalsBlocked) makes the verifier give up with
   // EAGAIN: try again, as libbpf does for its own loads (5 attempts).
   let fd = -Errno.EAGAIN;
-  for (let attempt = 0; attempt < 5 && fd === -Errno.EAGAIN; attempt++) fd = withSignalsBlocked(() => bpfSyscall(BpfCmd.PROG_LOAD, attr));
+  for (let attempt = 0; attempt < 5 && fd === -Errno.EAGAIN; attempt++) fd = withSignalsBlocked(() => kernelSyscall(() => bpfSyscall(BpfCmd.PROG_LOAD, attr)));
   return { fd };
 }
 

@@ -104,4 +104,17 @@ describe('policy decides every change, through the real CLI', { skip }, () => {
     assert.equal(quiet.status, 0, quiet.stderr);
     assert.doesNotMatch(quiet.stderr, /timings/);
   });
+
+  // bench/cli.ts takes a load's kernel time from these spans of the same process
+  test("BPFD_TIMINGS=1 of a real attach splits out the kernel's prog-load and link syscalls", () => {
+    const args = ['load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', ...attachArgs(), '--priority', '40', '-o', 'json'];
+    const timed = spawnSync(BPFD, args, { env: { ...env.env, BPFD_TIMINGS: '1' }, encoding: 'utf8' });
+    assert.equal(timed.status, 0, timed.stderr);
+    const span = (name: string) => Number(new RegExp(`(?:: |, )${name} ([0-9.]+) ms`).exec(timed.stderr)?.[1] ?? NaN);
+    const [syscalls, link, steps] = [span('kernel syscalls'), span('link create'), span('kernel load and attach')];
+    assert.ok(link > 0, `an XDP link was created and timed: ${timed.stderr}`);
+    assert.ok(syscalls >= link, `the link create is among the kernel syscalls: ${timed.stderr}`);
+    assert.ok(steps >= syscalls, `the syscalls are inside the load-and-attach steps: ${timed.stderr}`);
+    assert.equal(env.run('unload', String(JSON.parse(timed.stdout).id)).status, 0);
+  });
 });
