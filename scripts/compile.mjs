@@ -1,6 +1,6 @@
 // Run by Bun (scripts/build.mjs starts it): compiles src/cli/entry.ts, its dependencies, koffi's
 // and lmdb's native addons and the shipped policy into one executable, dist/bpfd.
-// Usage: bun scripts/compile.mjs OUTFILE VERSION COMMIT [--no-bytecode] [--no-minify] [--no-shims] [--no-elf-gate]
+// Usage: bun scripts/compile.mjs OUTFILE VERSION COMMIT [--no-bytecode] [--no-minify] [--no-shims] [--no-jit-policy] [--no-elf-gate]
 // (the --no-* switches exist to measure what each step is worth: bench/cli.ts and bench/elf-gate.ts
 // say how; --no-elf-gate builds a copy whose strict ELF gate returns at once, never shipped).
 import path from 'node:path';
@@ -102,9 +102,15 @@ const plugin = {
   },
 };
 
+// A bpfd command runs most of its code once, then exits: JavaScriptCore's JIT compiling it on the
+// way (on the same two cores) costs more than it saves. The executable starts with its tier-up
+// thresholds scaled by this (Bun's compile.jitPolicy); the long-running service sets the normal
+// policy back once it serves (base/jit.ts). See scripts/build.mjs for what it is worth.
+const JIT_POLICY = 100;
+
 const result = await Bun.build({
   entrypoints: [path.join(root, 'src/app/entry.ts')],
-  compile: { outfile, autoloadDotenv: false, autoloadBunfig: false, autoloadTsconfig: false, autoloadPackageJson: false },
+  compile: { outfile, ...(want('jit-policy') ? { jitPolicy: JIT_POLICY } : {}), autoloadDotenv: false, autoloadBunfig: false, autoloadTsconfig: false, autoloadPackageJson: false },
   target: 'bun',
   format: want('bytecode') ? 'cjs' : 'esm',
   bytecode: want('bytecode'),

@@ -7,6 +7,7 @@ import { failed, invalidInput } from '../base/errors.js';
 import { socketSubject, TCP_SUBJECT } from '../core/caller.js';
 import { createContext } from '../core/context.js';
 import { gidOf, peerCredentials, tryLockExclusive } from '../loader/peercred.js';
+import { longRunning } from '../base/jit.js';
 
 /**
  * `bpfd system service`: the bpfman.v1 API on a unix socket (or TCP), for as long as it is
@@ -124,6 +125,8 @@ export async function runService(opts: ServiceOptions): Promise<number> {
   server.on('error', (e) => opts.log(`error: ${(e as Error).message}`));
   if (where.kind === 'unix') shareSocket(where.path, opts.socketGroup);
   opts.log(`serving ${SERVICE_NAME} on ${label}${opts.timeoutS > 0 ? `, exiting after ${opts.timeoutS} s without a call` : ''}`);
+  // a service answers many calls: its hot paths are worth compiling, unlike a command's (base/jit.ts)
+  longRunning();
   armIdle();
   return exited;
 }

@@ -8,6 +8,7 @@ import bpfmanProtoFile from 'bpfd:bpfman-proto' with { type: 'file' };
 import { useEmbeddedProto } from '../base/bpfman-proto.js';
 import { useEmbeddedPolicy } from '../base/paths.js';
 import { useNativeSha256 } from '../base/sha256.js';
+import { useNormalJit } from '../base/jit.js';
 import { useCapabilitiesFile } from '../policy/capabilities.js';
 import { cli } from './main.js';
 import { mark } from '../base/timings.js';
@@ -23,14 +24,19 @@ useEmbeddedProto(bpfmanProtoFile);
 
 // Bun hashes in native code (Bun.SHA256); node:crypto would first evaluate its JavaScript and the
 // streams it builds on, ~2 ms of `bpfd version`, which hashes the policy and nothing else.
-interface BunHash {
+interface BunApi {
   SHA256: { hash(data: Uint8Array): Uint8Array };
+  unsafe: { setJITPolicy?(scale: number): void };
 }
-const { SHA256 } = (globalThis as unknown as { Bun: BunHash }).Bun;
+const { SHA256, unsafe } = (globalThis as unknown as { Bun: BunApi }).Bun;
 useNativeSha256((data) => {
   const md = SHA256.hash(data);
   return Buffer.from(md.buffer, md.byteOffset, md.byteLength);
 });
+
+// The executable starts with the JIT made reluctant (scripts/compile.mjs: compile.jitPolicy);
+// the service sets the normal policy back once it serves (base/jit.ts).
+useNormalJit(() => unsafe.setJITPolicy?.(1));
 
 // BPFD_TRACE_MODULES=1: on exit, say which bundled modules this command evaluated (each notes
 // itself, scripts/compile.mjs) and which shared objects the process mapped (native addons,
