@@ -26,9 +26,27 @@ export function useEnvGuard(g: EnvGuard): void {
 /** The file the guard locks, beside LMDB's own files. */
 export const ENV_LOCK_FILE = 'env.lock';
 
+// How many holds of each lock file this process has: a flock is per open file, so taking the
+// guard again through a second descriptor while holding it (an exit during a close) would wait on
+// itself. A nested take shares the first hold; the last release lets go.
+const holds = new Map<string, { count: number; release: () => void }>();
+
 /** Takes the guard (when there is one); returns its release. */
 export function takeGuard(lockFile: string): () => void {
-  return guard?.(lockFile) ?? (() => {});
+  if (!guard) return () => {};
+  const held = holds.get(lockFile) ?? { count: 0, release: () => {} };
+  if (held.count === 0) held.release = guard(lockFile);
+  held.count++;
+  holds.set(lockFile, held);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--held.count === 0) {
+      holds.delete(lockFile);
+      held.release();
+    }
+  };
 }
 
 /** Runs fn with the guard held. */
@@ -49,9 +67,8 @@ export function guarded<T>(lockFile: string, fn: () => T): T {
  */
 export function guardCloseAtExit(lockFile: string, beforeClose: () => void): void {
   if (!guard) return;
-  const g = guard;
   process.prependListener('exit', () => {
-    g(lockFile);
+    takeGuard(lockFile); // never released: the process ends
     beforeClose();
   });
 }
