@@ -14,6 +14,24 @@ export function useNativeSha256(digest: (data: Uint8Array) => Buffer): void {
   native = digest;
 }
 
+/** An incremental sha256, as the OCI client hashes a blob while it streams. */
+export interface Sha256Stream {
+  update(data: Uint8Array): unknown;
+  digest(encoding: 'hex'): string;
+}
+let nativeStream: (() => Sha256Stream) | null = null;
+
+/**
+ * Incremental hashes through this from now on: the entry point passes the runtime's native hasher
+ * (Bun's CryptoHasher), so that a pull need not load node:crypto for its blobs.
+ */
+export function useNativeSha256Stream(make: () => Sha256Stream): void {
+  nativeStream = make;
+}
+
+/** The registered native incremental hash, or null (the caller falls back to node:crypto). */
+export const nativeSha256Stream = (): Sha256Stream | null => nativeStream?.() ?? null;
+
 /** Whether the next hash goes through the registered native digest (tests). */
 export const hashesNatively = (): boolean => crypto === null && native !== null;
 

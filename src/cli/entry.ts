@@ -7,7 +7,7 @@ import capabilities from 'bpfd:capabilities' with { type: 'file' };
 import bpfmanProtoFile from 'bpfd:bpfman-proto' with { type: 'file' };
 import { useEmbeddedProto } from '../base/bpfman-proto.js';
 import { useEmbeddedPolicy } from '../base/paths.js';
-import { useNativeSha256 } from '../base/sha256.js';
+import { useNativeSha256, useNativeSha256Stream, type Sha256Stream } from '../base/sha256.js';
 import { useNormalJit } from '../base/jit.js';
 import { useCapabilitiesFile } from '../policy/capabilities.js';
 import { cli } from './main.js';
@@ -26,13 +26,16 @@ useEmbeddedProto(bpfmanProtoFile);
 // streams it builds on, ~2 ms of `bpfd version`, which hashes the policy and nothing else.
 interface BunApi {
   SHA256: { hash(data: Uint8Array): Uint8Array };
+  CryptoHasher: new (algorithm: 'sha256') => Sha256Stream;
   unsafe: { setJITPolicy?(scale: number): void };
 }
-const { SHA256, unsafe } = (globalThis as unknown as { Bun: BunApi }).Bun;
+const { SHA256, CryptoHasher, unsafe } = (globalThis as unknown as { Bun: BunApi }).Bun;
 useNativeSha256((data) => {
   const md = SHA256.hash(data);
   return Buffer.from(md.buffer, md.byteOffset, md.byteLength);
 });
+// and a pull hashes its blobs as they stream with the native incremental hasher
+useNativeSha256Stream(() => new CryptoHasher('sha256'));
 
 // The executable starts with the JIT made reluctant (scripts/compile.mjs: compile.jitPolicy);
 // the service sets the normal policy back once it serves (base/jit.ts).

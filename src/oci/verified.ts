@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { failed, limitReached } from '../base/errors.js';
-import { sha256Hex } from '../base/sha256.js';
+import { nativeSha256Stream, sha256Hex, type Sha256Stream } from '../base/sha256.js';
 
 let crypto: typeof import('node:crypto') | null = null;
 /**
@@ -19,14 +19,9 @@ export interface Expected {
   what: string;
 }
 
-interface Sha256 {
-  update(data: Uint8Array): unknown;
-  digest(encoding: 'hex'): string;
-}
-/** An incremental sha256: Bun's native hasher in the executable (no node:crypto to load), node's elsewhere. */
-function sha256Stream(): Sha256 {
-  const bun = (globalThis as { Bun?: { CryptoHasher: new (algorithm: string) => Sha256 } }).Bun;
-  return bun ? new bun.CryptoHasher('sha256') : nodeCrypto().createHash('sha256');
+/** An incremental sha256: the runtime's native hasher in the executable (no node:crypto to load), node's elsewhere. */
+function sha256Stream(): Sha256Stream {
+  return nativeSha256Stream() ?? nodeCrypto().createHash('sha256');
 }
 
 export type Progress = (received: number, total: number) => void;

@@ -83,6 +83,19 @@ test('imports in src/ point down the layers only; lmdb only in src/state, koffi 
   assert.deepEqual(layerViolations(SRC), []);
 });
 
+// src/ stays portable (node's test runner imports it): what only Bun offers is reached from the
+// executable's entry point alone, which hands it to the layers below (useNativeSha256 and the like).
+test("Bun's own API (the Bun global, bun: modules) is used in src/cli/entry.ts only", () => {
+  const uses: string[] = [];
+  for (const file of walk(SRC)) {
+    const rel = path.relative(SRC, file);
+    if (rel === path.join('cli', 'entry.ts')) continue;
+    const code = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+    for (const m of code.matchAll(/\bBun\b|['"]bun:/g)) uses.push(`${rel}: ${code.slice(m.index, m.index + 40).split('\n')[0]}`);
+  }
+  assert.deepEqual(uses, []);
+});
+
 test('the import reader sees every form of import and ignores comments', () => {
   const src = [
     "import a from '../core/a.js';",
