@@ -9,6 +9,7 @@ import { useEmbeddedProto } from '../base/bpfman-proto.js';
 import { useEmbeddedPolicy } from '../base/paths.js';
 import { useNativeSha256, useNativeSha256Stream, type Sha256Stream } from '../base/sha256.js';
 import { useNormalJit } from '../base/jit.js';
+import { useFlock, type Flock } from '../base/file-lock.js';
 import { useCapabilitiesFile } from '../policy/capabilities.js';
 import { cli } from './main.js';
 import { mark } from '../base/timings.js';
@@ -36,6 +37,21 @@ useNativeSha256((data) => {
 });
 // and a pull hashes its blobs as they stream with the native incremental hasher
 useNativeSha256Stream(() => new CryptoHasher('sha256'));
+
+// flock(2) for the store's open guard (base/file-lock.ts), through Bun's FFI on first use: loading
+// koffi for it would cost a command that only reads the store ~1 ms.
+useFlock((): Flock => {
+  interface BunFfi {
+    dlopen(lib: string, symbols: Record<string, { args: string[]; returns: string }>): { symbols: { flock(fd: number, op: number): number; __errno_location(): number } };
+    read: { i32(ptr: number, offset: number): number };
+  }
+  const ffi = require('bun:ffi') as BunFfi;
+  const libc = ffi.dlopen('libc.so.6', {
+    flock: { args: ['i32', 'i32'], returns: 'i32' },
+    __errno_location: { args: [], returns: 'ptr' },
+  }).symbols;
+  return (fd, op) => (libc.flock(fd, op) === 0 ? { ok: true } : { ok: false, errno: ffi.read.i32(libc.__errno_location(), 0) });
+});
 
 // The executable starts with the JIT made reluctant (scripts/compile.mjs: compile.jitPolicy);
 // the service sets the normal policy back once it serves (base/jit.ts).

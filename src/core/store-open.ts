@@ -1,4 +1,4 @@
-import { holdExclusive } from '../loader/file-lock.js';
+import { holdExclusive } from '../base/file-lock.js';
 import { useEnvGuard } from '../state/env-guard.js';
 import { openStore } from '../state/store.js';
 

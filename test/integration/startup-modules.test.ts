@@ -63,7 +63,7 @@ describe('a command loads only the modules it needs, in the executable', { skip 
     const r = loaded('list');
     assert.ok(has(r, 'src/cli/main.ts'), `the CLI itself is traced: ${r.modules.join(' ')}`);
     assert.ok(has(r, 'lmdb:'), 'list reads the store through lmdb');
-    assert.ok(r.addons.includes('lmdb'), `list maps lmdb's addon, recognised by its bytes: ${r.libraries}`);
+    assert.deepEqual(r.addons, ['lmdb'], `list maps lmdb's addon, recognised by its bytes: ${r.libraries}`);
   });
 
   test('load and unload run libbpf through koffi; load consults the policy', () => {
@@ -77,16 +77,16 @@ describe('a command loads only the modules it needs, in the executable', { skip 
     assert.ok(unload.libraries.some((l) => l.startsWith('libbpf.so')), `unload maps libbpf: ${unload.libraries}`);
   });
 
-  // get asks the kernel for the program's live info and counters, through libbpf; list does not.
-  // Both take koffi for libc's flock alone: opening the store is serialised with other bpfd
-  // processes' closing it (src/state/env-guard.ts).
-  test('list answers from the store without libbpf or the policy; get adds libbpf', () => {
+  // get asks the kernel for the program's live info and counters, through koffi; list does not.
+  // Both take the store's open guard (a flock, src/state/env-guard.ts), through Bun's FFI.
+  test('list answers from the store without koffi, libbpf or the policy; get adds koffi', () => {
     const id = String(env.run('load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', '-o', 'json').json().id);
     for (const args of [['list'], ['list', '-o', 'json'], ['get', id]]) {
       const r = loaded(...args);
       const what = args.join(' ');
-      assert.deepEqual(r.addons, ['koffi', 'lmdb'], what);
-      assert.ok(has(r, 'src/loader/file-lock.ts'), `${what}: the store's open guard`);
+      assert.deepEqual(r.addons, args[0] === 'list' ? ['lmdb'] : ['koffi', 'lmdb'], what);
+      assert.equal(has(r, 'koffi:'), args[0] === 'get', `${what}: koffi evaluated only by get`);
+      assert.ok(has(r, 'src/base/file-lock.ts'), `${what}: the store's open guard`);
       assert.equal(has(r, 'src/loader/lib.ts'), args[0] === 'get', `${what}: the loader's native handles only in get`);
       assert.equal(r.libraries.some((l) => l.startsWith('libbpf.so')), args[0] === 'get', `${what}: libbpf only in get: ${r.libraries}`);
       assert.ok(!has(r, '@open-policy-agent/opa-wasm:'), `${what} evaluates no policy SDK`);
