@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 /** flock(2) and the errno it left: what the runtime offers to call it (the entry point says how). */
 export type Flock = (fd: number, op: number) => { ok: true } | { ok: false; errno: number };
 
-let flock: (() => Flock) | null = null;
+let flock: (() => Flock | null) | null = null;
 
 /**
  * How to call flock(2) from now on. The executable's entry point provides it through the
@@ -11,8 +11,17 @@ let flock: (() => Flock) | null = null;
  * `bpfd list`, never needs otherwise); it is looked up on first use.
  */
 export function useFlock(get: () => Flock): void {
-  let cached: Flock | null = null;
-  flock = () => (cached ??= get());
+  let cached: Flock | null | undefined;
+  flock = () => {
+    if (cached === undefined) {
+      try {
+        cached = get();
+      } catch {
+        cached = null; // no FFI here after all: go on without the lock, as holdExclusive promises
+      }
+    }
+    return cached;
+  };
 }
 
 const LOCK_EX = 2;
