@@ -149,6 +149,21 @@ function shareSocket(path: string, group: string | null): void {
 }
 
 /**
+ * Who holds a socket's lock file. The holder writes its pid just after it takes the lock: a
+ * service started at the same moment may read the file in between, so it looks again for a
+ * little while before it settles for "another process".
+ */
+function holderOf(lockPath: string): string {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; i < 50; i++) {
+    const text = readFileSync(lockPath, 'utf8').trim();
+    if (text) return text;
+    Atomics.wait(pause, 0, 0, 2);
+  }
+  return 'another process';
+}
+
+/**
  * One service per socket path: a lock file beside it, held while serving. A second service
  * says who holds it instead of stealing the path; a socket left by a service that died is
  * removed, since its lock died with it.
@@ -162,7 +177,7 @@ function claimSocketPath(path: string): { release(): void } {
     throw failed(`cannot open ${lockPath}: ${(e as Error).message}`, ['run bpfd system service as root, or give an address in a directory it may write']);
   }
   if (!tryLockExclusive(fd)) {
-    const holder = readFileSync(lockPath, 'utf8').trim() || 'another process';
+    const holder = holderOf(lockPath);
     closeSync(fd);
     throw failed(`another bpfd service already serves unix://${path} (${holder})`, [
       'use that one, stop it first (systemctl stop bpfd.socket bpfd.service, or kill its pid), or give this one another address',
