@@ -66,8 +66,8 @@ export async function ctxFor(p: Parsed, what: string) {
 }
 
 /**
- * A load consults the policy after reading the object, pulling the image, taking the lock: its
- * module compiles on background threads meanwhile (policy/engine.ts prepareEngine). Once the
+ * A load, attach, detach or unload consults the policy after reading the object, pulling the
+ * image, taking the lock, checking the store against the kernel: its module compiles on background threads meanwhile (policy/engine.ts prepareEngine). Once the
  * context exists, so that the paths are the ones the gate will use (under sudo, BPFD_* overrides
  * have been refused by then).
  */
@@ -246,7 +246,9 @@ export const unloadCommand = bpfdCommand({
     const id = parseId(p.positionals[0]);
     if (goesRemote(p, true)) return (await remote()).remoteUnload(p, id);
     const { unload } = await import('../core/programs.js');
-    await unload(await ctxFor(p, `bpfd unload ${id}`), id);
+    const ctx = await ctxFor(p, `bpfd unload ${id}`);
+    await startPolicyCompile(ctx.paths);
+    await unload(ctx, id);
   },
 });
 
@@ -262,7 +264,9 @@ export const attachCommand = bpfdCommand({
       view = await (await remote()).remoteAttach(p, id, attachFrom(p, true)!);
     } else {
       const { attach } = await import('../core/programs.js');
-      view = await attach(await ctxFor(p, `bpfd attach ${id}`), id, attachFrom(p, true)!);
+      const ctx = await ctxFor(p, `bpfd attach ${id}`);
+      await startPolicyCompile(ctx.paths);
+      view = await attach(ctx, id, attachFrom(p, true)!);
     }
     if (isJson(p)) printJson(view);
     else writeOut(programDetail(view));
@@ -278,7 +282,9 @@ export const detachCommand = bpfdCommand({
     const id = parseId(p.positionals[0], 'LINK_ID');
     if (goesRemote(p, true)) return (await remote()).remoteDetach(p, id);
     const { detach } = await import('../core/programs.js');
-    await detach(await ctxFor(p, `bpfd detach ${id}`), id);
+    const ctx = await ctxFor(p, `bpfd detach ${id}`);
+    await startPolicyCompile(ctx.paths);
+    await detach(ctx, id);
   },
 });
 
