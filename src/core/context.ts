@@ -3,7 +3,7 @@ import { passwdEntry } from '../base/accounts.js';
 import { resolvePaths, type Paths } from '../base/paths.js';
 import { busy, failed } from '../base/errors.js';
 import type { HostLock } from './lock.js';
-import { nowMs, record, timedSync } from '../base/timings.js';
+import { mark, nowMs, record, timedSync } from '../base/timings.js';
 import { bootIdOverride } from '../base/test-hooks.js';
 import type { Store } from '../state/store.js';
 import { openStore } from './store-open.js';
@@ -87,6 +87,7 @@ export function createContext(opts: { subject?: Subject; lockTimeoutMs?: number;
       const lock = acquireHostLock(paths.runtimeDir, timeoutMs, ctx.what);
       if (!lock) return null;
       held = lock;
+      mark('lock taken');
       const since = nowMs();
       try {
         return { value: await fn() };

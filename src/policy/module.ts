@@ -3,7 +3,7 @@ import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { addFuel, FUEL_GET_EXPORT, FUEL_SET_EXPORT, LEGACY_FUEL_EXPORT, WasmRewriteError } from './wasm-fuel.js';
 import { sha256Hex } from '../base/sha256.js';
 import { dataDepthProblem, dataFileProblem } from './data-limits.js';
-import { timed, timedSync } from '../base/timings.js';
+import { mark, timed, timedSync } from '../base/timings.js';
 
 /**
  * Loading a compiled policy module and its data document. Every way this can go wrong becomes a
@@ -161,6 +161,7 @@ export function prepareModule(path: string): void {
     return;
   }
   early.set(path, { bytes, compiled: WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>).catch(() => null) });
+  mark('policy compile started');
 }
 
 /** The early compile of exactly these bytes, if one was started (it is used once). */

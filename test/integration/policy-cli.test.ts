@@ -105,6 +105,32 @@ describe('policy decides every change, through the real CLI', { skip }, () => {
     assert.doesNotMatch(quiet.stderr, /timings/);
   });
 
+  // The policy module compiles on background threads while a change takes the lock and checks the
+  // store: without the early start its compile runs after the lock, on the command's own time.
+  test('attach, detach and unload start the policy compile before they take the lock (BPFD_TIMINGS=timeline)', () => {
+    const timeline = (...args: string[]) => {
+      const r = spawnSync(BPFD, args, { env: { ...env.env, BPFD_TIMINGS: 'timeline' }, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const line = /^bpfd timeline: (.*)$/m.exec(r.stderr)?.[1] ?? '';
+      const at = (name: string) => Number(new RegExp(`(?:^|, )${name} @([0-9.]+)`).exec(line)?.[1] ?? NaN);
+      assert.ok(at('policy compile started') < at('lock taken'), `${args[0]}: the compile starts before the lock is taken: ${line}`);
+      return r.stdout;
+    };
+    const loaded = env.run('load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', '-o', 'json');
+    assert.equal(loaded.status, 0, loaded.stderr);
+    const id = String(JSON.parse(loaded.stdout).id);
+    let unloaded = false;
+    try {
+      const attached = JSON.parse(timeline('attach', id, ...attachArgs(), '--priority', '45', '-o', 'json'));
+      timeline('detach', String(attached.links[0].id));
+      timeline('unload', id);
+      unloaded = true;
+    } finally {
+      if (!unloaded) env.run('unload', id); // the next tests share the interface
+    }
+    assert.doesNotMatch(env.run('list', '-o', 'json').stdout, new RegExp(`"id": ${id}\\b`));
+  });
+
   // bench/cli.ts takes a load's kernel time from these spans of the same process
   test("BPFD_TIMINGS=1 of a real attach splits out the kernel's prog-load and link syscalls", () => {
     const args = ['load', 'file', '--path', fixture('xdp_pass.o'), '--name', 'xdp_pass', ...attachArgs(), '--priority', '40', '-o', 'json'];
