@@ -4,6 +4,7 @@ import { dryRunText, pendingTable, printJson, programDetail, programsTable, tabl
 import { parseXdpAttach } from '../core/attach-options.js';
 import { failed, invalidInput } from '../base/errors.js';
 import type { Paths } from '../base/paths.js';
+import type { Context } from '../core/context.js';
 import type { ProgramType } from '../state/records.js';
 import type { KernelOnlyProgram } from '../core/kernel-programs.js';
 import type { PendingView, ProgramView } from '../core/view.js';
@@ -75,6 +76,13 @@ export async function startPolicyCompile(paths: Pick<Paths, 'policy' | 'policyDa
   (await import('../policy/engine.js')).prepareEngine(paths);
 }
 
+/** The context of a change the policy decides, its module already compiling. */
+async function changeContext(p: Parsed, what: string): Promise<Context> {
+  const ctx = await ctxFor(p, what);
+  await startPolicyCompile(ctx.paths);
+  return ctx;
+}
+
 const isJson = (p: Parsed) => p.values.output === 'json';
 
 function attachFrom(p: Parsed, required: boolean) {
@@ -141,8 +149,7 @@ const loadFile = bpfdCommand({
       return printLoaded(p, view);
     }
     const { loadFile: load } = await import('../core/programs.js');
-    const ctx = await ctxFor(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
-    await startPolicyCompile(ctx.paths);
+    const ctx = await changeContext(p, `bpfd load file --path ${v.path as string} --name ${v.name as string}`);
     const view = await load(ctx, {
       path: v.path as string,
       ...loadRequestOf(p),
@@ -246,9 +253,7 @@ export const unloadCommand = bpfdCommand({
     const id = parseId(p.positionals[0]);
     if (goesRemote(p, true)) return (await remote()).remoteUnload(p, id);
     const { unload } = await import('../core/programs.js');
-    const ctx = await ctxFor(p, `bpfd unload ${id}`);
-    await startPolicyCompile(ctx.paths);
-    await unload(ctx, id);
+    await unload(await changeContext(p, `bpfd unload ${id}`), id);
   },
 });
 
@@ -264,9 +269,7 @@ export const attachCommand = bpfdCommand({
       view = await (await remote()).remoteAttach(p, id, attachFrom(p, true)!);
     } else {
       const { attach } = await import('../core/programs.js');
-      const ctx = await ctxFor(p, `bpfd attach ${id}`);
-      await startPolicyCompile(ctx.paths);
-      view = await attach(ctx, id, attachFrom(p, true)!);
+      view = await attach(await changeContext(p, `bpfd attach ${id}`), id, attachFrom(p, true)!);
     }
     if (isJson(p)) printJson(view);
     else writeOut(programDetail(view));
@@ -282,9 +285,7 @@ export const detachCommand = bpfdCommand({
     const id = parseId(p.positionals[0], 'LINK_ID');
     if (goesRemote(p, true)) return (await remote()).remoteDetach(p, id);
     const { detach } = await import('../core/programs.js');
-    const ctx = await ctxFor(p, `bpfd detach ${id}`);
-    await startPolicyCompile(ctx.paths);
-    await detach(ctx, id);
+    await detach(await changeContext(p, `bpfd detach ${id}`), id);
   },
 });
 
